@@ -1,0 +1,26 @@
+"""gmp: Geometric Parameterization (GmP) for ReLU networks.
+
+Companion package to Chen & Ge, *Neural Characteristic Activation Analysis and Geometric
+Parameterization for ReLU Networks*, NeurIPS 2024 (arXiv:2305.15912).
+"""
+
+from . import geometry
+from .convert import ConversionError, convert, revert
+from .geometry import angles, metric_diagonal, unit_vector
+from .nn import GmPConv2d, GmPLinear, InputMeanNorm, MeanOnlyBatchNorm
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConversionError",
+    "GmPConv2d",
+    "GmPLinear",
+    "InputMeanNorm",
+    "MeanOnlyBatchNorm",
+    "angles",
+    "convert",
+    "geometry",
+    "metric_diagonal",
+    "revert",
+    "unit_vector",
+]

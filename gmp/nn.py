@@ -1,0 +1,294 @@
+"""GmP layers, input mean normalization, and mean-only batch normalization.
+
+A GmP unit (Chen & Ge 2024, Eq. 11; NOTES.md Sec. 4) computes ``r · ReLU(u(θ)ᵀx + λ)``.
+For ``r > 0`` this equals ``ReLU((r·u(θ))ᵀx + r·λ)``, so every layer here materialises
+
+    weight = r · u(θ),    bias = r · λ
+
+once per forward and calls the ordinary linear / convolution kernel. Function and gradients
+equal the paper's form for ReLU (any positively homogeneous activation) whenever ``r > 0``.
+
+Parameters of a layer with ``m`` units and fan-in ``n``:
+    theta: ``(m, n-1)`` angles,  lam: ``(m,)`` signed offsets,  r: ``(m,)`` radii.
+For ``n = 1`` there are no angles: each unit's direction ``±1`` is drawn at initialization
+and kept in the buffer ``direction`` (it is not trained).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .geometry import angles, unit_vector
+
+__all__ = ["GmPLinear", "GmPConv2d", "InputMeanNorm", "MeanOnlyBatchNorm"]
+
+Init = Literal["sphere", "glorot"]
+_INITS = ("sphere", "glorot")
+
+
+class _GmPMixin:
+    """Shared parameter logic of GmP layers: weight of shape ``(m, *fan_shape)``."""
+
+    theta: nn.Parameter
+    r: nn.Parameter
+    lam: nn.Parameter | None
+    direction: Tensor
+    _fan_shape: tuple[int, ...]
+
+    @property
+    def fan_in(self) -> int:
+        return math.prod(self._fan_shape)
+
+    def _init_gmp(self, out_units: int, fan_shape: tuple[int, ...], bias: bool, init: str,
+                  factory: dict) -> None:
+        if init not in _INITS:
+            raise ValueError(f"unknown init {init!r}; expected one of {_INITS}")
+        self._fan_shape = tuple(fan_shape)
+        n = self.fan_in
+        if n < 1:
+            raise ValueError(f"fan-in must be >= 1, got {n}")
+        self.theta = nn.Parameter(torch.empty(out_units, n - 1, **factory))
+        self.r = nn.Parameter(torch.empty(out_units, **factory))
+        if bias:
+            self.lam = nn.Parameter(torch.empty(out_units, **factory))
+        else:
+            self.register_parameter("lam", None)
+        self.register_buffer("direction", torch.ones(out_units, 1, **factory))
+        self.init = init
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """``sphere``: direction uniform on S^{n-1}, λ = 0, r = 1 (Remark 3.5).
+        ``glorot``: Glorot-uniform weights converted to (θ, r), λ = 0 (the authors' code)."""
+        m, n = self.theta.shape[0], self.fan_in
+        if self.init == "sphere":
+            w = torch.randn(m, n, dtype=torch.float64)
+            theta, norm = angles(w)
+            self.r.fill_(1.0)
+        else:
+            fan_out = m * (self.fan_in // self._fan_shape[0]) if len(self._fan_shape) > 1 else m
+            bound = math.sqrt(6.0 / (n + fan_out))
+            w = torch.empty(m, n, dtype=torch.float64).uniform_(-bound, bound)
+            theta, norm = angles(w)
+            self.r.copy_(norm)
+        self.theta.copy_(theta)
+        if n == 1:
+            self.direction.copy_(torch.where(w >= 0, 1.0, -1.0))
+        if self.lam is not None:
+            self.lam.zero_()
+
+    def unit_directions(self) -> Tensor:
+        """Unit direction of every unit, ``(m, n)``."""
+        if self.fan_in == 1:
+            return self.direction
+        return unit_vector(self.theta)
+
+    def weight_and_bias(self) -> tuple[Tensor, Tensor | None]:
+        """``weight = r·u(θ)`` with shape ``(m, *fan_shape)`` and ``bias = r·λ`` (or None)."""
+        w = (self.r.unsqueeze(-1) * self.unit_directions()).view(-1, *self._fan_shape)
+        b = self.r * self.lam if self.lam is not None else None
+        return w, b
+
+    @torch.no_grad()
+    def _load_from_weight(self, weight: Tensor, bias: Tensor | None, name: str) -> None:
+        w = weight.detach().reshape(weight.shape[0], -1).to(torch.float64)
+        if not torch.isfinite(w).all() or (bias is not None and not torch.isfinite(bias).all()):
+            raise ValueError(f"{name}: cannot convert non-finite weights or bias")
+        theta, norm = angles(w)
+        zero = norm == 0
+        if bias is not None and bool((zero & (bias.detach().to(torch.float64) != 0)).any()):
+            rows = torch.nonzero(zero).flatten().tolist()
+            raise ValueError(
+                f"{name}: units {rows[:10]} have a zero weight vector but a non-zero bias; "
+                "ReLU(b) is a constant GmP cannot represent with r = ‖w‖ = 0")
+        self.theta.copy_(theta)
+        self.r.copy_(norm)
+        if self.fan_in == 1:
+            self.direction.copy_(torch.where(w >= 0, 1.0, -1.0))
+        if self.lam is not None:
+            b = bias.detach().to(torch.float64) if bias is not None else torch.zeros_like(norm)
+            self.lam.copy_(torch.where(zero, torch.zeros_like(b), b / norm.where(~zero, 1.0)))
+
+    def extra_gmp_repr(self) -> str:
+        return f"init={self.init!r}"
+
+
+class GmPLinear(_GmPMixin, nn.Module):
+    """Drop-in replacement for :class:`torch.nn.Linear` under Geometric Parameterization.
+
+    Input ``(*, in_features)``, output ``(*, out_features)``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 init: Init = "sphere", device=None, dtype=None) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self._init_gmp(out_features, (in_features,), bias, init, {"device": device, "dtype": dtype})
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"GmPLinear expected input with {self.in_features} features in the "
+                             f"last dimension, got shape {tuple(x.shape)}")
+        w, b = self.weight_and_bias()
+        return F.linear(x, w, b)
+
+    @classmethod
+    def from_linear(cls, m: nn.Linear, init: Init = "sphere") -> GmPLinear:
+        """Exact conversion: ``r = ‖w‖``, ``θ = angles(w)``, ``λ = b/‖w‖``."""
+        out = cls(m.in_features, m.out_features, bias=m.bias is not None, init=init,
+                  device=m.weight.device, dtype=m.weight.dtype)
+        out._load_from_weight(m.weight, m.bias, "GmPLinear.from_linear")
+        return out
+
+    def to_linear(self) -> nn.Linear:
+        """The plain :class:`nn.Linear` computing the same function (zero overhead)."""
+        w, b = self.weight_and_bias()
+        lin = nn.Linear(self.in_features, self.out_features, bias=b is not None,
+                        device=w.device, dtype=w.dtype)
+        with torch.no_grad():
+            lin.weight.copy_(w)
+            if b is not None:
+                lin.bias.copy_(b)
+        return lin
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.lam is not None}, {self.extra_gmp_repr()}")
+
+
+class GmPConv2d(_GmPMixin, nn.Conv2d):
+    """Drop-in replacement for :class:`torch.nn.Conv2d` under Geometric Parameterization.
+
+    Every ``nn.Conv2d`` option is supported (stride, padding incl. ``"same"``, dilation,
+    groups, padding_mode). Each output channel is one unit whose fan-in is
+    ``in_channels/groups · kh · kw``. Input ``(N, C_in, H, W)``, output ``(N, C_out, H', W')``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
+                 init: Init = "sphere", device=None, dtype=None) -> None:
+        # nn.Conv2d validates every option and computes padding bookkeeping; its own
+        # weight/bias are removed right after and replaced by (θ, λ, r).
+        nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride, padding,
+                           dilation, groups, bias, padding_mode, device=device, dtype=dtype)
+        del self.weight
+        del self.bias
+        fan_shape = (in_channels // groups, *self.kernel_size)
+        self._init_gmp(out_channels, fan_shape, bias, init, {"device": device, "dtype": dtype})
+
+    def reset_parameters(self) -> None:  # called by nn.Conv2d.__init__ before θ exists
+        if hasattr(self, "theta"):
+            _GmPMixin.reset_parameters(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() not in (3, 4) or x.shape[-3] != self.in_channels:
+            raise ValueError(f"GmPConv2d expected input (N, {self.in_channels}, H, W), "
+                             f"got shape {tuple(x.shape)}")
+        w, b = self.weight_and_bias()
+        return self._conv_forward(x, w, b)
+
+    @classmethod
+    def from_conv(cls, m: nn.Conv2d, init: Init = "sphere") -> GmPConv2d:
+        """Exact conversion of an ``nn.Conv2d`` (all options carried over)."""
+        out = cls(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
+                  m.dilation, m.groups, m.bias is not None, m.padding_mode, init=init,
+                  device=m.weight.device, dtype=m.weight.dtype)
+        out._load_from_weight(m.weight, m.bias, "GmPConv2d.from_conv")
+        return out
+
+    def to_conv(self) -> nn.Conv2d:
+        """The plain :class:`nn.Conv2d` computing the same function (zero overhead)."""
+        w, b = self.weight_and_bias()
+        conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride,
+                         self.padding, self.dilation, self.groups, b is not None,
+                         self.padding_mode, device=w.device, dtype=w.dtype)
+        with torch.no_grad():
+            conv.weight.copy_(w)
+            if b is not None:
+                conv.bias.copy_(b)
+        return conv
+
+    def extra_repr(self) -> str:
+        s = ("{in_channels}, {out_channels}, kernel_size={kernel_size}, stride={stride}"
+             .format(**self.__dict__))
+        if self.padding != (0,) * len(self.padding):
+            s += f", padding={self.padding}"
+        if self.dilation != (1,) * len(self.dilation):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.lam is None:
+            s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode!r}"
+        return s + ", " + self.extra_gmp_repr()
+
+
+class _RunningMean(nn.Module):
+    """Subtract a per-feature mean: the batch mean in training, a running mean in eval.
+
+    Features are axis 1 of ``(N, C)`` or ``(N, C, H, W)`` input (any trailing dims).
+    Under ``torch.distributed`` the batch mean is averaged over processes (equal batch sizes
+    assumed, as DistributedSampler gives), so every rank keeps identical running means.
+    """
+
+    def __init__(self, num_features: int, momentum: float = 0.1, device=None, dtype=None):
+        super().__init__()
+        if not 0.0 < momentum <= 1.0:
+            raise ValueError(f"momentum must be in (0, 1], got {momentum}")
+        self.num_features, self.momentum = num_features, momentum
+        self.register_buffer("running_mean", torch.zeros(num_features, device=device, dtype=dtype))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device))
+
+    def _centre(self, x: Tensor) -> Tensor:
+        if x.dim() < 2 or x.shape[1] != self.num_features:
+            raise ValueError(f"{type(self).__name__} expected input (N, {self.num_features}, ...), "
+                             f"got shape {tuple(x.shape)}")
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        if self.training:
+            dims = [0] + list(range(2, x.dim()))
+            mean = x.mean(dim=dims)
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                mean = _all_reduce_mean(mean)
+            with torch.no_grad():
+                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), self.momentum)
+                self.num_batches_tracked.add_(1)
+        else:
+            mean = self.running_mean
+        return x - mean.view(shape).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, momentum={self.momentum}"
+
+
+def _all_reduce_mean(t: Tensor) -> Tensor:
+    """Differentiable mean of ``t`` over all processes."""
+    from torch.distributed.nn.functional import all_reduce
+
+    return all_reduce(t) / torch.distributed.get_world_size()
+
+
+class InputMeanNorm(_RunningMean):
+    """IMN (Remark 3.6): ``x̃ = x - E_batch[x]``, parameter-free; running mean in eval."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._centre(x)
+
+
+class MeanOnlyBatchNorm(_RunningMean):
+    """MBN (Salimans & Kingma 2016): subtract the batch mean of the pre-activation, add a
+    learned bias; running mean in eval. Used with weight normalization."""
+
+    def __init__(self, num_features: int, momentum: float = 0.1, device=None, dtype=None):
+        super().__init__(num_features, momentum, device, dtype)
+        self.bias = nn.Parameter(torch.zeros(num_features, device=device, dtype=dtype))
+
+    def forward(self, x: Tensor) -> Tensor:
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return self._centre(x) + self.bias.view(shape)
