@@ -11,6 +11,19 @@ from .nn import GmPConv2d, GmPLinear, InputMeanNorm, MeanOnlyBatchNorm
 
 __version__ = "0.1.0"
 
+# Submodules with heavier imports (sympy, matplotlib, torchvision) load on first access:
+# ``gmp.cab``, ``gmp.symbolic``, ``gmp.baselines``, ``gmp.data``, ``gmp.models``, ...
+_LAZY = ("baselines", "cab", "data", "experiments", "models", "overhead", "perturbation",
+         "plotting", "symbolic", "train")
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
     "ConversionError",
     "GmPConv2d",
