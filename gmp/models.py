@@ -1,0 +1,259 @@
+"""The convolutional networks of the paper's ImageNet experiments, under every parameterization.
+
+Two architectures (Chen & Ge 2024, Sec. 4.2; NOTES.md Sec. 5):
+
+- ``vgg6`` (Table 2, ImageNet32): conv3×3 128, 128, maxpool; 256, 256, maxpool; 512, 512,
+  maxpool; global average pool; linear. "Same" padding, ReLU after every conv.
+- ``resnet18`` (Table 3, ImageNet): He et al. (2016), built from torchvision's
+  :class:`~torchvision.models.resnet.BasicBlock`. At ``width=1`` the ``bn`` variant has the
+  same modules, parameter names and shapes as ``torchvision.models.resnet18``.
+
+Six parameterizations (``param``), applied to every conv and to the classifier:
+
+===========  ==================================================================================
+``sp``       ``nn.Conv2d`` / ``nn.Linear`` with bias
+``wn``       torch's ``weight_norm`` parametrization on the same layers
+``wn_mbn``   ``weight_norm`` conv without bias, then :class:`~gmp.nn.MeanOnlyBatchNorm`
+``bn``       conv without bias, then ``nn.BatchNorm2d`` (classifier: plain ``nn.Linear``)
+``gmp``      :class:`~gmp.nn.GmPConv2d` / :class:`~gmp.nn.GmPLinear`
+``gmp_imn``  GmP layers, each after the first preceded by :class:`~gmp.nn.InputMeanNorm`
+===========  ==================================================================================
+
+Where the normalizers sit (the invariant every builder below keeps):
+
+- MBN and BN act on a conv's **output** (the pre-activation), before the ReLU and, in a
+  residual block, before the addition — exactly where torchvision puts BatchNorm. The
+  classifier of ``wn``/``wn_mbn`` is a weight-normalized linear layer without MBN: it has no
+  ReLU after it, so there is no activation boundary to stabilise.
+- IMN acts on a GmP layer's **input** (Remark 3.6): it re-centres the features a GmP unit
+  sees, so the unit's boundary, which passes at distance ``|λ|`` from the origin, sits near
+  the data. The first layer gets none (the images are already mean-subtracted by the data
+  pipeline). In a ResNet BasicBlock that means IMN before ``conv1`` (the block input, the
+  output of the previous block's ReLU), before ``conv2`` (after ``relu(conv1(x))``) and
+  before the 1×1 ``downsample`` conv (the same block input; its IMN keeps its own running
+  mean, identical to conv1's, so the torchvision block structure is unchanged). The
+  identity shortcut carries the un-centred input: it has no weights, hence no boundary.
+  IMN also precedes the classifier (after global average pooling of ReLU features).
+
+``width`` scales every channel count (tests use tiny widths; the paper's nets have 1.0).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import weight_norm
+
+from .nn import GmPConv2d, GmPLinear, InputMeanNorm, MeanOnlyBatchNorm
+
+__all__ = ["ARCHS", "PARAMS", "PAPER_PARAMS", "VGG6", "build_model", "check_param",
+           "count_parameters", "resnet18", "vgg6"]
+
+ARCHS: tuple[str, ...] = ("vgg6", "resnet18")
+PARAMS: tuple[str, ...] = ("sp", "wn", "wn_mbn", "bn", "gmp", "gmp_imn")
+#: The variants each table of the paper reports.
+PAPER_PARAMS: dict[str, tuple[str, ...]] = {"vgg6": PARAMS, "resnet18": ("bn", "wn_mbn", "gmp_imn")}
+
+
+def check_param(param: str) -> str:
+    """Return ``param`` lower-cased, or raise a ValueError naming the valid choices."""
+    p = str(param).lower()
+    if p not in PARAMS:
+        raise ValueError(f"unknown parameterization {param!r}; expected one of {PARAMS}")
+    return p
+
+
+def _scaled(channels: int, width: float) -> int:
+    return max(1, int(round(channels * width)))
+
+
+# --------------------------------------------------------------------------------------------
+# Layer factories: one place decides what a conv / classifier is under each parameterization.
+# --------------------------------------------------------------------------------------------
+
+def conv(param: str, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+         padding: int | str = 0, *, first: bool = False) -> nn.Module:
+    """A conv producing a pre-activation ``(N, C_in, H, W) -> (N, C_out, H', W')`` under
+    ``param``, including the normalizer that belongs to it (see the module docstring).
+
+    ``first``: the network's first layer (no IMN before it)."""
+    p = check_param(param)
+    args = (in_channels, out_channels, kernel_size, stride, padding)
+    if p == "sp":
+        return nn.Conv2d(*args, bias=True)
+    if p == "wn":
+        return weight_norm(nn.Conv2d(*args, bias=True))
+    if p == "wn_mbn":
+        return nn.Sequential(weight_norm(nn.Conv2d(*args, bias=False)),
+                             MeanOnlyBatchNorm(out_channels))
+    if p == "bn":
+        return nn.Sequential(nn.Conv2d(*args, bias=False), nn.BatchNorm2d(out_channels))
+    layer = GmPConv2d(*args, bias=True)
+    if p == "gmp_imn" and not first:
+        return nn.Sequential(InputMeanNorm(in_channels), layer)
+    return layer
+
+
+def classifier(param: str, in_features: int, num_classes: int) -> nn.Module:
+    """The final linear layer ``(N, in_features) -> (N, num_classes)`` under ``param``."""
+    p = check_param(param)
+    if p in ("sp", "bn"):
+        return nn.Linear(in_features, num_classes)
+    if p in ("wn", "wn_mbn"):
+        return weight_norm(nn.Linear(in_features, num_classes))
+    layer = GmPLinear(in_features, num_classes)
+    return nn.Sequential(InputMeanNorm(in_features), layer) if p == "gmp_imn" else layer
+
+
+# --------------------------------------------------------------------------------------------
+# VGG-6
+# --------------------------------------------------------------------------------------------
+
+class VGG6(nn.Module):
+    """VGG-6 for 32×32 inputs: ``(N, 3, H, W) -> (N, num_classes)`` logits.
+
+    Three stages of two 3×3 "same" convs + ReLU, each followed by 2×2 max pooling; then
+    global average pooling and a linear classifier. Any ``H, W`` divisible by 8 works.
+    """
+
+    STAGES: tuple[int, ...] = (128, 256, 512)
+
+    def __init__(self, param: str = "sp", num_classes: int = 1000, width: float = 1.0):
+        super().__init__()
+        self.param = check_param(param)
+        layers: list[nn.Module] = []
+        c_in, first = 3, True
+        for c in self.STAGES:
+            c_out = _scaled(c, width)
+            for _ in range(2):
+                layers += [conv(self.param, c_in, c_out, 3, padding=1, first=first),
+                           nn.ReLU(inplace=True)]
+                c_in, first = c_out, False
+            layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = classifier(self.param, c_in, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def vgg6(param: str = "sp", num_classes: int = 1000, width: float = 1.0) -> VGG6:
+    """VGG-6 of Table 2 under ``param`` (see :class:`VGG6`)."""
+    return VGG6(param, num_classes, width)
+
+
+# --------------------------------------------------------------------------------------------
+# ResNet-18
+# --------------------------------------------------------------------------------------------
+
+def _norm_layer(param: str) -> Callable[[int], nn.Module]:
+    """What torchvision's ``norm_layer`` becomes: BN, MBN, or nothing (``nn.Identity``)."""
+    if param == "bn":
+        return nn.BatchNorm2d
+    if param == "wn_mbn":
+        return MeanOnlyBatchNorm
+    return nn.Identity
+
+
+def _resnet_skeleton(param: str, num_classes: int, width: float) -> nn.Module:
+    """ResNet-18 with plain bias-free ``nn.Conv2d`` layers and ``param``'s norm layer,
+    initialised as torchvision does (He-normal, fan-out)."""
+    from torchvision.models.resnet import BasicBlock, ResNet
+
+    norm = _norm_layer(param)
+    if width == 1.0:
+        net = ResNet(BasicBlock, [2, 2, 2, 2], num_classes=num_classes, norm_layer=norm)
+    else:  # same structure, every channel count scaled
+        net = ResNet.__new__(ResNet)
+        nn.Module.__init__(net)
+        planes = [_scaled(c, width) for c in (64, 128, 256, 512)]
+        net._norm_layer, net.dilation, net.groups, net.base_width = norm, 1, 1, 64
+        net.inplanes = planes[0]
+        net.conv1 = nn.Conv2d(3, planes[0], 7, 2, 3, bias=False)
+        net.bn1 = norm(planes[0])
+        net.relu = nn.ReLU(inplace=True)
+        net.maxpool = nn.MaxPool2d(3, 2, 1)
+        net.layer1 = net._make_layer(BasicBlock, planes[0], 2)
+        net.layer2 = net._make_layer(BasicBlock, planes[1], 2, stride=2)
+        net.layer3 = net._make_layer(BasicBlock, planes[2], 2, stride=2)
+        net.layer4 = net._make_layer(BasicBlock, planes[3], 2, stride=2)
+        net.avgpool = nn.AdaptiveAvgPool2d(1)
+        net.fc = nn.Linear(planes[3], num_classes)
+        for m in net.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    return net
+
+
+def _swap_layers(net: nn.Module, param: str) -> None:
+    """Replace every ``nn.Conv2d`` and the ``fc`` of a ResNet skeleton by ``param``'s layer.
+
+    SP/WN convs keep the skeleton's He-normal weights (WN: ``g = ‖v‖`` at first, so the
+    function is unchanged) and gain a zero bias; GmP layers are freshly initialised as in
+    Remark 3.5 (direction uniform on the sphere, λ = 0, r = 1). ``bn`` and ``wn_mbn``
+    convs stay bias-free: the norm layer that follows supplies the bias.
+    """
+    if param == "bn":
+        return
+    first = True
+    for parent in list(net.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Conv2d:
+                k, s, pad = child.kernel_size[0], child.stride[0], child.padding[0]
+                if param in ("sp", "wn", "wn_mbn"):
+                    new = nn.Conv2d(child.in_channels, child.out_channels, k, s, pad,
+                                    bias=param != "wn_mbn")
+                    with torch.no_grad():
+                        new.weight.copy_(child.weight)
+                        if new.bias is not None:
+                            new.bias.zero_()
+                    new = new if param == "sp" else weight_norm(new)
+                else:
+                    new = conv(param, child.in_channels, child.out_channels, k, s, pad,
+                               first=first)
+                setattr(parent, name, new)
+                first = False
+    net.fc = classifier(param, net.fc.in_features, net.fc.out_features)
+
+
+def resnet18(param: str = "bn", num_classes: int = 1000, width: float = 1.0) -> nn.Module:
+    """ResNet-18 of Table 3 under ``param``: ``(N, 3, H, W) -> (N, num_classes)`` logits.
+
+    The ``bn`` variant is torchvision's ResNet-18 (``zero_init_residual=False``). Where MBN
+    and IMN sit in a residual block is described in the module docstring.
+    """
+    p = check_param(param)
+    net = _resnet_skeleton(p, num_classes, width)
+    _swap_layers(net, p)
+    net.param = p
+    return net
+
+
+_BUILDERS: dict[str, Callable[..., nn.Module]] = {"vgg6": vgg6, "resnet18": resnet18}
+
+
+def build_model(arch: str, param: str, num_classes: int = 1000, width: float = 1.0) -> nn.Module:
+    """Build ``arch`` (one of :data:`ARCHS`) under ``param`` (one of :data:`PARAMS`).
+
+    Raises:
+        ValueError: unknown architecture or parameterization, ``num_classes < 1`` or
+            ``width <= 0``.
+    """
+    a = str(arch).lower()
+    if a not in _BUILDERS:
+        raise ValueError(f"unknown architecture {arch!r}; expected one of {ARCHS}")
+    p = check_param(param)
+    if int(num_classes) < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    if not (math.isfinite(width) and width > 0):
+        raise ValueError(f"width must be a positive number, got {width}")
+    return _BUILDERS[a](p, int(num_classes), float(width))
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable scalars (for GmP: θ, λ and r of every unit)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

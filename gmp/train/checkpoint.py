@@ -1,0 +1,87 @@
+"""Atomic checkpoints and random-number-generator state.
+
+A checkpoint is written to a temporary file in the same folder, flushed to disk, then
+renamed over the old one with :func:`os.replace` (atomic on POSIX and Windows): a run killed
+while saving leaves the previous checkpoint intact, never a truncated one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["FORMAT", "atomic_copy", "atomic_save", "get_rng_state", "load", "set_rng_state"]
+
+FORMAT = 1
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save(obj, path)`` through a temporary file and ``os.replace``."""
+    _atomic_write(Path(path), lambda f: torch.save(obj, f))
+
+
+def atomic_copy(src: str | Path, dst: str | Path) -> None:
+    """Copy ``src`` to ``dst`` atomically."""
+    def write(f):
+        with open(src, "rb") as s:
+            shutil.copyfileobj(s, f, length=1 << 24)
+    _atomic_write(Path(dst), write)
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint onto the CPU (``weights_only``: no code runs on load)."""
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise RuntimeError(f"cannot read checkpoint {str(path)!r}: {type(e).__name__}: {e}") from e
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise RuntimeError(f"{str(path)!r} is not a gmp-train checkpoint (format {FORMAT})")
+    return ckpt
+
+
+def get_rng_state(device: torch.device) -> dict[str, Any]:
+    """Python, NumPy, torch CPU (and current CUDA device) generator states, as tensors/ints."""
+    np_state = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    state: dict[str, Any] = {
+        "python": [version, torch.tensor(internal, dtype=torch.int64), gauss],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)),
+                  int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "torch": torch.get_rng_state(),
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(int(v) for v in internal.tolist()), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)

@@ -1,0 +1,519 @@
+"""The training loop of ``gmp-train``: one process, or DDP under ``torchrun``.
+
+What one run writes into its folder ``--out`` (rank 0 only):
+
+- ``config.json``   the resolved configuration (every default filled in);
+- ``checkpoint.pt`` the state after the last completed epoch (model, optimizer, scheduler,
+  epoch, best accuracy, the generator states of every rank), rewritten atomically;
+- ``best.pt``       the checkpoint of the epoch with the best validation top-1;
+- ``metrics.csv``   one row per epoch: learning rate, loss, top-1, top-5 (train and val),
+  images/s; ``tb/`` the same (and per-step training loss) for TensorBoard;
+- ``summary.json``  command, git revision, date, hardware, final and best metrics; also
+  copied to ``--results-dir`` when given (this is what the book's chapters read).
+
+Resuming (``--resume``) restarts after the last completed epoch. The data order and the
+augmentation of an epoch are functions of ``(seed, epoch)`` only, and the generator states
+are restored, so on CPU a resumed run reproduces an uninterrupted one bit for bit (on GPUs,
+up to the non-determinism of cuDNN kernels).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ..models import build_model, count_parameters
+from . import checkpoint as ckpt_io
+from .config import ConfigError, TrainConfig, resume_mismatches
+from .distributed import (
+    DistContext,
+    all_reduce_sum,
+    broadcast_buffers,
+    max_param_difference,
+    setup,
+    teardown,
+)
+
+__all__ = ["TrainResult", "decay_groups", "train", "accuracy_counts"]
+
+CSV_FIELDS = ("epoch", "lr", "train_loss", "train_top1", "train_top5", "train_images",
+              "val_loss", "val_top1", "val_top5", "val_images", "images_per_s",
+              "epoch_time_s", "gpu_mem_gib", "max_rank_param_diff")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the trained (unwrapped) model and the per-epoch rows."""
+
+    model: nn.Module
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_top1: float = float("nan")
+    out: Path | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# small pieces
+# --------------------------------------------------------------------------------------------
+
+_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+_NO_DECAY_NAMES = ("bias", "theta", "lam")
+
+
+def decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """SGD parameter groups: decay on scale-carrying parameters only (see config docstring).
+
+    Decayed: ``weight`` of convs/linears, WN's ``original0`` (g) and ``original1`` (v), GmP's
+    ``r``. Not decayed: biases, GmP ``theta``/``lam``, and every parameter of a norm layer.
+    """
+    decay, no_decay = [], []
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad:
+                continue
+            if isinstance(module, _NORM_TYPES) or name in _NO_DECAY_NAMES:
+                no_decay.append(p)
+            else:
+                decay.append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+def accuracy_counts(logits: Tensor, target: Tensor, k: int = 5) -> tuple[Tensor, Tensor]:
+    """Number of top-1 and top-``k`` hits in a batch (``k`` capped at the class count)."""
+    k = min(k, logits.shape[1])
+    top = logits.topk(k, dim=1).indices
+    hits = top == target.unsqueeze(1)
+    return hits[:, 0].sum(), hits.any(dim=1).sum()
+
+
+def _git_revision() -> dict[str, Any]:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                                "--untracked-files=no"], capture_output=True, text=True,
+                               timeout=10, check=True).stdout.strip() != ""
+        return {"revision": rev, "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"revision": "unknown", "dirty": None}
+
+
+def _hardware(ctx: DistContext) -> dict[str, Any]:
+    hw: dict[str, Any] = {"device": ctx.device.type, "processes": ctx.world_size,
+                          "cpu": platform.processor() or platform.machine(),
+                          "cpu_count": os.cpu_count(), "torch": torch.__version__,
+                          "python": platform.python_version()}
+    if ctx.device.type == "cuda":
+        props = torch.cuda.get_device_properties(ctx.device)
+        hw.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
+                  cuda=torch.version.cuda)
+    return hw
+
+
+def _log(ctx: DistContext, msg: str) -> None:
+    if ctx.is_main:
+        print(msg, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------------
+
+class _Data:
+    """Uniform view of the two data pipelines: ``set_epoch``, ``train_batches``,
+    ``val_batches`` (each yields ``(x, y)`` on the training device), step counts."""
+
+    n_train_steps: int
+    n_val_batches: int
+    val_size: int
+    num_classes: int
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+    def train_batches(self) -> Iterator[tuple[Tensor, Tensor]]: ...
+
+    def val_batches(self) -> Iterator[tuple[Tensor, Tensor]]: ...
+
+
+class _ImageNet32Data(_Data):
+    def __init__(self, cfg: TrainConfig, ctx: DistContext, per_rank: int,
+                 fmt: torch.memory_format) -> None:
+        from ..data.imagenet32 import DeviceLoader, ImageNet32Error, load_imagenet32
+
+        where = ctx.device if cfg.data_on_device else torch.device("cpu")
+        self.device = ctx.device
+        train = load_imagenet32(cfg.data, "train", where, limit=cfg.limit_train)
+        val = load_imagenet32(cfg.data, "val", where, limit=cfg.limit_val)
+        for split, d in (("train", train), ("val", val)):
+            top = int(d.labels.max())
+            if top >= cfg.num_classes:
+                raise ImageNet32Error(f"{split} labels go up to {top + 1} (1-based) but the "
+                                      f"model has --num-classes {cfg.num_classes}")
+        self.train = DeviceLoader(train, per_rank, train=True, rank=ctx.rank,
+                                  world_size=ctx.world_size, seed=cfg.seed, memory_format=fmt,
+                                  max_batches=cfg.max_steps_per_epoch)
+        self.val = DeviceLoader(val, per_rank, train=False, rank=ctx.rank,
+                                world_size=ctx.world_size, memory_format=fmt)
+        self.n_train_steps, self.n_val_batches = len(self.train), len(self.val)
+        self.val_size, self.num_classes = len(val), cfg.num_classes
+
+    def set_epoch(self, epoch: int) -> None:
+        self.train.set_epoch(epoch)
+
+    def _moved(self, it):
+        for x, y in it:
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def train_batches(self):
+        return self._moved(self.train)
+
+    def val_batches(self):
+        return self._moved(self.val)
+
+
+class _ImageNetData(_Data):
+    def __init__(self, cfg: TrainConfig, ctx: DistContext, per_rank: int,
+                 fmt: torch.memory_format) -> None:
+        from ..data.imagenet import build_imagenet_loaders
+
+        self.loaders = build_imagenet_loaders(
+            cfg.data, per_rank, rank=ctx.rank, world_size=ctx.world_size, seed=cfg.seed,
+            workers=cfg.workers, pin_memory=ctx.device.type == "cuda", limit_val=cfg.limit_val,
+            crop=cfg.crop, resize_min=cfg.resize_min, resize_max=cfg.resize_max,
+            val_resize=cfg.val_resize, color_jitter=cfg.color_jitter, lighting=cfg.lighting)
+        if self.loaders.num_classes > cfg.num_classes:
+            raise ConfigError(f"the ImageNet folder has {self.loaders.num_classes} classes but "
+                              f"the model has --num-classes {cfg.num_classes}")
+        self.device, self.fmt, self.max_steps = ctx.device, fmt, cfg.max_steps_per_epoch
+        n = len(self.loaders.train)
+        self.n_train_steps = n if self.max_steps is None else min(n, self.max_steps)
+        self.n_val_batches = len(self.loaders.val)
+        self.val_size = len(self.loaders.val.dataset)  # type: ignore[arg-type]
+        self.num_classes = cfg.num_classes
+
+    def set_epoch(self, epoch: int) -> None:
+        self.loaders.set_epoch(epoch)
+
+    def _moved(self, loader, limit):
+        for i, (x, y) in enumerate(loader):
+            if limit is not None and i >= limit:
+                break
+            yield (x.to(self.device, non_blocking=True).contiguous(memory_format=self.fmt),
+                   y.to(self.device, non_blocking=True))
+
+    def train_batches(self):
+        return self._moved(self.loaders.train, self.max_steps)
+
+    def val_batches(self):
+        return self._moved(self.loaders.val, None)
+
+
+# --------------------------------------------------------------------------------------------
+# logging
+# --------------------------------------------------------------------------------------------
+
+class _Logger:
+    """CSV + TensorBoard on rank 0; on resume, rows/events past the checkpoint are dropped."""
+
+    def __init__(self, out: Path, cfg: TrainConfig, ctx: DistContext, start_epoch: int,
+                 global_step: int) -> None:
+        self.active = ctx.is_main
+        self.csv_path = out / "metrics.csv"
+        self.tb = None
+        if not self.active:
+            return
+        kept: list[dict[str, str]] = []
+        if start_epoch > 0 and self.csv_path.exists():
+            with self.csv_path.open(newline="") as f:
+                kept = [r for r in csv.DictReader(f) if int(r["epoch"]) <= start_epoch]
+        with self.csv_path.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+            w.writeheader()
+            w.writerows(kept)
+        if cfg.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                print("gmp-train: tensorboard is not installed (pip install 'gmp[vision]'); "
+                      "logging to metrics.csv only", file=sys.stderr, flush=True)
+            else:
+                # x-axis: optimizer steps; on resume, drop events logged after the checkpoint
+                self.tb = SummaryWriter(str(out / "tb"), purge_step=global_step + 1
+                                        if start_epoch > 0 else None)
+
+    def step(self, loss: float, lr: float, step: int) -> None:
+        if self.tb is not None:
+            self.tb.add_scalar("train/loss_step", loss, step)
+            self.tb.add_scalar("train/lr_step", lr, step)
+
+    def epoch(self, row: dict[str, Any], step: int) -> None:
+        if not self.active:
+            return
+        with self.csv_path.open("a", newline="") as f:
+            csv.DictWriter(f, fieldnames=CSV_FIELDS).writerow(row)
+        if self.tb is not None:
+            for k in CSV_FIELDS:
+                split, _, name = k.partition("_")
+                tag = f"{split}/{name}" if split in ("train", "val") else f"run/{k}"
+                self.tb.add_scalar(tag, row[k], step)
+            self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+# --------------------------------------------------------------------------------------------
+# the loop
+# --------------------------------------------------------------------------------------------
+
+def _memory_format(cfg: TrainConfig, device: torch.device) -> torch.memory_format:
+    on = cfg.channels_last == "on" or (cfg.channels_last == "auto" and device.type == "cuda")
+    return torch.channels_last if on else torch.contiguous_format
+
+
+@torch.no_grad()
+def _evaluate(model: nn.Module, data: _Data, ctx: DistContext, amp: bool) -> dict[str, float]:
+    """Loss, top-1, top-5 over this rank's shard, summed over ranks: every sample once."""
+    was_training = model.training
+    model.eval()
+    stats = torch.zeros(4, device=ctx.device, dtype=torch.float64)
+    for x, y in data.val_batches():
+        with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y, reduction="sum")
+        t1, t5 = accuracy_counts(logits, y)
+        stats += torch.stack([loss.double(), t1.double(), t5.double(),
+                              torch.tensor(float(y.numel()), device=ctx.device,
+                                           dtype=torch.float64)])
+    all_reduce_sum(stats, ctx)
+    model.train(was_training)
+    n = float(stats[3])
+    return {"val_loss": float(stats[0]) / max(n, 1), "val_top1": float(stats[1]) / max(n, 1),
+            "val_top5": float(stats[2]) / max(n, 1), "val_images": int(n)}
+
+
+def train(cfg: TrainConfig, *, on_step: Callable[[int, int], None] | None = None,
+          command: list[str] | None = None) -> TrainResult:
+    """Run (or resume) a training run described by ``cfg``; see the module docstring.
+
+    ``on_step(epoch, step)`` is called after every optimizer step (tests use it to simulate a
+    crash). ``command`` is recorded in ``summary.json`` (default: ``sys.argv``).
+    """
+    cfg = cfg.resolved()
+    ctx = setup(cfg.device)
+    try:
+        return _train(cfg, ctx, on_step, command if command is not None else list(sys.argv))
+    finally:
+        teardown(ctx)
+
+
+def _train(cfg: TrainConfig, ctx: DistContext, on_step, command: list[str]) -> TrainResult:
+    if cfg.batch_size % ctx.world_size:
+        raise ConfigError(f"--batch-size {cfg.batch_size} (global) is not divisible by the "
+                          f"{ctx.world_size} processes")
+    per_rank = cfg.batch_size // ctx.world_size
+    out = Path(cfg.out).expanduser()
+    ckpt_path = out / "checkpoint.pt"
+    resuming = cfg.resume and ckpt_path.exists()
+    if ckpt_path.exists() and not cfg.resume:
+        raise ConfigError(f"{str(out)!r} already holds a run (checkpoint.pt); pass --resume to "
+                          "continue it or choose another --out")
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save(out / "config.json")
+    ctx.barrier()
+
+    amp = cfg.amp == "bf16" or (cfg.amp == "auto" and ctx.device.type == "cuda")
+    fmt = _memory_format(cfg, ctx.device)
+    if ctx.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision("high")  # TF32 for any fp32 matmul left
+
+    # Same seed on every rank: identical initialization (DDP also broadcasts rank 0's).
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+    import random as _random
+    _random.seed(cfg.seed)
+
+    data: _Data = (_ImageNet32Data if cfg.task == "imagenet32" else _ImageNetData)(
+        cfg, ctx, per_rank, fmt)
+    model = build_model(cfg.arch, cfg.param, cfg.num_classes, cfg.width)
+    n_params = count_parameters(model)
+    model = model.to(ctx.device, memory_format=fmt)
+    if ctx.distributed and ctx.device.type == "cuda" and cfg.param == "bn":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    raw = model
+    optimizer = torch.optim.SGD(decay_groups(raw, cfg.weight_decay), lr=cfg.lr,
+                                momentum=cfg.momentum, nesterov=cfg.nesterov)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.milestones, cfg.gamma)
+
+    start_epoch, global_step, best_top1 = 0, 0, -1.0
+    history: list[dict[str, Any]] = []
+    if resuming:
+        state = ckpt_io.load(ckpt_path)
+        diffs = resume_mismatches(state["config"], cfg)
+        if diffs:
+            raise ConfigError(f"cannot resume {str(out)!r}: settings differ from the saved run "
+                              f"({'; '.join(diffs)}); use the original flags or a new --out")
+        raw.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, global_step = int(state["epoch"]), int(state["global_step"])
+        best_top1, history = float(state["best_top1"]), list(state.get("history", []))
+        rngs = state["rng"]
+        if len(rngs) != ctx.world_size:
+            _log(ctx, f"note: the run was saved with {len(rngs)} process(es) and resumes with "
+                      f"{ctx.world_size}; the data order after resuming differs from an "
+                      "uninterrupted run")
+        ckpt_io.set_rng_state(rngs[ctx.rank % len(rngs)], ctx.device)
+        _log(ctx, f"resuming {out} after epoch {start_epoch} (best val top-1 {best_top1:.4f})")
+
+    if ctx.distributed:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        model = DDP(raw, device_ids=ids)
+    train_model = torch.compile(model) if cfg.compile else model
+    logger = _Logger(out, cfg, ctx, start_epoch, global_step)
+    _log(ctx, f"gmp-train {cfg.task}: {cfg.arch}/{cfg.param}, {n_params:,} parameters, "
+              f"{ctx.world_size} process(es) on {ctx.device.type}, global batch {cfg.batch_size}, "
+              f"lr {cfg.lr}, wd {cfg.weight_decay}, bf16 {amp}, channels_last "
+              f"{fmt == torch.channels_last}, {data.n_train_steps} steps/epoch, "
+              f"{data.val_size} val images")
+    info = {"command": " ".join(shlex.quote(a) for a in command), "git": _git_revision(),
+            "hardware": _hardware(ctx), "parameters": n_params,
+            "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            data.set_epoch(epoch)
+            train_model.train()
+            lr = optimizer.param_groups[0]["lr"]
+            stats = torch.zeros(4, device=ctx.device, dtype=torch.float64)
+            bar = tqdm(total=data.n_train_steps, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                       disable=not (ctx.is_main and cfg.progress), leave=False,
+                       dynamic_ncols=True)
+            if ctx.device.type == "cuda":
+                torch.cuda.synchronize(ctx.device)
+            t0 = time.perf_counter()
+            for step, (x, y) in enumerate(data.train_batches()):
+                with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=amp):
+                    logits = train_model(x)
+                loss = F.cross_entropy(logits.float(), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                global_step += 1
+                with torch.no_grad():
+                    t1, t5 = accuracy_counts(logits.detach(), y)
+                    n = y.numel()
+                    stats += torch.stack([loss.detach().double() * n, t1.double(), t5.double(),
+                                          torch.tensor(float(n), device=ctx.device,
+                                                       dtype=torch.float64)])
+                if step % cfg.log_every == 0:
+                    lval = float(loss.detach())  # one sync per log_every steps
+                    if not math.isfinite(lval):
+                        raise FloatingPointError(
+                            f"training diverged: loss {lval} at epoch {epoch + 1}, step "
+                            f"{step + 1}; try a smaller --lr (was {lr})")
+                    if ctx.is_main:
+                        logger.step(lval, lr, global_step)
+                        bar.set_postfix(loss=f"{lval:.3f}", refresh=False)
+                bar.update()
+                if on_step is not None:
+                    on_step(epoch, step)
+            if ctx.device.type == "cuda":
+                torch.cuda.synchronize(ctx.device)
+            train_time = time.perf_counter() - t0
+            bar.close()
+            all_reduce_sum(stats, ctx)
+            n_train = float(stats[3])
+            if not math.isfinite(float(stats[0])):
+                raise FloatingPointError(f"training diverged in epoch {epoch + 1} (non-finite "
+                                         f"loss); try a smaller --lr (was {lr})")
+            broadcast_buffers(raw, ctx)
+            val = _evaluate(raw, data, ctx, amp)
+            scheduler.step()
+            row = {"epoch": epoch + 1, "lr": lr,
+                   "train_loss": float(stats[0]) / n_train,
+                   "train_top1": float(stats[1]) / n_train,
+                   "train_top5": float(stats[2]) / n_train, "train_images": int(n_train),
+                   **val, "images_per_s": n_train / train_time, "epoch_time_s": train_time,
+                   "gpu_mem_gib": (torch.cuda.max_memory_allocated(ctx.device) / 2**30
+                                   if ctx.device.type == "cuda" else 0.0),
+                   "max_rank_param_diff": max_param_difference(raw, ctx)}
+            history.append(row)
+            logger.epoch(row, global_step)
+            improved = row["val_top1"] > best_top1
+            best_top1 = max(best_top1, row["val_top1"])
+            _log(ctx, f"epoch {epoch + 1}/{cfg.epochs}  lr {lr:.4g}  train loss "
+                      f"{row['train_loss']:.4f} top1 {row['train_top1']:.4f}  val loss "
+                      f"{row['val_loss']:.4f} top1 {row['val_top1']:.4f} top5 "
+                      f"{row['val_top5']:.4f} ({row['val_images']} images)  "
+                      f"{row['images_per_s']:.0f} img/s")
+            rng = ckpt_io.get_rng_state(ctx.device)
+            rngs = [rng]
+            if ctx.distributed:
+                rngs = [None] * ctx.world_size
+                torch.distributed.all_gather_object(rngs, rng)
+            if ctx.is_main:
+                state = {"format": ckpt_io.FORMAT, "epoch": epoch + 1,
+                         "global_step": global_step, "model": raw.state_dict(),
+                         "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict(), "best_top1": best_top1,
+                         "config": asdict(cfg), "rng": rngs, "history": history}
+                ckpt_io.atomic_save(state, ckpt_path)
+                if improved:
+                    ckpt_io.atomic_copy(ckpt_path, out / "best.pt")
+                _write_summary(out, cfg, info, history, best_top1)
+            ctx.barrier()
+    finally:
+        logger.close()
+    if start_epoch >= cfg.epochs:
+        _log(ctx, f"{out} already completed {start_epoch} epoch(s) (--epochs {cfg.epochs})")
+    return TrainResult(raw, history, best_top1, out)
+
+
+def _write_summary(out: Path, cfg: TrainConfig, info: dict[str, Any],
+                   history: list[dict[str, Any]], best_top1: float) -> None:
+    last = history[-1]
+    summary = {**info, "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+               "config": asdict(cfg), "epochs_completed": last["epoch"],
+               "finished": last["epoch"] >= cfg.epochs, "final": last,
+               "best_val_top1": best_top1,
+               "best_val_top5": max(r["val_top5"] for r in history), "history": history}
+    text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
+    _write_text(out / "summary.json", text)
+    if cfg.results_dir:
+        name = (f"{cfg.task}_{cfg.arch}_{cfg.param}_b{cfg.batch_size}_s{cfg.seed}.json")
+        _write_text(Path(cfg.results_dir).expanduser() / name, text)
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write a small text file atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
