@@ -326,10 +326,10 @@ class CABTracker:
             step = self._optimizer_steps if self._attached_once else len(self._steps)
         w, b, phi, d = _cab_state(self.layer, self.inputs)
         self._steps.append(int(step))
-        self._w.append(w.cpu().numpy())
-        self._b.append(b.cpu().numpy())
-        self._phi.append(phi.cpu().numpy())
-        self._dir.append(d.cpu().numpy())
+        self._w.append(w.cpu().numpy().copy())
+        self._b.append(b.cpu().numpy().copy())
+        self._phi.append(phi.cpu().numpy().copy())
+        self._dir.append(d.cpu().numpy().copy())
 
     def _hook(self, optimizer, args, kwargs) -> None:
         self._optimizer_steps += 1
