@@ -414,3 +414,18 @@ def test_tracker_empty_and_bad_every():
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="every"):
             cab.CABTracker(nn.Linear(2, 3), every=bad)
+
+
+def test_tracker_records_are_snapshots_for_float64_layers():
+    # Regression: float64 weights were stored as views of the live parameter.
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(2, 3).double()
+    opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+    tracker = cab.CABTracker(layer).attach(opt)
+    for _ in range(2):
+        opt.zero_grad()
+        layer(torch.randn(4, 2, dtype=torch.float64)).sum().backward()
+        opt.step()
+    assert len(tracker.weights) == 3
+    assert not np.allclose(tracker.weights[0], tracker.weights[-1])
+    np.testing.assert_allclose(tracker.weights[-1], layer.weight.detach().numpy())
