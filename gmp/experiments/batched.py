@@ -1,0 +1,484 @@
+"""Train many small networks at once: stacked parameters, per-member Adam, schedules, stopping.
+
+The small experiments (Levy, Banana) train a one-hidden-layer MLP thousands of times with
+tiny full or mini batches; on a CPU the cost is Python and dispatch overhead, not
+arithmetic. This module stacks ``S`` independent copies of one
+:class:`gmp.baselines.OneHiddenLayerMLP` (the *members*: different seeds and/or learning
+rates) along a leading axis and runs them with batched matrix products, so one step costs
+about as much as one step of a single network.
+
+Invariant: members never interact. Every operation is independent along axis 0 (batched
+matmuls, per-member reductions, elementwise Adam), so member ``s`` follows exactly the
+trajectory the module version would follow from the same initial parameters, data and
+learning-rate schedule (up to floating-point rounding; ``tests/test_small_experiments.py``
+checks it in float64 against :func:`torch.optim.Adam`,
+:class:`torch.optim.lr_scheduler.ReduceLROnPlateau` and the modules themselves).
+
+Shapes: ``S`` members, input ``x: (S, N, n)``, hidden width ``m``, ``o`` outputs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from ..baselines import OneHiddenLayerMLP
+from ..geometry import unit_vector
+from ..nn import GmPLinear
+
+__all__ = [
+    "StackedLinear",
+    "StackedBatchNorm",
+    "BatchedMLP",
+    "BatchedAdam",
+    "BatchedPlateau",
+    "BatchedEarlyStopping",
+    "nanmax",
+]
+
+_F64 = torch.float64
+
+
+def _kind(layer: nn.Module) -> str:
+    if isinstance(layer, GmPLinear):
+        return "gmp"
+    if isinstance(layer, nn.Linear):
+        if parametrize.is_parametrized(layer, "weight"):
+            plist = layer.parametrizations.weight
+            if len(plist) == 1 and type(plist[0]).__name__ == "_WeightNorm" and plist[0].dim == 0:
+                return "wn"
+            raise TypeError("StackedLinear: only torch.nn.utils.parametrizations.weight_norm "
+                            "with dim=0 is supported as a weight parametrization")
+        return "sp"
+    raise TypeError(f"StackedLinear: unsupported layer {type(layer).__name__}; expected "
+                    "nn.Linear (SP), weight_norm nn.Linear (WN) or gmp.nn.GmPLinear (GmP)")
+
+
+def _stack(tensors: Sequence[Tensor]) -> Tensor:
+    return torch.stack([t.detach().clone() for t in tensors])
+
+
+class StackedLinear(nn.Module):
+    """``S`` linear layers of one parameterization with parameters stacked on axis 0.
+
+    - SP: ``weight (S, m, n)``, ``bias (S, m)``.
+    - WN: ``g (S, m, 1)``, ``v (S, m, n)``, ``bias (S, m)``; ``w = g·v/‖v‖`` row-wise.
+    - GmP: ``theta (S, m, n-1)``, ``lam (S, m)``, ``r (S, m)`` and, for ``n = 1``, the fixed
+      buffer ``direction (S, m, 1)``; ``w = r·u(θ)``, ``b = r·λ``.
+    """
+
+    def __init__(self, layers: Sequence[nn.Module]):
+        super().__init__()
+        if not layers:
+            raise ValueError("StackedLinear needs at least one layer")
+        kinds = {_kind(layer) for layer in layers}
+        if len(kinds) != 1:
+            raise TypeError("StackedLinear: all layers must share one parameterization, got "
+                            f"{kinds}")
+        self.kind = kinds.pop()
+        shapes = {(l.out_features, l.in_features) for l in layers}
+        if len(shapes) != 1:
+            raise ValueError(f"StackedLinear: layers have different shapes {shapes}")
+        self.out_features, self.in_features = shapes.pop()
+        if any(_bias_of(layer) is None for layer in layers):
+            raise ValueError("StackedLinear: layers without bias are not supported")
+        if self.kind == "sp":
+            self.weight = nn.Parameter(_stack([l.weight for l in layers]))
+            self.bias = nn.Parameter(_stack([l.bias for l in layers]))
+        elif self.kind == "wn":
+            self.g = nn.Parameter(_stack([l.parametrizations.weight.original0 for l in layers]))
+            self.v = nn.Parameter(_stack([l.parametrizations.weight.original1 for l in layers]))
+            self.bias = nn.Parameter(_stack([l.bias for l in layers]))
+        else:
+            self.theta = nn.Parameter(_stack([l.theta for l in layers]))
+            self.lam = nn.Parameter(_stack([l.lam for l in layers]))
+            self.r = nn.Parameter(_stack([l.r for l in layers]))
+            self.register_buffer("direction", _stack([l.direction for l in layers]))
+
+    def unit_directions(self) -> Tensor:
+        """GmP only: ``u(θ)`` (or the fixed ``±1`` for ``n = 1``), ``(S, m, n)``."""
+        if self.in_features == 1:
+            return self.direction
+        return unit_vector(self.theta)
+
+    def weight_and_bias(self) -> tuple[Tensor, Tensor]:
+        """Effective ``(w (S, m, n), b (S, m))`` (differentiable)."""
+        if self.kind == "sp":
+            return self.weight, self.bias
+        if self.kind == "wn":
+            # torch._weight_norm(v, g, dim=0) for each member: v · (g / ‖v‖_row)
+            norm = torch.linalg.vector_norm(self.v, dim=-1, keepdim=True)
+            return self.v * (self.g / norm), self.bias
+        u = self.direction if self.in_features == 1 else _unit_vector_autograd(self.theta)
+        return self.r.unsqueeze(-1) * u, self.r * self.lam
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x (S, N, n) -> (S, N, m)``."""
+        w, b = self.weight_and_bias()
+        return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+
+    @torch.no_grad()
+    def load_into(self, layer: nn.Module, s: int) -> None:
+        """Copy member ``s`` into ``layer`` (a module of the same parameterization)."""
+        if _kind(layer) != self.kind:
+            raise TypeError(f"load_into: layer is {_kind(layer)}, the stack is {self.kind}")
+        if self.kind == "sp":
+            layer.weight.copy_(self.weight[s])
+            layer.bias.copy_(self.bias[s])
+        elif self.kind == "wn":
+            layer.parametrizations.weight.original0.copy_(self.g[s])
+            layer.parametrizations.weight.original1.copy_(self.v[s])
+            layer.bias.copy_(self.bias[s])
+        else:
+            layer.theta.copy_(self.theta[s])
+            layer.lam.copy_(self.lam[s])
+            layer.r.copy_(self.r[s])
+            layer.direction.copy_(self.direction[s])
+
+
+def _unit_vector_autograd(theta: Tensor) -> Tensor:
+    """``u(θ)`` of :func:`gmp.geometry.unit_vector` as plain autograd operations.
+
+    Same values and (to rounding) gradients as the library's custom autograd Functions,
+    which are built for wide layers; for the stacked ``(S, m, n-1)`` angles of these small
+    networks the plain composition has less per-call overhead (about half the time of a
+    forward and backward here). ``(..., n-1) -> (..., n)``, ``n ≥ 2``.
+    """
+    sin, cos = torch.sin(theta), torch.cos(theta)
+    ones = theta.new_ones(theta.shape[:-1] + (1,))
+    # u_i = (∏_{j<i} sin θ_j)·cos θ_i for i < n, u_n = ∏_{j<n} sin θ_j
+    return torch.cat([ones, torch.cumprod(sin, dim=-1)], dim=-1) * torch.cat([cos, ones], dim=-1)
+
+
+def _bias_of(layer: nn.Module) -> Tensor | None:
+    return layer.lam if isinstance(layer, GmPLinear) else layer.bias
+
+
+class StackedBatchNorm(nn.Module):
+    """``S`` :class:`torch.nn.BatchNorm1d` modules on ``(S, N, m)`` pre-activations.
+
+    Training mode normalizes with the batch mean and biased variance over axis 1 and updates
+    the running estimates with the unbiased variance, as ``BatchNorm1d`` does; evaluation uses
+    the running estimates. ``update`` (``(S,)`` bool) limits the running-statistics update to
+    some members.
+    """
+
+    def __init__(self, bns: Sequence[nn.BatchNorm1d]):
+        super().__init__()
+        for bn in bns:
+            if not (bn.affine and bn.track_running_stats) or bn.momentum is None:
+                raise ValueError("StackedBatchNorm supports affine BatchNorm1d with running "
+                                 "statistics and a fixed momentum only")
+        cfg = {(bn.num_features, bn.eps, bn.momentum) for bn in bns}
+        if len(cfg) != 1:
+            raise ValueError("StackedBatchNorm: modules differ in (features, eps, momentum): "
+                             f"{cfg}")
+        self.num_features, self.eps, self.momentum = cfg.pop()
+        self.weight = nn.Parameter(_stack([bn.weight for bn in bns]))
+        self.bias = nn.Parameter(_stack([bn.bias for bn in bns]))
+        self.register_buffer("running_mean", _stack([bn.running_mean for bn in bns]))
+        self.register_buffer("running_var", _stack([bn.running_var for bn in bns]))
+        self.register_buffer("num_batches_tracked", _stack([bn.num_batches_tracked for bn in bns]))
+
+    def forward(self, z: Tensor, update: Tensor | None = None) -> Tensor:
+        S, N, m = z.shape
+        if self.training and N < 2:
+            raise ValueError("BatchNorm in training mode needs at least 2 samples per batch")
+        # (S, N, m) -> (N, S·m): member s, unit j becomes feature s·m + j of torch's own
+        # batch norm, whose statistics are then exactly the per-member ones.
+        # torch's batch norm updates the running statistics in place and saves them for
+        # its backward, so it gets copies; the buffers are updated from them afterwards.
+        rm, rv = self.running_mean.clone(), self.running_var.clone()
+        out = F.batch_norm(z.transpose(0, 1).reshape(N, S * m), rm.view(-1), rv.view(-1),
+                           self.weight.reshape(-1), self.bias.reshape(-1), self.training,
+                           self.momentum, self.eps)
+        if self.training:
+            with torch.no_grad():
+                if update is None:
+                    self.running_mean.copy_(rm)
+                    self.running_var.copy_(rv)
+                    self.num_batches_tracked.add_(1)
+                else:
+                    u = update.unsqueeze(-1)
+                    self.running_mean.copy_(torch.where(u, rm, self.running_mean))
+                    self.running_var.copy_(torch.where(u, rv, self.running_var))
+                    self.num_batches_tracked.add_(update.long())
+        return out.view(N, S, m).transpose(0, 1)
+
+    @torch.no_grad()
+    def load_into(self, bn: nn.BatchNorm1d, s: int) -> None:
+        bn.weight.copy_(self.weight[s])
+        bn.bias.copy_(self.bias[s])
+        bn.running_mean.copy_(self.running_mean[s])
+        bn.running_var.copy_(self.running_var[s])
+        bn.num_batches_tracked.copy_(self.num_batches_tracked[s])
+
+
+class BatchedMLP(nn.Module):
+    """``S`` copies of one :class:`~gmp.baselines.OneHiddenLayerMLP`, stacked.
+
+    Build it from the module versions (so every member starts from exactly the parameters the
+    module version would have under the same seed) with :meth:`from_modules`; write members
+    back with :meth:`load_into`. ``forward(x (S, N, n)) -> (S, N, o)``.
+    """
+
+    def __init__(self, models: Sequence[OneHiddenLayerMLP]):
+        super().__init__()
+        if not models:
+            raise ValueError("BatchedMLP needs at least one model")
+        methods = {m.method for m in models}
+        if len(methods) != 1:
+            raise ValueError(f"BatchedMLP: all models must use one method, got {sorted(methods)}")
+        self.method = methods.pop()
+        if self.method == "bn":
+            self.hidden = StackedLinear([m.hidden[0] for m in models])
+            self.bn = StackedBatchNorm([m.hidden[1] for m in models])
+        else:
+            self.hidden = StackedLinear([m.hidden for m in models])
+            self.bn = None
+        self.out = StackedLinear([m.out for m in models])
+        self.size = len(models)
+
+    @classmethod
+    def from_modules(cls, models: Sequence[OneHiddenLayerMLP]) -> BatchedMLP:
+        """Stack ``models`` (copies their current parameters and buffers)."""
+        return cls(models)
+
+    def forward(self, x: Tensor, update: Tensor | None = None) -> Tensor:
+        """``x (S, N, n) -> (S, N, o)``; ``update (S,)`` masks BN running-statistics updates."""
+        if x.dim() != 3 or x.shape[0] != self.size or x.shape[2] != self.hidden.in_features:
+            raise ValueError(f"BatchedMLP expected input (S={self.size}, N, "
+                             f"{self.hidden.in_features}), got {tuple(x.shape)}")
+        z = self.hidden(x)
+        if self.bn is not None:
+            z = self.bn(z, update)
+        return self.out(torch.relu(z))
+
+    @torch.no_grad()
+    def load_into(self, model: OneHiddenLayerMLP, s: int) -> OneHiddenLayerMLP:
+        """Copy member ``s`` into ``model`` (same method and sizes); returns ``model``."""
+        if model.method != self.method:
+            raise ValueError(f"load_into: model uses {model.method!r}, the stack {self.method!r}")
+        if self.bn is not None:
+            self.hidden.load_into(model.hidden[0], s)
+            self.bn.load_into(model.hidden[1], s)
+        else:
+            self.hidden.load_into(model.hidden, s)
+        self.out.load_into(model.out, s)
+        return model
+
+    @torch.no_grad()
+    def effective_hidden(self, x_ref: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Effective float64 ``(w (S, m, n), b (S, m))`` of every member's hidden units.
+
+        Same conventions as :func:`gmp.cab.effective_weight_bias`: for BN, the batch
+        statistics of ``x_ref (S, N, n)`` in training mode, the running statistics otherwise.
+        """
+        lin = self.hidden
+        if lin.kind == "gmp":
+            w = lin.r.to(_F64).unsqueeze(-1) * self._gmp_u()
+            b = lin.r.to(_F64) * lin.lam.to(_F64)
+        elif lin.kind == "wn":
+            v, g = lin.v.to(_F64), lin.g.to(_F64)
+            w = v * (g / torch.linalg.vector_norm(v, dim=-1, keepdim=True))
+            b = lin.bias.to(_F64)
+        else:
+            w, b = lin.weight.to(_F64), lin.bias.to(_F64)
+        if self.bn is None:
+            return w, b
+        bn = self.bn
+        if bn.training and x_ref is not None:
+            z = torch.baddbmm(b.unsqueeze(1), x_ref.to(_F64), w.transpose(1, 2))
+            mean = z.mean(dim=1)
+            zc = z - mean.unsqueeze(1)
+            var = (zc * zc).mean(dim=1)  # biased; Tensor.var over axis 1 is slow here
+        else:
+            mean, var = bn.running_mean.to(_F64), bn.running_var.to(_F64)
+        scale = bn.weight.to(_F64) / torch.sqrt(var + bn.eps)
+        return scale.unsqueeze(-1) * w, bn.bias.to(_F64) + scale * (b - mean)
+
+    def _gmp_u(self) -> Tensor:
+        lin = self.hidden
+        return lin.direction.to(_F64) if lin.in_features == 1 else unit_vector(lin.theta.to(_F64))
+
+    @torch.no_grad()
+    def cab_state(self, x_ref: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Spatial locations ``φ`` and unit directions of the hidden CABs, each ``(S, m, n)``.
+
+        ``φ = -b·w/‖w‖²`` and ``w/‖w‖`` from :meth:`effective_hidden`; for GmP exactly
+        ``φ = -λ·u(θ)`` and ``u(θ)`` (as :mod:`gmp.cab` computes them).
+        """
+        if self.hidden.kind == "gmp":
+            u = self._gmp_u()
+            return -self.hidden.lam.to(_F64).unsqueeze(-1) * u, u
+        w, b = self.effective_hidden(x_ref)
+        sq = (w * w).sum(dim=-1, keepdim=True)
+        return -b.unsqueeze(-1) * w / sq, w / torch.sqrt(sq)
+
+    @staticmethod
+    def cab_change(before: tuple[Tensor, Tensor], after: tuple[Tensor, Tensor]
+                   ) -> tuple[Tensor, Tensor]:
+        """Max over units of ``‖Δφ‖`` and of the angular change (degrees), each ``(S,)``.
+
+        Units whose CAB is undefined (NaN) are ignored, as in :class:`gmp.cab.CABTracker`.
+        """
+        loc = torch.linalg.vector_norm(after[0] - before[0], dim=-1)
+        # directions are unit vectors: Kahan's 2·atan2(‖a - b‖, ‖a + b‖), as in
+        # gmp.cab.angular_change (which also renormalizes its inputs)
+        a, b = before[1], after[1]
+        ang = torch.rad2deg(2.0 * torch.atan2(torch.linalg.vector_norm(a - b, dim=-1),
+                                              torch.linalg.vector_norm(a + b, dim=-1)))
+        return nanmax(loc, dim=-1), nanmax(ang, dim=-1)
+
+
+def nanmax(x: Tensor, dim: int) -> Tensor:
+    """Maximum over ``dim`` ignoring NaN; all-NaN slices give NaN (like ``np.fmax.reduce``)."""
+    out = torch.nan_to_num(x, nan=-math.inf, posinf=math.inf).amax(dim=dim)
+    # -inf only where every entry was NaN (the quantities maximized here are >= 0)
+    return torch.where(out == -math.inf, math.nan, out)
+
+
+class BatchedAdam:
+    """Adam (Kingma & Ba 2015) on stacked parameters with a learning rate per member.
+
+    Mirrors :class:`torch.optim.Adam` (no weight decay, no AMSGrad): with ``t`` steps,
+    ``m ← β₁m + (1-β₁)g``, ``v ← β₂v + (1-β₂)g²`` and
+    ``p ← p - lr/(1-β₁ᵗ) · m / (√v/√(1-β₂ᵗ) + ε)``. Axis 0 of every parameter indexes the
+    members; ``lr`` is an ``(S,)`` float64 tensor that schedulers change in place. Members
+    outside ``active`` keep their parameters; a member that left the active set must not be
+    brought back (its moments keep moving and are no longer meaningful).
+
+    The moments live in one flat ``(S, P)`` buffer, so a step costs a dozen tensor
+    operations however many parameter tensors there are. Empty parameters are ignored; every
+    other parameter must have a gradient at each step (all do in the MLPs trained here).
+    """
+
+    def __init__(self, params: Sequence[Tensor], lr: Tensor,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.params = [p for p in params if p.requires_grad and p.numel() > 0]
+        self.lr = lr.detach().clone().to(torch.float64)
+        S = len(self.lr)
+        if self.lr.dim() != 1 or any(p.shape[0] != S for p in self.params):
+            raise ValueError("BatchedAdam: lr must have shape (S,) matching axis 0 of every "
+                             "parameter")
+        if not bool((self.lr > 0).all()):
+            raise ValueError(f"BatchedAdam: learning rates must be positive, got "
+                             f"{self.lr.tolist()}")
+        self.betas, self.eps = betas, eps
+        sizes = [p[0].numel() for p in self.params]
+        dtype = self.params[0].dtype if self.params else torch.float32
+        self.exp_avg = torch.zeros(S, sum(sizes), dtype=dtype)
+        self.exp_avg_sq = torch.zeros_like(self.exp_avg)
+        self._sizes = sizes
+        self.t = 0
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self, active: Tensor | None = None) -> None:
+        """One Adam step of the members in ``active`` (``(S,)`` bool; default all)."""
+        missing = [i for i, p in enumerate(self.params) if p.grad is None]
+        if missing:
+            raise RuntimeError(f"BatchedAdam: parameters {missing} have no gradient")
+        S = len(self.lr)
+        b1, b2 = self.betas
+        # Active members have all taken the same number of steps (members only ever leave
+        # the active set), so one step count serves them all; the moments of members that
+        # left are no longer meaningful and their parameters are never touched again.
+        self.t += 1
+        g = torch.cat([p.grad.reshape(S, -1) for p in self.params], dim=1)
+        self.exp_avg.lerp_(g, 1 - b1)
+        self.exp_avg_sq.mul_(b2).addcmul_(g, g, value=1 - b2)
+        denom = self.exp_avg_sq.sqrt().div_(math.sqrt(1 - b2 ** self.t)).add_(self.eps)
+        step_size = (self.lr / (1 - b1 ** self.t)).to(g.dtype).unsqueeze(1)   # (S, 1)
+        update = step_size * (self.exp_avg / denom)
+        if active is not None:
+            update = torch.where(active.unsqueeze(1), update, torch.zeros((), dtype=g.dtype))
+        parts = torch.split(update, self._sizes, dim=1)
+        torch._foreach_sub_(self.params, [u.view_as(p) for u, p in zip(parts, self.params,
+                                                                        strict=True)])
+
+
+class BatchedPlateau:
+    """Per-member :class:`torch.optim.lr_scheduler.ReduceLROnPlateau` (relative threshold).
+
+    A value is an improvement when it beats the best so far by the relative ``threshold``
+    (``a < best·(1 - threshold)`` in ``"min"`` mode, ``a > best·(1 + threshold)`` in
+    ``"max"``); after more than ``patience`` epochs without one the member's learning rate is
+    multiplied by ``factor`` (not below ``min_lr``, and only if it changes by more than
+    ``eps``) and the count restarts. NaN is never an improvement.
+    """
+
+    def __init__(self, lr: Tensor, mode: str = "min", factor: float = 0.1, patience: int = 10,
+                 threshold: float = 1e-4, min_lr: float = 0.0, eps: float = 1e-8):
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        if not 0 < factor < 1:
+            raise ValueError(f"factor must be in (0, 1), got {factor}")
+        self.lr, self.mode, self.factor, self.patience = lr, mode, factor, patience
+        self.threshold, self.min_lr, self.eps = threshold, min_lr, eps
+        self.best = torch.full_like(lr, math.inf if mode == "min" else -math.inf, dtype=_F64)
+        self.num_bad = torch.zeros_like(lr, dtype=torch.long)
+
+    @torch.no_grad()
+    def step(self, metric: Tensor, active: Tensor | None = None) -> None:
+        """``metric (S,)``; members outside ``active`` are left alone. Changes ``lr`` in place."""
+        a = metric.detach().to(_F64)
+        act = torch.ones_like(self.num_bad, dtype=torch.bool) if active is None else active
+        if self.mode == "min":
+            better = a < self.best * (1 - self.threshold)
+        else:
+            better = a > self.best * (1 + self.threshold)
+        better &= act
+        self.best = torch.where(better, a, self.best)
+        self.num_bad = torch.where(better, 0, torch.where(act, self.num_bad + 1, self.num_bad))
+        reduce = act & (self.num_bad > self.patience)
+        new_lr = torch.clamp_min(self.lr * self.factor, self.min_lr)
+        self.lr.copy_(torch.where(reduce & (self.lr - new_lr > self.eps), new_lr, self.lr))
+        self.num_bad = torch.where(reduce, 0, self.num_bad)
+
+
+class BatchedEarlyStopping:
+    """Per-member early stopping that remembers the best epoch (Keras' ``EarlyStopping``).
+
+    ``update(metric)`` returns ``(improved, stop)``: ``improved`` where the value beats the
+    best so far by more than ``min_delta`` (the caller snapshots those members' weights), and
+    ``stop`` where ``patience`` consecutive updates brought no improvement. The first finite
+    value always improves on the initial ``±inf``; NaN never improves.
+    """
+
+    def __init__(self, size: int, mode: str = "min", patience: int = 10, min_delta: float = 0.0):
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1, got {patience}")
+        self.mode, self.patience, self.min_delta = mode, patience, min_delta
+        self.best = torch.full((size,), math.inf if mode == "min" else -math.inf, dtype=_F64)
+        self.wait = torch.zeros(size, dtype=torch.long)
+        self.best_epoch = torch.full((size,), -1, dtype=torch.long)
+        self.stopped = torch.zeros(size, dtype=torch.bool)
+        self._epoch = 0
+
+    @torch.no_grad()
+    def update(self, metric: Tensor) -> tuple[Tensor, Tensor]:
+        a = metric.detach().to(_F64)
+        act = ~self.stopped
+        if self.mode == "min":
+            improved = a < self.best - self.min_delta
+        else:
+            improved = a > self.best + self.min_delta
+        improved &= act
+        self.best = torch.where(improved, a, self.best)
+        self.best_epoch = torch.where(improved, self._epoch, self.best_epoch)
+        self.wait = torch.where(improved, 0, torch.where(act, self.wait + 1, self.wait))
+        stop = act & (self.wait >= self.patience)
+        self.stopped |= stop
+        self._epoch += 1
+        return improved, stop

@@ -1,0 +1,466 @@
+"""Figures, tables and comparison sentences for the illustrative experiments (Figs. 2-3).
+
+Every function takes the :class:`~gmp.experiments.small.SmallRunResult` objects returned by
+:func:`gmp.experiments.small.run` and draws or summarizes them; the book chapters call these
+so that their cells stay short. Figures are small matplotlib figures; tables are Markdown.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ..baselines import METHODS
+from .small import SmallRunResult, summarize
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from matplotlib.figure import Figure
+
+    from ..data.banana import BananaSplits
+    from ..data.levy import LevyData
+
+__all__ = [
+    "LABELS",
+    "COLORS",
+    "AUTHORS_REPORTED",
+    "select",
+    "characteristic_points_figure",
+    "max_change_figure",
+    "levy_fits_figure",
+    "cab_trajectories_figure",
+    "decision_boundary_figure",
+    "lr_sensitivity_figure",
+    "change_stats",
+    "results_table",
+    "runs_table",
+    "reference_comparison",
+    "units_through_data",
+    "kept_characteristic_points",
+]
+
+LABELS = {"sp": "SP", "wn": "WN", "bn": "BN", "gmp": "GmP"}
+#: Okabe-Ito colours (colour-blind safe), one per method.
+COLORS = {"sp": "#0072B2", "wn": "#E69F00", "bn": "#009E73", "gmp": "#D55E00"}
+
+#: Single-seed test scores of the authors' official notebooks as quoted in the project's
+#: issue (NOTES.md Sec. 5): test RMSE for Levy, test accuracy for Banana. Shown next to our
+#: multi-seed results, never used in any computation of ours.
+AUTHORS_REPORTED: dict[str, dict[str, float]] = {
+    "levy": {"sp": 1.104, "wn": 1.219, "bn": 1.244, "gmp": 0.496},
+    "banana": {"sp": 0.800, "wn": 0.810, "bn": 0.875, "gmp": 0.885},
+}
+
+
+def select(results: Sequence[SmallRunResult], *, seed: int | None = None,
+           lr: float | None = None, method: str | None = None) -> list[SmallRunResult]:
+    """The runs matching every given field."""
+    return [r for r in results if (seed is None or r.seed == seed)
+            and (lr is None or math.isclose(r.lr, lr)) and (method is None or r.method == method)]
+
+
+def _one_per_method(results: Sequence[SmallRunResult], seed: int) -> list[SmallRunResult]:
+    runs = select(results, seed=seed)
+    methods = [m for m in METHODS if any(r.method == m for r in runs)]
+    out = []
+    for m in methods:
+        mine = [r for r in runs if r.method == m]
+        if len(mine) != 1:
+            raise ValueError(f"expected one run of {m!r} with seed {seed}, got {len(mine)} "
+                             "(select one learning rate first)")
+        out.append(mine[0])
+    if not out:
+        raise ValueError(f"no runs with seed {seed}")
+    return out
+
+
+def _grid(n: int, size: float = 2.6, rows: int | None = None):
+    import matplotlib.pyplot as plt
+
+    rows = rows or (1 if n <= 2 else 2)
+    cols = math.ceil(n / rows)
+    fig, axes = plt.subplots(rows, cols, figsize=(size * 1.25 * cols, size * rows),
+                             squeeze=False, constrained_layout=True)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
+
+
+# ---------------------------------------------------------------------------------------
+# Levy (Fig. 2)
+# ---------------------------------------------------------------------------------------
+def characteristic_points_figure(results: Sequence[SmallRunResult], seed: int = 0,
+                                 xlim: tuple[float, float] = (-15.0, 15.0),
+                                 data_range: tuple[float, float] = (-10.0, 10.0)) -> Figure:
+    """Fig. 2(a-b, d-g): every hidden unit's characteristic point ``x*`` over training.
+
+    One panel per method (runs of ``seed``); x-axis ``x*``, y-axis the optimizer step; the
+    data interval is shaded and a dashed line marks the step of the kept weights. Points
+    outside ``xlim`` leave the panel; the title counts the units whose ``x*`` at the kept
+    weights lies outside the data interval.
+    """
+    runs = _one_per_method(results, seed)
+    fig, axes = _grid(len(runs))
+    for ax, r in zip(axes, runs, strict=True):
+        pts = r.characteristic_points                     # (T, m)
+        ax.axvspan(*data_range, color="0.92", zorder=0)
+        ax.plot(pts, r.steps, color=COLORS[r.method], lw=0.6, alpha=0.6)
+        ax.axhline(r.kept_step, color="k", lw=0.8, ls="--")
+        kept = pts[r.steps <= r.kept_step][-1]
+        out = int(np.sum(~((kept >= data_range[0]) & (kept <= data_range[1]))))
+        ax.set(xlim=xlim, ylim=(0, max(int(r.steps[-1]), 1)), xlabel="characteristic point $x^*$",
+               title=f"{LABELS[r.method]} (lr {r.lr:g}): {out}/{pts.shape[1]} end outside")
+        ax.title.set_fontsize(9)
+    axes[0].set_ylabel("optimizer step")
+    if len(axes) > 2:
+        axes[2].set_ylabel("optimizer step")
+    return fig
+
+
+def max_change_figure(results: Sequence[SmallRunResult], seed: int = 0,
+                      kind: str | None = None, ax=None) -> Figure:
+    """Fig. 2(c) / 3(i): the per-step maximum CAB change over training, log scale.
+
+    ``kind``: ``"location"`` (``max |Δx*|`` or ``max ‖Δφ‖``) or ``"angle"`` (degrees);
+    default: location for Levy, angle for Banana.
+    """
+    import matplotlib.pyplot as plt
+
+    runs = _one_per_method(results, seed)
+    kind = kind or ("location" if runs[0].task == "levy" else "angle")
+    if kind not in ("location", "angle"):
+        raise ValueError(f"kind must be 'location' or 'angle', got {kind!r}")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.4, 3.0), constrained_layout=True)
+    else:
+        fig = ax.figure
+    for r in runs:
+        y = r.max_location_change if kind == "location" else r.max_angular_change
+        y = np.where(y > 0, y, np.nan)  # log scale: steps without any change are not drawn
+        ax.plot(np.arange(1, len(y) + 1), y, color=COLORS[r.method], lw=0.7, alpha=0.8,
+                label=LABELS[r.method])
+    ax.set_yscale("log")
+    if kind == "angle":
+        unit = "max direction change (degrees)"
+    elif runs[0].task == "levy":
+        unit = "$\\max_i |\\Delta x^*_i|$"
+    else:
+        unit = "$\\max_i \\|\\Delta\\phi_i\\|$"
+    ax.set(xlabel="optimizer step", ylabel=unit)
+    ax.legend(ncols=len(runs), fontsize=8, loc="upper right")
+    return fig
+
+
+def levy_fits_figure(results: Sequence[SmallRunResult], data: LevyData, seed: int = 0) -> Figure:
+    """Final fits (kept weights) on the test grid, with the training points and, as ticks on
+    the x-axis, the characteristic points of the hidden units."""
+    from ..data.levy import levy
+
+    runs = _one_per_method(results, seed)
+    fig, axes = _grid(len(runs))
+    xt = data.x_test.double()
+    fine = torch.linspace(float(xt.min()), float(xt.max()), 801, dtype=torch.float64)[:, None]
+    for ax, r in zip(axes, runs, strict=True):
+        if r.model is None:
+            raise ValueError("levy_fits_figure needs runs with their trained model")
+        with torch.no_grad():
+            r.model.eval()
+            pred = r.model(fine.to(next(r.model.parameters()).dtype)).double()
+        ax.plot(fine, levy(fine), color="0.5", lw=1, label="Levy $f(x)$")
+        ax.plot(data.x_train, data.y_train, "k.", ms=3, label="training data")
+        ax.plot(fine, pred, color=COLORS[r.method], lw=1.3, label="network")
+        pts = kept_characteristic_points(r)
+        lo, hi = float(xt.min()), float(xt.max())
+        inside = pts[(pts >= lo) & (pts <= hi)]
+        ax.plot(inside, np.full_like(inside, -1.5), "|", color=COLORS[r.method], ms=6)
+        ax.set(ylim=(-2.2, 16), xlabel="$x$",
+               title=f"{LABELS[r.method]}: test RMSE {r.metrics['test_rmse']:.3f}")
+        ax.title.set_fontsize(9)
+    axes[0].legend(fontsize=7, loc="upper center")
+    return fig
+
+
+# ---------------------------------------------------------------------------------------
+# Banana (Fig. 3)
+# ---------------------------------------------------------------------------------------
+def _raw_scatter(ax, splits: BananaSplits, alpha: float = 0.25) -> None:
+    x, y = splits.x_train.numpy(), splits.y_train.numpy()
+    for label, c in ((0, "#56B4E9"), (1, "#CC79A7")):
+        ax.scatter(*x[y == label].T, s=4, color=c, alpha=alpha, lw=0)
+
+
+def cab_trajectories_figure(results: Sequence[SmallRunResult], splits: BananaSplits,
+                            seed: int = 0, lim: float = 3.0) -> Figure:
+    """Fig. 3(j-m): trajectories of the CAB spatial locations ``φ`` during training.
+
+    Drawn from the start (hollow circle) to the last record at or before the kept weights
+    (filled circle); the steps after it, which early stopping discards, are left out. The
+    training data of the same seed are in the background (standardized coordinates).
+    """
+    runs = _one_per_method(results, seed)
+    fig, axes = _grid(len(runs))
+    for ax, r in zip(axes, runs, strict=True):
+        _raw_scatter(ax, splits)
+        keep = r.steps <= r.kept_step
+        loc = r.locations[keep]                               # (T', m, 2)
+        c = COLORS[r.method]
+        for i in range(loc.shape[1]):
+            ax.plot(loc[:, i, 0], loc[:, i, 1], color=c, lw=0.8, alpha=0.8)
+        ax.plot(*loc[0].T, "o", mfc="none", mec=c, ms=4)
+        ax.plot(*loc[-1].T, "o", color=c, ms=4)
+        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal",
+               title=f"{LABELS[r.method]} (lr {r.lr:g}), {int(r.steps[keep][-1])} steps")
+        ax.title.set_fontsize(9)
+    return fig
+
+
+def decision_boundary_figure(results: Sequence[SmallRunResult], splits: BananaSplits,
+                             seed: int = 0, lim: float = 3.0, n: int = 161) -> Figure:
+    """Final decision boundaries (kept weights): predicted probability, the 0.5 contour
+    (black), the hidden units' CABs (thin coloured lines) and the test points."""
+    from ..cab import effective_weight_bias
+
+    runs = _one_per_method(results, seed)
+    fig, axes = _grid(len(runs))
+    g = np.linspace(-lim, lim, n)
+    gx, gy = np.meshgrid(g, g)
+    pts = np.stack([gx.ravel(), gy.ravel()], axis=1)
+    for ax, r in zip(axes, runs, strict=True):
+        if r.model is None:
+            raise ValueError("decision_boundary_figure needs runs with their trained model")
+        model = r.model.eval()
+        dtype = next(model.parameters()).dtype
+        with torch.no_grad():
+            prob = torch.sigmoid(model(torch.from_numpy(pts).to(dtype))).double().numpy()
+        ax.contourf(gx, gy, prob.reshape(n, n), levels=np.linspace(0, 1, 11), cmap="RdBu_r",
+                    alpha=0.35)
+        ax.contour(gx, gy, prob.reshape(n, n), levels=[0.5], colors="k", linewidths=1.2)
+        w, b = effective_weight_bias(model.hidden)
+        pre = pts @ w.numpy().T + b.numpy()                  # (n², m)
+        for i in range(pre.shape[1]):
+            z = pre[:, i].reshape(n, n)
+            if z.min() < 0 < z.max():
+                ax.contour(gx, gy, z, levels=[0.0], colors=COLORS[r.method], linewidths=0.6)
+        x, y = splits.x_test.numpy(), splits.y_test.numpy()
+        for label, c in ((0, "#56B4E9"), (1, "#CC79A7")):
+            ax.scatter(*x[y == label].T, s=6, color=c, edgecolor="k", lw=0.2)
+        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal",
+               title=f"{LABELS[r.method]}: test accuracy {r.metrics['test_acc']:.3f}")
+        ax.title.set_fontsize(9)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------
+# learning rates
+# ---------------------------------------------------------------------------------------
+def _lr_rows(results: Sequence[SmallRunResult]) -> dict[str, dict[str, np.ndarray]]:
+    """Per method and learning rate: mean, min and max over seeds of the test error and of
+    the largest per-step change (non-finite values ignored)."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for m in METHODS:
+        mine = select(results, method=m)
+        if not mine:
+            continue
+        rows: dict[str, list[float]] = {}
+        for lr in sorted({r.lr for r in mine}):
+            runs = select(mine, lr=lr)
+            rows.setdefault("lr", []).append(lr)
+            for key, vals in (("err", [_error(r) for r in runs]),
+                              ("chg", [_max_or_nan(r.max_change) for r in runs])):
+                v = np.asarray(vals, dtype=np.float64)
+                v = v[np.isfinite(v)]
+                for stat, f in (("", np.mean), ("_min", np.min), ("_max", np.max)):
+                    rows.setdefault(key + stat, []).append(float(f(v)) if v.size else np.nan)
+        out[m] = {k: np.asarray(v, dtype=np.float64) for k, v in rows.items()}
+    return out
+
+
+def _error(r: SmallRunResult) -> float:
+    """Test error: RMSE (Levy) or 1 - accuracy (Banana)."""
+    return r.metrics["test_rmse"] if r.task == "levy" else 1.0 - r.metrics["test_acc"]
+
+
+def _max_or_nan(x: np.ndarray) -> float:
+    return float(np.nanmax(x)) if x.size and np.isfinite(x).any() else math.nan
+
+
+def lr_sensitivity_figure(results_by_task: dict[str, Sequence[SmallRunResult]]) -> Figure:
+    """Test error and the largest per-step CAB change against the learning rate.
+
+    One row per task (``{"levy": runs, "banana": runs}``): left, the test error (RMSE, or
+    1 - accuracy); right, the largest per-step change of a run (Levy ``max |Δx*|``, Banana
+    direction change in degrees). Markers: mean over seeds; bars: the range over seeds.
+    Log scales where the values span more than a factor of 20.
+    """
+    import matplotlib.pyplot as plt
+
+    tasks = list(results_by_task)
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(7.6, 2.8 * len(tasks)), squeeze=False,
+                             constrained_layout=True)
+    for row, task in zip(axes, tasks, strict=True):
+        stats = _lr_rows(results_by_task[task])
+        for ax, key in zip(row, ("err", "chg"), strict=True):
+            lo_all, hi_all = [], []
+            for m, s in stats.items():
+                y, lo, hi = s[key], s[key + "_min"], s[key + "_max"]
+                ax.errorbar(s["lr"], y, yerr=np.stack([y - lo, hi - y]), color=COLORS[m],
+                            label=LABELS[m], marker="o", ms=3, capsize=2, lw=1)
+                lo_all.append(np.nanmin(lo))
+                hi_all.append(np.nanmax(hi))
+            lo_v, hi_v = np.nanmin(lo_all), np.nanmax(hi_all)
+            if lo_v > 0 and hi_v / lo_v > 20:
+                ax.set_yscale("log")
+            ax.set_xscale("log")
+            ax.set_xlabel("learning rate")
+        row[0].set(ylabel="test RMSE" if task == "levy" else "test error (1 - accuracy)",
+                   title=f"{task}: test error")
+        row[1].set(ylabel="largest $|\\Delta x^*|$" if task == "levy"
+                   else "largest direction change (°)",
+                   title=f"{task}: largest per-step CAB change")
+        for ax in row:
+            ax.title.set_fontsize(9)
+    axes[0][0].legend(fontsize=7)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------
+# tables and sentences
+# ---------------------------------------------------------------------------------------
+def change_stats(results: Sequence[SmallRunResult], threshold: float | None = None,
+                 kind: str | None = None) -> list[dict[str, Any]]:
+    """Per method, over all its runs: median and maximum of the per-step maximum change and
+    the share of steps whose change exceeds ``threshold``.
+
+    ``kind``: ``"location"`` or ``"angle"`` (default: location for Levy, angle for Banana);
+    ``threshold`` default: 1 (Levy, one unit of ``x``) or 90 degrees (Banana).
+    """
+    rows = []
+    for m in METHODS:
+        runs = select(results, method=m)
+        if not runs:
+            continue
+        k = kind or ("location" if runs[0].task == "levy" else "angle")
+        t = threshold if threshold is not None else (1.0 if k == "location" else 90.0)
+        ys = np.concatenate([r.max_location_change if k == "location" else r.max_angular_change
+                             for r in runs])
+        ys = ys[np.isfinite(ys)]
+        rows.append({"method": m, "kind": k, "threshold": t, "steps": int(ys.size),
+                     "median": float(np.median(ys)) if ys.size else math.nan,
+                     "max": float(ys.max()) if ys.size else math.nan,
+                     "share_above": float(np.mean(ys > t)) if ys.size else math.nan})
+    return rows
+
+
+def results_table(results: Sequence[SmallRunResult], reference: dict[str, float] | None = None,
+                  digits: int = 3) -> str:
+    """Markdown table of the headline test metric per method: mean ± std over seeds, the
+    per-seed range, and (if given) the authors' reported single-seed value."""
+    rows = summarize(results)
+    task = results[0].task
+    name = "test RMSE" if task == "levy" else "test accuracy"
+    head = f"| method | lr | seeds | {name}: mean ± std | min – max |"
+    sep = "|---|---|---|---|---|"
+    if reference is not None:
+        head += " authors' reported value (single seed) |"
+        sep += "---|"
+    lines = [head, sep]
+    f = f"{{:.{digits}f}}"
+    for row in rows:
+        v = np.asarray(row["values"])
+        line = (f"| {LABELS[row['method']]} | {row['lr']:g} | {row['n']} | "
+                f"{f.format(row['mean'])} ± {f.format(row['std'])} | "
+                f"{f.format(v.min())} – {f.format(v.max())} |")
+        if reference is not None:
+            ref = reference.get(row["method"])
+            line += f" {f.format(ref)} |" if ref is not None else " – |"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def units_through_data(run: SmallRunResult, x: torch.Tensor) -> int:
+    """Number of hidden units of ``run.model`` (kept weights, evaluation mode) whose CAB
+    passes through the data ``x (N, n)``: active on some points and inactive on others. The
+    other units are active everywhere (a linear piece) or nowhere (dead) on these points."""
+    from ..cab import effective_weight_bias
+
+    if run.model is None:
+        raise ValueError("units_through_data needs a run with its trained model")
+    w, b = effective_weight_bias(run.model.eval().hidden)
+    active = (x.to(w.dtype) @ w.T + b) > 0                   # (N, m)
+    frac = active.to(torch.float64).mean(dim=0)
+    return int(((frac > 0) & (frac < 1)).sum())
+
+
+def kept_characteristic_points(run: SmallRunResult) -> np.ndarray:
+    """``(m,)`` characteristic points of the kept network in evaluation mode (for BN: with
+    its running statistics), i.e. of the function whose test error is reported."""
+    from ..cab import characteristic_points
+
+    if run.model is None:
+        raise ValueError("kept_characteristic_points needs a run with its trained model")
+    return characteristic_points(run.model.eval().hidden).numpy()
+
+
+def runs_table(results: Sequence[SmallRunResult], digits: int = 3) -> str:
+    """Markdown table with one row per run: epochs, kept epoch, stopping, final learning
+    rate and the headline test metric."""
+    task = results[0].task
+    name = "test RMSE" if task == "levy" else "test accuracy"
+    lines = ["| method | seed | lr | epochs run | kept epoch | stopped early | final lr | "
+             f"{name} |", "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        final_lr = r.history["lr"][-1] if len(r.history["lr"]) else math.nan
+        lines.append(f"| {LABELS[r.method]} | {r.seed} | {r.lr:g} | {r.epochs_run} | "
+                     f"{r.best_epoch} | {'yes' if r.stopped_early else 'no'} | {final_lr:.0e} | "
+                     f"{r.score:.{digits}f} |")
+    return "\n".join(lines)
+
+
+def reference_comparison(results: Sequence[SmallRunResult], reference: dict[str, float]
+                         ) -> str:
+    """Sentences comparing our multi-seed results with the authors' single-seed values,
+    computed from the numbers (so they stay true when the numbers change)."""
+    rows = {r["method"]: r for r in summarize(results)}
+    task = results[0].task
+    higher = task == "banana"
+    metric = "test accuracy" if higher else "test RMSE"
+    methods = [m for m in METHODS if m in rows and m in reference]
+
+    def order(vals: dict[str, float]) -> list[str]:
+        return sorted(methods, key=lambda m: -vals[m] if higher else vals[m])
+
+    ours = order({m: rows[m]["mean"] for m in methods})
+    theirs = order(reference)
+    name = ", ".join
+    out = [f"Ranking by mean {metric} (best first): ours {name(LABELS[m] for m in ours)}; "
+           f"the authors' single seeds {name(LABELS[m] for m in theirs)}."]
+    if ours[0] == theirs[0]:
+        out.append(f"Both put {LABELS[ours[0]]} first.")
+    else:
+        out.append(f"The best method differs: {LABELS[ours[0]]} in our runs, "
+                   f"{LABELS[theirs[0]]} in the authors' run.")
+    inside, outside = [], []
+    for m in methods:
+        v = np.asarray(rows[m]["values"])
+        (inside if v.min() <= reference[m] <= v.max() else outside).append(m)
+    if inside:
+        out.append(f"The authors' value lies within the range of our seeds for "
+                   f"{name(LABELS[m] for m in inside)}.")
+    for m in outside:
+        v = np.asarray(rows[m]["values"])
+        side = "above" if reference[m] > v.max() else "below"
+        out.append(f"For {LABELS[m]} the authors' value ({reference[m]:.3f}) lies {side} all "
+                   f"{len(v)} of our seeds ({v.min():.3f} – {v.max():.3f}).")
+    best = ours[0]
+    others = [m for m in methods if m != best]
+    vb = np.asarray(rows[best]["values"])
+    seeds_won = sum(
+        all((vb[i] > np.asarray(rows[m]["values"])[i]) if higher
+            else (vb[i] < np.asarray(rows[m]["values"])[i]) for m in others)
+        for i in range(len(vb)) if all(len(rows[m]["values"]) == len(vb) for m in others))
+    out.append(f"{LABELS[best]} has the best {metric} of all methods on {seeds_won} of "
+               f"{len(vb)} seeds.")
+    return " ".join(out)
