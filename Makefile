@@ -1,6 +1,9 @@
 # gmp-book: two commands set up a fresh clone.
 #   make book  - create .venv, install, build the whole book (every chapter executed)
-#   make test  - create .venv if needed, install, run every test (pytest + nbval)
+#   make test  - create .venv if needed, install, run every test: pytest, nbval over the chapters
+#                and labs, and the browser test of the built HTML when Chromium is installed
+# Also: make test-browser (build the HTML, open every page in headless Chromium), make lab
+# (the interactive notebooks in JupyterLab), make lint, make clean.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,7 +16,13 @@ endif
 export MPLBACKEND ?= Agg
 export PYTHONHASHSEED ?= 0
 
-.PHONY: install book book-noexec test test-unit test-notebooks test-browser lint lab bench clean
+# Headless Chromium for the browser test: the first of these on PATH (.ci/run installs Debian's
+# chromium when it can). Override with `make test-browser CHROMIUM=/path/to/chrome`.
+CHROMIUM ?= $(firstword $(foreach b,chromium chromium-browser google-chrome google-chrome-stable,\
+	$(shell command -v $(b) 2>/dev/null)))
+
+.PHONY: install book html-noexec test test-unit test-notebooks test-browser no-browser lint lab \
+	bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,17 +32,50 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The book, every chapter executed from scratch (_config.yml: execute_notebooks: force); a cell
+# error or any Sphinx warning (-W, nitpicky -n) fails the build. Nothing is fetched from the
+# internet: MathJax is vendored in book/_static/mathjax.
+# _build/html is removed first: Sphinx never deletes pages that are no longer in the book.
 book: install
+	rm -rf _build/html
 	$(BIN)/jupyter-book build . --all -W -n --keep-going
 	@echo "The book is at $(abspath _build/html/index.html)"
 
-test: install test-unit test-notebooks
+# The same HTML without executing the chapters: it renders the outputs committed in the notebooks.
+# `make test` re-executes every chapter under nbval (test-notebooks), which compares against
+# exactly those outputs, so executing them a second time for the browser test would only double
+# the test time. The config is _config.yml with execute_notebooks: off (tests/browser/noexec_config.py).
+NOEXEC_CONFIG := _build/noexec_config.yml
+html-noexec: install
+	$(BIN)/python tests/browser/noexec_config.py _config.yml $(NOEXEC_CONFIG)
+	rm -rf _build/html
+	$(BIN)/jupyter-book build . --all -W -n --keep-going --config $(NOEXEC_CONFIG)
+
+ifneq ($(strip $(CHROMIUM)),)
+BROWSER_TEST := test-browser
+else
+BROWSER_TEST := no-browser
+endif
+
+test: install test-unit test-notebooks $(BROWSER_TEST)
 
 test-unit: install
 	$(BIN)/python -m pytest -q -n 2 tests
 
 test-notebooks: install
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --nbval-lax --nbval-sanitize-with tests/sanitize.cfg -p no:cacheprovider book notebooks
+
+# Every page of the built book in headless Chromium: math typeset, images loaded, no error
+# output, internal links resolve, nothing loaded from outside the book; screenshots of every page
+# go to _build/screenshots/. A missing browser is an error here (GMP_BROWSER_TEST=required).
+test-browser: html-noexec
+	rm -rf _build/screenshots
+	@echo "Screenshots of every page go to $(abspath _build/screenshots)"
+	CHROMIUM="$(CHROMIUM)" GMP_BROWSER_TEST=required $(BIN)/python -m pytest -q -p no:cacheprovider tests/browser
+
+no-browser:
+	@echo "No Chromium found (chromium, chromium-browser, google-chrome): the browser test was skipped."
+	@echo "Install one (Debian: apt-get install chromium) and run: make test-browser"
 
 lint: install
 	$(BIN)/ruff check gmp tests benchmarks

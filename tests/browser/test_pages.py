@@ -1,0 +1,276 @@
+"""Open every page of the built book in headless Chromium and check what a reader would see.
+
+Run by ``make test-browser`` (part of ``make test`` when Chromium is installed), which first
+builds ``_build/html`` from the notebooks' committed outputs. For each page:
+
+- math is typeset: every Sphinx math element holds MathJax output (``mjx-container``), MathJax
+  reported no TeX error, and no raw TeX (``$$``, ``\\(``, ``\\begin{``, ...) is left in the
+  visible text;
+- every image loaded (``naturalWidth > 0``);
+- no output shows a Python traceback, an error, or a warning on stderr;
+- every link inside the book resolves to an existing file and, with ``#anchor``, to an
+  existing element of that page;
+- the page requested nothing outside the book: every request went to the local server (the
+  book must work offline), none failed or answered an HTTP error, and no script threw;
+- a screenshot is saved to ``_build/screenshots/`` for a person to look at.
+
+A separate test scans the HTML and CSS for external scripts, styles, fonts and images.
+
+The suite is opt-in (``GMP_BROWSER_TEST=1`` or ``required``, set by the Makefile): a plain
+``pytest tests`` skips it, since it needs a fresh HTML build and a browser. With ``required``, a
+missing browser or build is an error instead of a skip.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from chromium_cdp import Chromium, find_chromium
+
+ROOT = Path(__file__).resolve().parents[2]
+HTML = Path(os.environ.get("GMP_BOOK_HTML", ROOT / "_build" / "html")).resolve()
+SCREENSHOTS = Path(os.environ.get("GMP_SCREENSHOTS", HTML.parent / "screenshots")).resolve()
+MODE = os.environ.get("GMP_BROWSER_TEST", "")
+CHROMIUM = find_chromium()
+
+
+def _skip_or_fail(reason: str) -> None:
+    if MODE == "required":
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
+if not MODE:
+    _skip_or_fail("browser test is opt-in: run `make test-browser` (or set GMP_BROWSER_TEST=1)")
+if CHROMIUM is None:
+    _skip_or_fail("no Chromium found (install Debian's `chromium`, or set CHROMIUM=/path)")
+if not (HTML / "index.html").is_file():
+    _skip_or_fail(f"no built book at {HTML}: run `make test-browser`, which builds it")
+
+# Folders of the build that hold assets, not pages.
+ASSET_DIRS = {"_static", "_sources", "_images", "_downloads"}
+PAGES = sorted(
+    p.relative_to(HTML).as_posix()
+    for p in HTML.rglob("*.html")
+    if not ASSET_DIRS & set(p.relative_to(HTML).parts[:-1])
+)
+
+# Raw TeX that would show if MathJax did not typeset a formula.
+RAW_TEX = ("$$", "\\(", "\\)", "\\[", "\\]", "\\begin{", "\\frac", "\\displaystyle")
+# Markup that was not rendered: `$x$` math (dollars hugging non-space text, as in Pandoc's
+# rule, so "costs $5 and $10" does not count) and the delimiter row of a Markdown table.
+RAW_MARKUP = {
+    "raw $...$ math": re.compile(r"\$[^\s$](?:[^$]*[^\s$])?\$"),
+    "raw Markdown table": re.compile(r"\|\s*:?(?:-{3,}|[—–]+):?\s*\|"),
+}
+
+# Runs in the page once it has loaded: waits for MathJax and images, then reports.
+INSPECT_JS = r"""
+(async () => {
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const mathNodes = [...document.querySelectorAll('.math')];
+  if (mathNodes.length) {
+    for (let i = 0; i < 300 && !(window.MathJax && MathJax.startup && MathJax.startup.promise); i++)
+      await sleep(50);
+    if (window.MathJax && MathJax.startup && MathJax.startup.promise) await MathJax.startup.promise;
+  }
+  for (const img of document.images) if (img.loading === 'lazy') img.loading = 'eager';
+  await Promise.all([...document.images].map((img) => img.complete ? null :
+    new Promise((r) => { img.addEventListener('load', r); img.addEventListener('error', r); })));
+  await document.fonts.ready;
+
+  // Visible text outside code, scripts and MathJax's own output.
+  const skip = 'script, style, noscript, template, pre, code, textarea, mjx-container';
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  const parts = [];
+  for (let n = walker.nextNode(); n; n = walker.nextNode())
+    if (!n.parentElement.closest(skip)) parts.push(n.data);
+  const text = parts.join(' ');
+
+  const all = (sel) => [...document.querySelectorAll(sel)];
+  const outputs = (sel) => all(sel).map((e) => e.innerText.slice(0, 300));
+  return {
+    title: document.title,
+    mathjax: !!(window.MathJax && MathJax.version),
+    math: mathNodes.length,
+    untypeset: mathNodes.filter((e) => !e.querySelector('mjx-container'))
+                        .map((e) => e.textContent.slice(0, 80)),
+    mjx: document.querySelectorAll('mjx-container').length,
+    merror: all('mjx-merror').map((e) => e.getAttribute('data-mjx-error') || e.textContent),
+    images: [...document.images].map(
+      (i) => ({src: i.currentSrc || i.src, ok: i.complete && i.naturalWidth > 0})),
+    errors: outputs('.output.error, .output.traceback, .cell_output .traceback'),
+    stderr: outputs('.output.stderr'),
+    text: text,
+    links: all('a[href]').map((a) => a.href),
+  };
+})()
+"""
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:  # keep pytest's output clean
+        pass
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[str]:
+    """Serve the built book on 127.0.0.1 (free port) from a thread; yield the base URL."""
+    handler = functools.partial(_Quiet, directory=str(HTML))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Chromium]:
+    with Chromium(CHROMIUM) as chromium:
+        chromium.new_tab()
+        yield chromium
+
+
+class _Ids(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for key, value in attrs:
+            if key == "id" or (tag == "a" and key == "name"):
+                self.ids.add(value or "")
+
+
+@functools.cache
+def _anchors(path: Path) -> frozenset[str]:
+    parser = _Ids()
+    parser.feed(path.read_text(encoding="utf8", errors="replace"))
+    return frozenset(parser.ids)
+
+
+def _broken_links(links: list[str], base: str) -> list[str]:
+    """Links into the book whose file, or whose ``#anchor`` in that file, does not exist."""
+    broken = []
+    for link in sorted(set(links)):
+        if not link.startswith(base):
+            continue  # another site (GitHub, Binder, Colab, the paper): a link, not a load
+        url = urllib.parse.urlsplit(link)
+        rel = urllib.parse.unquote(url.path)[len(urllib.parse.urlsplit(base).path):]
+        target = HTML / rel
+        if target.is_dir() or not rel:
+            target = target / "index.html"
+        if not target.is_file():
+            broken.append(f"{link} (no file {target.relative_to(HTML)})")
+            continue
+        fragment = urllib.parse.unquote(url.fragment)
+        if fragment and target.suffix == ".html" and fragment not in _anchors(target):
+            broken.append(f"{link} (no id {fragment!r} in {target.relative_to(HTML)})")
+    return broken
+
+
+def _network_problems(events: list[dict], base: str) -> list[str]:
+    """Requests that left the book, failed, or got an HTTP error; JS exceptions; console errors."""
+    urls: dict[str, str] = {}
+    problems = []
+    for event in events:
+        method, params = event["method"], event.get("params", {})
+        if method == "Network.requestWillBeSent":
+            url = params["request"]["url"]
+            urls[params["requestId"]] = url
+            if not url.startswith((base, "data:", "blob:", "about:")):
+                problems.append(f"external request: {url}")
+        elif method == "Network.responseReceived":
+            status = params["response"]["status"]
+            if status >= 400:
+                problems.append(f"HTTP {status}: {params['response']['url']}")
+        elif method == "Network.loadingFailed":
+            if params.get("canceled"):
+                continue
+            url = urls.get(params["requestId"], "?")
+            problems.append(f"failed to load {url}: {params.get('errorText')}")
+        elif method == "Runtime.exceptionThrown":
+            details = params["exceptionDetails"]
+            text = details.get("exception", {}).get("description") or details.get("text")
+            problems.append(f"JavaScript exception: {text}")
+        elif method == "Runtime.consoleAPICalled" and params.get("type") == "error":
+            args = " ".join(str(a.get("value", a.get("description", ""))) for a in params["args"])
+            problems.append(f"console error: {args}")
+    return problems
+
+
+def test_found_pages() -> None:
+    """The build has the book's pages (a guard against testing an empty or partial build)."""
+    assert "index.html" in PAGES
+    assert any(p.startswith("book/") for p in PAGES), PAGES
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page(page: str, site: str, browser: Chromium) -> None:
+    url = site + page
+    browser.navigate(url)
+    report = browser.evaluate(INSPECT_JS, timeout=90)
+    browser.screenshot(SCREENSHOTS / (page.removesuffix(".html").replace("/", "__") + ".png"))
+    # Events still in flight after the inspection (late font loads) are read by one more call.
+    browser.call("Runtime.evaluate", {"expression": "0"})
+
+    problems: list[str] = []
+    if report["math"]:
+        if not report["mathjax"]:
+            problems.append(f"{report['math']} math elements but MathJax did not load")
+        problems += [f"math not typeset: {t!r}" for t in report["untypeset"]]
+    problems += [f"TeX error: {e!r}" for e in report["merror"]]
+    problems += [f"raw TeX {s!r} in visible text" for s in RAW_TEX if s in report["text"]]
+    for what, pattern in RAW_MARKUP.items():
+        problems += [f"{what} in visible text: {m.group(0)[:80]!r}"
+                     for m in pattern.finditer(report["text"])][:3]
+    problems += [f"image did not load: {i['src']}" for i in report["images"] if not i["ok"]]
+    problems += [f"error output: {e!r}" for e in report["errors"]]
+    if "Traceback (most recent call last)" in report["text"]:
+        problems.append("a Python traceback is shown")
+    problems += [f"warning on stderr: {s!r}" for s in report["stderr"]
+                 if re.search(r"Warning|Error", s)]
+    problems += [f"broken link: {b}" for b in _broken_links(report["links"], site)]
+    problems += _network_problems(browser.events, site)
+    assert not problems, f"{page} ({report['title']}):\n  " + "\n  ".join(problems)
+
+
+# Tags and attributes that make a browser load something.
+_LOADING = re.compile(
+    r"<(script|img|iframe|source|video|audio|embed|object)\b[^>]*?\s(src|data)=[\"']([^\"']+)"
+    r"|<link\b[^>]*?\shref=[\"']([^\"']+)[\"'][^>]*>", re.IGNORECASE)
+_CSS_URL = re.compile(r"url\(\s*[\"']?([^\"')]+)", re.IGNORECASE)
+_EXTERNAL = re.compile(r"^(https?:)?//", re.IGNORECASE)
+# <link rel=...> values that do not load anything at page load.
+_LINK_NAV = re.compile(r"""rel=["'](index|search|next|prev|canonical|author|license)["']""",
+                       re.IGNORECASE)
+
+
+def test_no_external_resources_in_html() -> None:
+    """No script, style sheet, font, image or frame is referenced from outside the book."""
+    problems = []
+    for path in sorted(HTML.rglob("*.html")):
+        text = path.read_text(encoding="utf8", errors="replace")
+        for m in _LOADING.finditer(text):
+            url = m.group(3) or m.group(4)
+            if m.group(4) and _LINK_NAV.search(m.group(0)):
+                continue
+            if _EXTERNAL.match(url):
+                problems.append(f"{path.relative_to(HTML)}: {m.group(0)[:160]}")
+    for path in sorted(HTML.rglob("*.css")):
+        for url in _CSS_URL.findall(path.read_text(encoding="utf8", errors="replace")):
+            if _EXTERNAL.match(url.strip()):
+                problems.append(f"{path.relative_to(HTML)}: url({url})")
+    assert not problems, "external resources:\n  " + "\n  ".join(problems)
