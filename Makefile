@@ -13,7 +13,6 @@ STAMP := $(VENV)/.installed-stamp
 ifneq ($(wildcard ../shared/data),)
 export GMP_DATA_DIR ?= $(abspath ../shared/data)
 endif
-export MPLBACKEND ?= Agg
 export PYTHONHASHSEED ?= 0
 
 # Headless Chromium for the browser test: the first of these on PATH (.ci/run installs Debian's

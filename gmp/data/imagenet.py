@@ -10,7 +10,8 @@ Training augmentation (Table 3's recipe, He et al. 2016, Sec. 3.4):
 
 1. scale augmentation: resize so the **shorter side** is an integer drawn uniformly from
    ``[256, 480]`` (aspect ratio preserved);
-2. a random 224×224 crop; 3. random horizontal flip;
+2. a random 224×224 crop;
+3. random horizontal flip;
 4. colour augmentation. He et al. use "the standard colour augmentation" of Krizhevsky et
    al. (2012): PCA lighting noise along the RGB principal components of ImageNet. We apply
    :class:`torchvision.transforms.ColorJitter` (brightness, contrast, saturation 0.4 each by

@@ -199,13 +199,15 @@ class SmallRunResult:
 
     @property
     def max_change(self) -> np.ndarray:
-        """The per-step change the paper plots: ``|Δx*|`` for Levy (Fig. 2c), degrees of
-        direction change for Banana (Fig. 3i). ``(steps_run,)``."""
+        """The per-step change the paper plots, shape ``(steps_run,)``.
+
+        Levy (Fig. 2c) gives ``|Δx*|``; Banana (Fig. 3i) gives degrees of direction change.
+        """
         return self.max_location_change if self.task == "levy" else self.max_angular_change
 
     @property
     def score(self) -> float:
-        """The headline test metric: RMSE (Levy) or accuracy (Banana)."""
+        """The headline test metric, RMSE for Levy and accuracy for Banana."""
         return self.metrics["test_rmse" if self.task == "levy" else "test_acc"]
 
     def to_dict(self, tracks: bool = True) -> dict[str, Any]:
