@@ -64,6 +64,7 @@ class OneHiddenLayerMLP(nn.Module):
         return self.out(self.act(self.hidden(x)))
 
 
-def mlp(method: str, in_features: int, hidden: int = 100, out_features: int = 1) -> OneHiddenLayerMLP:
+def mlp(method: str, in_features: int, hidden: int = 100,
+        out_features: int = 1) -> OneHiddenLayerMLP:
     """One-hidden-layer ReLU network under ``method`` (see :class:`OneHiddenLayerMLP`)."""
     return OneHiddenLayerMLP(method, in_features, hidden, out_features)

@@ -10,6 +10,8 @@ Invariant used everywhere below: ``‖u(θ)‖ = 1`` for *every* real θ (the sq
 ``cos² + sin²·(…) = 1`` from the last coordinate inwards), so training θ needs no projection.
 
 All functions accept any leading batch shape ``(..., n-1)``; the last axis holds the angles.
+:func:`scaled_unit_vector` computes ``r·u(θ)`` (the weight of a GmP layer) with one fused
+autograd Function whose backward is closed-form and O(n) per row.
 """
 
 from __future__ import annotations
@@ -17,71 +19,224 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["unit_vector", "angles", "metric_diagonal", "metric_tensor"]
+__all__ = ["unit_vector", "scaled_unit_vector", "angles", "metric_diagonal", "metric_tensor"]
 
 
-def _pad_one(x: Tensor) -> Tensor:
-    """Append a column of ones on the last axis: ``(..., k) -> (..., k+1)``."""
-    return torch.cat([x, x.new_ones(x.shape[:-1] + (1,))], dim=-1)
-
-
-def _prepend_one(x: Tensor) -> Tensor:
-    """Prepend a column of ones on the last axis: ``(..., k) -> (..., k+1)``."""
-    return torch.cat([x.new_ones(x.shape[:-1] + (1,)), x], dim=-1)
+def _check_angles(theta: Tensor, fn: str) -> None:
+    if not isinstance(theta, Tensor):
+        raise TypeError(f"{fn} expects a tensor of angles, got {type(theta).__name__}")
+    if theta.dim() == 0:
+        raise ValueError(f"{fn} expects angles of shape (..., n-1); got a 0-d tensor")
+    if not theta.is_floating_point():
+        raise TypeError(f"{fn} expects a floating-point tensor, got {theta.dtype}")
 
 
 def _unit_vector_reference(theta: Tensor) -> Tensor:
-    """Plain autograd composition of ``u(θ)``; also the exact fallback of the fast backward."""
+    """Plain autograd composition of ``u(θ)``: ``(..., n-1) -> (..., n)``, ``n ≥ 2``.
+
+    The definition the fused Function is tested against, and its exact fallback.
+    """
     sin, cos = torch.sin(theta), torch.cos(theta)
+    ones = theta.new_ones(theta.shape[:-1] + (1,))
     # prefix[..., i] = ∏_{j<i} sin θ_j  (prefix[..., 0] = 1), shape (..., n)
-    prefix = _prepend_one(torch.cumprod(sin, dim=-1))
-    return prefix * _pad_one(cos)
+    prefix = torch.cat([ones, torch.cumprod(sin, dim=-1)], dim=-1)
+    return prefix * torch.cat([cos, ones], dim=-1)
 
 
-class _UnitVector(torch.autograd.Function):
-    """``u(θ)`` with a closed-form O(n) backward.
+def _small_sine(dtype: torch.dtype) -> float:
+    """``|sin θ_k|`` below this sends a row of the fast backward to the exact fallback.
 
-    With ``s = sin θ``, ``c = cos θ``, ``P_k = ∏_{j≤k} s_j`` and incoming gradient ``g``:
+    The closed form divides by ``sin θ_k``: exact while the factor ``sin θ_k`` it cancels is
+    representable, 0/0 for ``sin θ_k = 0`` exactly (angles of zero-tail vectors).
+    """
+    return torch.finfo(dtype).tiny ** 0.5
 
-        ∂L/∂θ_k = -g_k P_{k-1} s_k + c_k P_{k-1} Σ_{i>k} g_i u_i / P_k
-                = P_{k-1} (-g_k s_k) + (c_k / s_k) T_k,      T_k = Σ_{i>k} g_i u_i,
 
-    one reverse cumulative sum. ``T_k / s_k`` is exact in floating point as long as ``s_k``
-    is not (close to) zero: every ``u_i`` with ``i > k`` carries the factor ``s_k``. Rows where
-    some ``|s_k|`` is tiny (e.g. angles of a vector with a zero tail, θ_k ∈ {0, π}) are sent
-    through the autograd reference instead, so the gradient stays exact everywhere.
+class _ScaledUnitVector(torch.autograd.Function):
+    """``w = r·u(θ)``: ``(..., n-1), (...) -> (..., n)`` with ``n ≥ 2``; ``r = None`` gives ``u``.
+
+    Forward, with ``s = sin θ``, ``c = cos θ`` and ``P_k = ∏_{j≤k} s_j`` (0-based ``k``,
+    ``P_{-1} = 1``): ``u_k = P_{k-1} c_k`` for ``k < n-1`` and ``u_{n-1} = P_{n-2}``, one
+    cumulative product. ``cot = c/s`` and ``r·P`` are returned as extra non-differentiable
+    outputs and saved with ``w``: the backward evaluates no transcendental function and
+    keeps no copy of ``u``.
+
+    Backward, for the incoming ``g = ∂L/∂w``, ``h = g ⊙ w`` and ``rT_k = Σ_{i>k} h_i`` (one
+    reverse cumulative sum, whose full total is ``r·∂L/∂r``):
+
+        ∂L/∂r   = Σ_i h_i / r              (Σ_i g_i u_i recomputed on rows with r = 0),
+        ∂L/∂θ_k = cot_k · rT_k − g_k · rP_k,
+
+    since ``∂u_k/∂θ_k = −P_k`` and ``∂u_i/∂θ_k = (c_k/s_k)·u_i`` for ``i > k``. Every such
+    ``u_i`` carries the factor ``s_k``, so ``T_k / s_k`` is exact in floating point unless
+    ``s_k`` is (nearly) zero; those rows are recomputed exactly (:func:`_rows_with_small_sine`,
+    :func:`_exact_rows`). Cost: O(n) per row; no Jacobian is formed.
     """
 
     @staticmethod
-    def forward(theta: Tensor) -> Tensor:  # type: ignore[override]
-        return _unit_vector_reference(theta)
+    def forward(theta: Tensor, r: Tensor | None):  # type: ignore[override]
+        # Memory traffic is the cost: every op below is one pass over an (m, n) array.
+        # sin/cos write contiguous outputs (their strided-output kernels scale worse).
+        cos = torch.cos(theta)
+        sin = torch.sin(theta)
+        r_prod = torch.cumprod(sin, dim=-1)  # P, then r·P
+        cot = torch.div(cos, sin, out=sin)  # ±inf or nan where s = 0 (those rows are redone)
+        head = cos[..., :1]  # w_0 = r·c_0
+        if r is not None:
+            rr = r.unsqueeze(-1)
+            r_prod.mul_(rr)
+            head = head * rr
+        if torch.compiler.is_compiling():  # Dynamo rejects strided out= (a graph break)
+            return torch.cat([head, r_prod[..., :-1] * cos[..., 1:], r_prod[..., -1:]],
+                             dim=-1), cot, r_prod
+        w = theta.new_empty(theta.shape[:-1] + (theta.shape[-1] + 1,))
+        w[..., :1] = head
+        torch.mul(r_prod[..., :-1], cos[..., 1:], out=w[..., 1:-1])  # w_k = r·P_{k-1}·c_k
+        w[..., -1] = r_prod[..., -1]  # w_{n-1} = r·P_{n-2}
+        return w, cot, r_prod
 
     @staticmethod
     def setup_context(ctx, inputs, output):  # type: ignore[override]
-        (theta,) = inputs
-        ctx.save_for_backward(theta, output)
+        theta, r = inputs
+        w, cot, r_prod = output
+        ctx.mark_non_differentiable(cot, r_prod)
+        ctx.set_materialize_grads(False)  # no zero-filled gradients for the extra outputs
+        ctx.save_for_backward(theta, r, w, cot, r_prod)
 
     @staticmethod
-    def backward(ctx, grad_u: Tensor) -> Tensor:  # type: ignore[override]
-        theta, u = ctx.saved_tensors
-        sin, cos = torch.sin(theta), torch.cos(theta)
-        # prefix_{k-1} = ∏_{j<k} s_j for k = 1..n-1
-        prefix = _prepend_one(torch.cumprod(sin[..., :-1], dim=-1))
-        gu = grad_u * u
-        # tail[..., k] = Σ_{i>k} g_i u_i (0-based k over the n-1 angles)
-        tail = gu.flip(-1).cumsum(-1).flip(-1)[..., 1:]
-        tiny = torch.finfo(theta.dtype).tiny ** 0.5
-        small = sin.abs() < tiny
-        safe_sin = torch.where(small, torch.ones_like(sin), sin)
-        grad = -grad_u[..., :-1] * prefix * sin + cos * tail / safe_sin
-        if bool(small.any()):
-            rows = small.any(dim=-1)
-            with torch.enable_grad():
-                t = theta[rows].detach().requires_grad_(True)
-                (g,) = torch.autograd.grad(_unit_vector_reference(t), t, grad_u[rows])
-            grad = grad.clone()
-            grad[rows] = g
-        return grad
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_w, *_unused):  # type: ignore[override]
+        theta, r, w, cot, r_prod = ctx.saved_tensors
+        need_theta, need_r = ctx.needs_input_grad[:2]
+        if grad_w is None:
+            return None, None
+        h = grad_w * w
+        tail = _suffix_sums(h)  # tail[..., k] = Σ_{i>k} h_i = r·T_k
+        grad_r = _grad_r(tail[..., 0] + h[..., 0], r, theta, grad_w) if need_r else None
+        grad_theta = None
+        if need_theta:
+            del h
+            # Out-of-place addcmul: a fresh contiguous result AccumulateGrad adopts without a
+            # copy (and, unlike addcmul_, it has a vmap batching rule: no warning under jacrev).
+            t = tail[..., :-1].mul_(cot)
+            grad_theta = torch.addcmul(t, grad_w[..., :-1], r_prod, value=-1)
+            del tail, t
+            rows = _rows_with_small_sine(theta, r_prod, r)
+            if rows is not None:
+                grad_theta = _exact_rows(grad_theta, rows, theta, r, grad_w)
+        return grad_theta, grad_r
+
+
+def _scan_block(n: int) -> int | None:
+    """Block length for :func:`_suffix_sums`: a divisor of ``n`` in [8, 32], near 16."""
+    for b in (16, 12, 20, 24, 10, 32, 8, 14, 18, 9, 11, 13, 15, 17, 19, 21, 22, 23, 25, 26,
+              27, 28, 29, 30, 31):
+        if n % b == 0 and n > b:
+            return b
+    return None
+
+
+def _suffix_sums(h: Tensor) -> Tensor:
+    """Exclusive suffix sums along the last axis, ``out[..., k] = Σ_{i>k} h[..., i]``.
+
+    A row-wise scan is latency-bound (one dependent add per element, ~1 ns each on a CPU);
+    instead the blocks of ``b`` entries are summed by one matrix product with the strictly
+    lower-triangular ones matrix, and only the ``n/b`` block totals are scanned. As in a
+    reverse cumulative sum, ``out[..., k]`` adds up entries ``i > k`` only, so its rounding
+    error scales with the tail it sums, not with the row total.
+    """
+    n = h.shape[-1]
+    b = _scan_block(n)
+    if b is None:
+        out = torch.zeros_like(h)
+        out[..., :-1] = h[..., 1:].flip(-1).cumsum(-1).flip(-1)
+        return out
+    rows, nb = h.numel() // n, n // b
+    lower = torch.ones(b, b, dtype=h.dtype, device=h.device).tril_(-1)  # [i, k] = 1 if i > k
+    out = torch.mm(h.reshape(rows * nb, b), lower).view(rows, nb, b)
+    block = out[..., 0] + h.reshape(rows, nb, b)[..., 0]  # block totals, (rows, nb)
+    carry = torch.zeros_like(block)  # Σ of the totals of later blocks
+    carry[..., :-1] = block[..., 1:].flip(-1).cumsum(-1).flip(-1)
+    out += carry.unsqueeze(-1)
+    return out.view(h.shape)
+
+
+def _grad_r(r_total: Tensor, r: Tensor, theta: Tensor, grad_w: Tensor) -> Tensor:
+    """``∂L/∂r = Σ_i g_i u_i`` from ``r_total = Σ_i g_i w_i = r·∂L/∂r``; rows with
+    ``r = 0`` (0/0) or ``|r|`` so small that ``w = r·u`` may underflow are recomputed from
+    ``u(θ)``."""
+    zero = r.abs() < _small_sine(r.dtype)
+    grad_r = r_total / torch.where(zero, torch.ones_like(r), r)
+    if bool(zero.any()):
+        k = theta.shape[-1]
+        rows = zero.reshape(-1)
+        u = _unit_vector_reference(theta.reshape(-1, k)[rows])
+        fix = (grad_w.reshape(-1, k + 1)[rows] * u).sum(-1)
+        grad_r = grad_r.reshape(-1).index_put((rows,), fix).view(r.shape)
+    return grad_r
+
+
+def _rows_with_small_sine(theta: Tensor, r_prod: Tensor, r: Tensor | None) -> Tensor | None:
+    """Flattened bool mask of the rows having some ``|sin θ_k| <`` :func:`_small_sine`, or
+    None. Screened in O(m) by ``|P_{n-2}| ≤ min_k |sin θ_k|`` (read from ``r·P``; rows with
+    ``r = 0`` have a zero gradient anyway), then checked exactly on the rows it flags."""
+    tiny = _small_sine(theta.dtype)
+    last = r_prod[..., -1].abs()
+    if r is not None:
+        last = last / r.abs().where(r != 0, 1.0)
+    rows = (last < tiny).reshape(-1)
+    if not bool(rows.any()):
+        return None
+    k = theta.shape[-1]
+    rows[rows.clone()] = (torch.sin(theta.reshape(-1, k)[rows]).abs() < tiny).any(dim=-1)
+    return rows if bool(rows.any()) else None
+
+
+def _exact_rows(grad_theta: Tensor, rows: Tensor, theta: Tensor, r: Tensor | None,
+                grad_w: Tensor) -> Tensor:
+    """Recompute ``grad_theta`` on the ``rows`` (flattened bool mask) with the
+    vector-Jacobian product of the reference composition (``torch.func.vjp``, so this also
+    runs under ``jacrev``/``vmap``). Shapes: ``grad_theta``, ``theta`` ``(..., n-1)``."""
+    k = theta.shape[-1]
+    rows = rows.reshape(-1)
+    t = theta.reshape(-1, k)[rows]
+    if r is None:
+        _, vjp = torch.func.vjp(_unit_vector_reference, t)
+    else:
+        rr = r.reshape(-1, 1)[rows]
+        _, vjp = torch.func.vjp(lambda a: _unit_vector_reference(a) * rr, t)
+    (g,) = vjp(grad_w.reshape(-1, k + 1)[rows])
+    return grad_theta.reshape(-1, k).index_put((rows,), g).view(grad_theta.shape)
+
+
+def scaled_unit_vector(theta: Tensor, r: Tensor | None = None) -> Tensor:
+    """``r·u(θ)``: the weight of GmP units with directions ``θ`` and radii ``r``.
+
+    One fused autograd Function (forward: one cumulative product; backward: closed form,
+    one reverse cumulative sum, no transcendental function re-evaluated; see
+    ``_ScaledUnitVector``). It is differentiable once (no double backward) and works under
+    ``torch.func.jacrev``/``vjp``.
+
+    Args:
+        theta: ``(..., n-1)`` real angles, any values (no range constraint).
+        r: ``(...)`` radii (any sign), or None for the unit vector itself.
+
+    Returns:
+        ``(..., n)``. ``n - 1 = 0`` gives ``r`` (or ones) with a trailing axis of size 1.
+    """
+    _check_angles(theta, "scaled_unit_vector")
+    if r is not None:
+        if r.shape != theta.shape[:-1]:
+            raise ValueError(f"scaled_unit_vector: r must have shape {tuple(theta.shape[:-1])} "
+                             f"(the leading shape of theta {tuple(theta.shape)}), "
+                             f"got {tuple(r.shape)}")
+        if r.dtype != theta.dtype or r.device != theta.device:
+            raise TypeError(f"scaled_unit_vector: r ({r.dtype}, {r.device}) must match theta "
+                            f"({theta.dtype}, {theta.device})")
+    if theta.shape[-1] == 0:
+        ones = theta.new_ones(theta.shape[:-1] + (1,))
+        return ones if r is None else r.unsqueeze(-1) * ones
+    return _ScaledUnitVector.apply(theta, r)[0]
 
 
 def unit_vector(theta: Tensor) -> Tensor:
@@ -93,54 +248,56 @@ def unit_vector(theta: Tensor) -> Tensor:
     Returns:
         ``(..., n)`` tensor ``u(θ)`` with ``‖u‖ = 1``. ``n - 1 = 0`` gives ``(..., 1)`` ones.
     """
-    if theta.dim() == 0:
-        raise ValueError("unit_vector expects angles of shape (..., n-1); got a 0-d tensor")
-    if not theta.is_floating_point():
-        raise TypeError(f"unit_vector expects a floating tensor, got {theta.dtype}")
-    if theta.shape[-1] == 0:
-        return theta.new_ones(theta.shape[:-1] + (1,))
-    return _UnitVector.apply(theta)
+    _check_angles(theta, "unit_vector")
+    return scaled_unit_vector(theta)
 
 
 @torch.no_grad()
 def angles(v: Tensor) -> tuple[Tensor, Tensor]:
     """Stable inverse of :func:`unit_vector`: ``v = norm · u(θ)``.
 
-    Computed in float64 without autograd (``atan2`` has a NaN gradient at (0, 0)); the
-    result is cast back to ``v``'s dtype. With tail norms ``ρ_k = ‖(v_{k+1}, …, v_n)‖``:
+    Computed in float64 without autograd (``atan2`` has a NaN gradient at (0, 0)) and cast
+    back to ``v``'s dtype. With tail norms ``ρ_k = ‖(v_{k+1}, …, v_n)‖``:
     ``θ_k = atan2(ρ_k, v_k)`` for ``k ≤ n-2`` (so ``θ_k ∈ [0, π]``) and
-    ``θ_{n-1} = atan2(v_n, v_{n-1})`` (``∈ (-π, π]``, the sign of ``v_n`` is kept). A zero
-    tail gives angles 0 or π, which ``unit_vector`` maps back exactly. The zero vector gives
-    θ = 0 and norm 0. ``v`` is never modified.
+    ``θ_{n-1} = atan2(v_n, v_{n-1})`` (``∈ [-π, π]``: the sign of ``v_n`` is kept). A zero
+    tail gives angles 0 or π, which :func:`unit_vector` maps back exactly. The zero vector
+    gives ``θ = 0`` and norm 0. ``v`` is never modified. Non-finite input gives NaN angles.
 
     Args:
-        v: ``(..., n)`` vectors, ``n ≥ 1``.
+        v: ``(..., n)`` vectors, ``n ≥ 1``, floating point.
 
     Returns:
-        ``(theta, norm)`` with shapes ``(..., n-1)`` and ``(...)``. For ``n = 1`` theta is
-        empty and the direction (the sign of ``v``) is not encoded: keep it separately.
+        ``(theta, norm)`` with shapes ``(..., n-1)`` and ``(...)``, dtype of ``v``. For
+        ``n = 1`` theta is empty and the direction (the sign of ``v``) is not encoded: keep it
+        separately (as :class:`gmp.nn.GmPLinear` does in its ``direction`` buffer).
     """
+    if not isinstance(v, Tensor):
+        raise TypeError(f"angles expects a tensor, got {type(v).__name__}")
     if v.dim() == 0 or v.shape[-1] == 0:
-        raise ValueError(f"angles expects vectors of shape (..., n) with n >= 1, got {tuple(v.shape)}")
+        raise ValueError(f"angles expects vectors of shape (..., n) with n >= 1, "
+                         f"got {tuple(v.shape)}")
+    if not v.is_floating_point():
+        raise TypeError(f"angles expects a floating-point tensor, got {v.dtype}")
+    # Out of place only from here on: ``x`` may share memory with ``v`` (float64 input).
     x = v.detach().to(torch.float64)
     n = x.shape[-1]
-    norm = torch.linalg.vector_norm(x, dim=-1)
-    if n == 1:
-        return x.new_zeros(x.shape[:-1] + (0,)).to(v.dtype), norm.to(v.dtype)
-    # rho[..., k] = ‖x[..., k+1:]‖ computed from the reversed cumulative sum of squares,
-    # scaled by the max |x| per row so that squares neither overflow nor underflow.
+    # Work on x scaled by its largest |x| (per row) so squares neither overflow nor underflow.
     scale = x.abs().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
     xs = x / scale
+    # ρ from the reversed cumulative sum of squares (summed from the tail: small tails are not
+    # swamped by the large head); tail_sq[..., 0] is the squared norm of the row.
     tail_sq = (xs * xs).flip(-1).cumsum(-1).flip(-1)
-    rho = tail_sq[..., 1:].clamp_min(0).sqrt()  # (..., n-1): ‖x_{k+1:}‖ / scale
-    theta = torch.atan2(rho[..., :-1], xs[..., :-2])
-    last = torch.atan2(xs[..., -1], xs[..., -2]).unsqueeze(-1)
-    theta = torch.cat([theta, last], dim=-1)
-    return theta.to(v.dtype), norm.to(v.dtype)
+    norm = (tail_sq[..., 0].sqrt() * scale[..., 0]).to(v.dtype)
+    if n == 1:
+        return x.new_zeros(x.shape[:-1] + (0,)).to(v.dtype), norm
+    rho = tail_sq[..., 1:-1].sqrt()  # (..., n-2): ‖xs_{k+1:}‖ for k = 0..n-3
+    theta = torch.cat([torch.atan2(rho, xs[..., :-2]),
+                       torch.atan2(xs[..., -1:], xs[..., -2:-1])], dim=-1)
+    return theta.to(v.dtype), norm
 
 
 def metric_diagonal(theta: Tensor) -> Tensor:
-    """Diagonal of the metric tensor ``G(θ) = J^T J`` of hyperspherical coordinates.
+    """Diagonal of the metric tensor ``G(θ) = JᵀJ`` of hyperspherical coordinates.
 
     ``G = diag(1, sin²θ_1, sin²θ_1 sin²θ_2, …, ∏_{j≤n-2} sin²θ_j)``; off-diagonal entries
     vanish. Every entry lies in ``[0, 1]`` (the content of Theorem 3.7).
@@ -149,10 +306,14 @@ def metric_diagonal(theta: Tensor) -> Tensor:
         theta: ``(..., n-1)`` angles.
 
     Returns:
-        ``(..., n-1)`` diagonal entries.
+        ``(..., n-1)`` diagonal entries (empty for ``n = 1``).
     """
+    _check_angles(theta, "metric_diagonal")
+    if theta.shape[-1] == 0:
+        return theta.new_empty(theta.shape)
     sin2 = torch.sin(theta[..., :-1]) ** 2
-    return _prepend_one(torch.cumprod(sin2, dim=-1))
+    ones = theta.new_ones(theta.shape[:-1] + (1,))
+    return torch.cat([ones, torch.cumprod(sin2, dim=-1)], dim=-1)
 
 
 def metric_tensor(theta: Tensor) -> Tensor:

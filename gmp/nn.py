@@ -5,13 +5,22 @@ For ``r > 0`` this equals ``ReLU((r·u(θ))ᵀx + r·λ)``, so every layer here 
 
     weight = r · u(θ),    bias = r · λ
 
-once per forward and calls the ordinary linear / convolution kernel. Function and gradients
-equal the paper's form for ReLU (any positively homogeneous activation) whenever ``r > 0``.
+once per forward (:func:`gmp.geometry.scaled_unit_vector`, one fused autograd Function) and
+calls the ordinary linear / convolution kernel. Function and gradients equal the paper's form
+for ReLU (any positively homogeneous activation) whenever ``r > 0``.
 
 Parameters of a layer with ``m`` units and fan-in ``n``:
     theta: ``(m, n-1)`` angles,  lam: ``(m,)`` signed offsets,  r: ``(m,)`` radii.
 For ``n = 1`` there are no angles: each unit's direction ``±1`` is drawn at initialization
-and kept in the buffer ``direction`` (it is not trained).
+and kept in the buffer ``direction`` ``(m, 1)`` (it is not trained; all ones when ``n > 1``).
+
+Inference is free of the reparameterization cost: in eval mode, without autograd recording
+(``torch.no_grad``/``torch.inference_mode``, or frozen parameters), the weight is computed
+once and cached until ``theta``, ``r``, ``lam`` or ``direction`` change. Changes are detected
+through the tensors' version counters and storage, which every in-place operation on the
+parameters (``optimizer.step``, ``p.add_``, ``p.copy_``, ``load_state_dict``, ``.to()``)
+updates. Writes through ``p.data`` bypass version counters: call
+:meth:`GmPLinear.clear_weight_cache` after those. ``gmp.revert`` removes the cost for good.
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .geometry import angles, unit_vector
+from .geometry import angles, scaled_unit_vector
 
 __all__ = ["GmPLinear", "GmPConv2d", "InputMeanNorm", "MeanOnlyBatchNorm"]
 
@@ -42,16 +51,20 @@ class _GmPMixin:
 
     @property
     def fan_in(self) -> int:
+        """``n``: inputs per unit (``in_features``, or ``in_channels/groups · kh · kw``)."""
         return math.prod(self._fan_shape)
 
     def _init_gmp(self, out_units: int, fan_shape: tuple[int, ...], bias: bool, init: str,
                   factory: dict) -> None:
         if init not in _INITS:
             raise ValueError(f"unknown init {init!r}; expected one of {_INITS}")
+        if out_units < 1:
+            raise ValueError(f"{type(self).__name__} needs at least one output unit, "
+                             f"got {out_units}")
         self._fan_shape = tuple(fan_shape)
         n = self.fan_in
         if n < 1:
-            raise ValueError(f"fan-in must be >= 1, got {n}")
+            raise ValueError(f"{type(self).__name__}: fan-in must be >= 1, got {n}")
         self.theta = nn.Parameter(torch.empty(out_units, n - 1, **factory))
         self.r = nn.Parameter(torch.empty(out_units, **factory))
         if bias:
@@ -60,57 +73,112 @@ class _GmPMixin:
             self.register_parameter("lam", None)
         self.register_buffer("direction", torch.ones(out_units, 1, **factory))
         self.init = init
+        self._weight_cache: tuple | None = None
         self.reset_parameters()
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """``sphere``: direction uniform on S^{n-1}, λ = 0, r = 1 (Remark 3.5).
-        ``glorot``: Glorot-uniform weights converted to (θ, r), λ = 0 (the authors' code)."""
+        ``glorot``: Glorot-uniform weights converted to (θ, r), λ = 0 (the authors' code).
+
+        Random numbers are drawn in float64 on the parameters' device from the global
+        generator (``torch.manual_seed`` makes it reproducible)."""
         m, n = self.theta.shape[0], self.fan_in
+        factory = {"dtype": torch.float64, "device": self.theta.device}
         if self.init == "sphere":
-            w = torch.randn(m, n, dtype=torch.float64)
-            theta, norm = angles(w)
-            self.r.fill_(1.0)
+            w = torch.randn(m, n, **factory)
         else:
-            fan_out = m * (self.fan_in // self._fan_shape[0]) if len(self._fan_shape) > 1 else m
-            bound = math.sqrt(6.0 / (n + fan_out))
-            w = torch.empty(m, n, dtype=torch.float64).uniform_(-bound, bound)
-            theta, norm = angles(w)
-            self.r.copy_(norm)
+            # torch's convention for conv: fan_out = out_channels · kh · kw.
+            receptive = n // self._fan_shape[0]
+            bound = math.sqrt(6.0 / (n + m * receptive))
+            w = torch.empty(m, n, **factory).uniform_(-bound, bound)
+        theta, norm = angles(w)
         self.theta.copy_(theta)
-        if n == 1:
-            self.direction.copy_(torch.where(w >= 0, 1.0, -1.0))
+        self.r.copy_(norm if self.init == "glorot" else torch.ones_like(norm))
+        self.direction.copy_(torch.where(w[:, :1] >= 0, 1.0, -1.0) if n == 1 else 1.0)
         if self.lam is not None:
             self.lam.zero_()
 
     def unit_directions(self) -> Tensor:
-        """Unit direction of every unit, ``(m, n)``."""
+        """Unit direction ``u(θ)`` of every unit, ``(m, n)``."""
         if self.fan_in == 1:
             return self.direction
-        return unit_vector(self.theta)
+        return scaled_unit_vector(self.theta)
 
     def weight_and_bias(self) -> tuple[Tensor, Tensor | None]:
-        """``weight = r·u(θ)`` with shape ``(m, *fan_shape)`` and ``bias = r·λ`` (or None)."""
-        w = (self.r.unsqueeze(-1) * self.unit_directions()).view(-1, *self._fan_shape)
-        b = self.r * self.lam if self.lam is not None else None
-        return w, b
+        """``weight = r·u(θ)`` with shape ``(m, *fan_shape)`` and ``bias = r·λ`` (or None).
 
+        Always recomputed (differentiable); ``forward`` uses the eval-mode cache."""
+        if self.fan_in == 1:
+            w = self.r.unsqueeze(-1) * self.direction
+        else:
+            w = scaled_unit_vector(self.theta, self.r)
+        b = self.r * self.lam if self.lam is not None else None
+        return w.view(-1, *self._fan_shape), b
+
+    # ----- eval-mode weight cache ---------------------------------------------------------
+    def _cache_key(self) -> tuple:
+        tensors = (self.theta, self.r, self.lam, self.direction)
+        return (torch.is_inference_mode_enabled(),) + tuple(
+            None if t is None else (t.data_ptr(), t._version, t.dtype, t.device, t.shape)
+            for t in tensors)
+
+    def _forward_weight_and_bias(self) -> tuple[Tensor, Tensor | None]:
+        """Fresh weight in training or under autograd; the cached one for inference."""
+        if self.training or (torch.is_grad_enabled() and any(
+                p.requires_grad for p in (self.theta, self.r, self.lam) if p is not None)):
+            return self.weight_and_bias()
+        key = self._cache_key()
+        cache = self._weight_cache
+        if cache is None or cache[0] != key:
+            with torch.no_grad():
+                cache = (key, *self.weight_and_bias())
+            self._weight_cache = cache
+        return cache[1], cache[2]
+
+    def clear_weight_cache(self) -> None:
+        """Drop the cached inference weight (needed only after writes through ``p.data``)."""
+        self._weight_cache = None
+
+    def train(self, mode: bool = True):
+        self._weight_cache = None
+        return super().train(mode)  # type: ignore[misc]
+
+    def __getstate__(self):
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
+        state = dict(state)
+        state["_weight_cache"] = None
+        return state
+
+    # ----- conversion ---------------------------------------------------------------------
     @torch.no_grad()
     def _load_from_weight(self, weight: Tensor, bias: Tensor | None, name: str) -> None:
+        """Set ``r = ‖w‖``, ``θ = angles(w)``, ``λ = b/‖w‖`` (exact inverse of the forward)."""
+        if weight.is_meta:
+            raise ValueError(f"{name}: the layer's weight is on the meta device (not "
+                             "materialized); initialize it first")
         w = weight.detach().reshape(weight.shape[0], -1).to(torch.float64)
-        if not torch.isfinite(w).all() or (bias is not None and not torch.isfinite(bias).all()):
-            raise ValueError(f"{name}: cannot convert non-finite weights or bias")
+        if w.shape[1] != self.fan_in:
+            raise ValueError(f"{name}: weight has fan-in {w.shape[1]}, layer expects "
+                             f"{self.fan_in}")
+        bad = ~torch.isfinite(w).all(dim=-1)
+        if bias is not None:
+            bad |= ~torch.isfinite(bias.detach())
+        if bool(bad.any()):
+            rows = torch.nonzero(bad).flatten().tolist()
+            raise ValueError(f"{name}: non-finite weight or bias in units {rows[:10]}"
+                             f"{' ...' if len(rows) > 10 else ''}; cannot convert")
         theta, norm = angles(w)
         zero = norm == 0
         if bias is not None and bool((zero & (bias.detach().to(torch.float64) != 0)).any()):
-            rows = torch.nonzero(zero).flatten().tolist()
+            rows = torch.nonzero(zero & (bias.detach() != 0)).flatten().tolist()
             raise ValueError(
                 f"{name}: units {rows[:10]} have a zero weight vector but a non-zero bias; "
-                "ReLU(b) is a constant GmP cannot represent with r = ‖w‖ = 0")
+                "that constant is not representable by GmP (r = ‖w‖ = 0 gives r·λ = 0)")
         self.theta.copy_(theta)
         self.r.copy_(norm)
-        if self.fan_in == 1:
-            self.direction.copy_(torch.where(w >= 0, 1.0, -1.0))
+        self.direction.copy_(torch.where(w[:, :1] >= 0, 1.0, -1.0) if self.fan_in == 1
+                             else 1.0)
         if self.lam is not None:
             b = bias.detach().to(torch.float64) if bias is not None else torch.zeros_like(norm)
             self.lam.copy_(torch.where(zero, torch.zeros_like(b), b / norm.where(~zero, 1.0)))
@@ -119,10 +187,22 @@ class _GmPMixin:
         return f"init={self.init!r}"
 
 
+def _uninitialized(cls, *args, **kwargs):
+    """``cls(*args, **kwargs)`` without running its random initialization (built on the meta
+    device, then given empty storage), so conversion never touches the global RNG."""
+    device = kwargs.pop("device", None)
+    return cls(*args, device="meta", **kwargs).to_empty(device=device or "cpu")
+
+
 class GmPLinear(_GmPMixin, nn.Module):
     """Drop-in replacement for :class:`torch.nn.Linear` under Geometric Parameterization.
 
     Input ``(*, in_features)``, output ``(*, out_features)``.
+
+    Args:
+        in_features, out_features, bias: as for ``nn.Linear``.
+        init: ``"sphere"`` (default; directions uniform on the sphere, ``r = 1``, ``λ = 0``)
+            or ``"glorot"`` (Glorot-uniform weights converted, ``r = ‖w‖``, ``λ = 0``).
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
@@ -132,25 +212,30 @@ class GmPLinear(_GmPMixin, nn.Module):
         self._init_gmp(out_features, (in_features,), bias, init, {"device": device, "dtype": dtype})
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.shape[-1] != self.in_features:
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"GmPLinear expected input with {self.in_features} features in the "
                              f"last dimension, got shape {tuple(x.shape)}")
-        w, b = self.weight_and_bias()
+        w, b = self._forward_weight_and_bias()
         return F.linear(x, w, b)
 
     @classmethod
     def from_linear(cls, m: nn.Linear, init: Init = "sphere") -> GmPLinear:
-        """Exact conversion: ``r = ‖w‖``, ``θ = angles(w)``, ``λ = b/‖w‖``."""
-        out = cls(m.in_features, m.out_features, bias=m.bias is not None, init=init,
-                  device=m.weight.device, dtype=m.weight.dtype)
+        """Exact conversion: ``r = ‖w‖``, ``θ = angles(w)``, ``λ = b/‖w‖`` (same device, dtype).
+
+        ``init`` is only recorded for a later ``reset_parameters``; the global RNG is not used.
+        """
+        if not isinstance(m, nn.Linear):
+            raise TypeError(f"from_linear expects an nn.Linear, got {type(m).__name__}")
+        out = _uninitialized(cls, m.in_features, m.out_features, bias=m.bias is not None,
+                             init=init, device=m.weight.device, dtype=m.weight.dtype)
         out._load_from_weight(m.weight, m.bias, "GmPLinear.from_linear")
         return out
 
     def to_linear(self) -> nn.Linear:
         """The plain :class:`nn.Linear` computing the same function (zero overhead)."""
         w, b = self.weight_and_bias()
-        lin = nn.Linear(self.in_features, self.out_features, bias=b is not None,
-                        device=w.device, dtype=w.dtype)
+        lin = _uninitialized(nn.Linear, self.in_features, self.out_features,
+                             bias=b is not None, device=w.device, dtype=w.dtype)
         with torch.no_grad():
             lin.weight.copy_(w)
             if b is not None:
@@ -167,47 +252,51 @@ class GmPConv2d(_GmPMixin, nn.Conv2d):
 
     Every ``nn.Conv2d`` option is supported (stride, padding incl. ``"same"``, dilation,
     groups, padding_mode). Each output channel is one unit whose fan-in is
-    ``in_channels/groups · kh · kw``. Input ``(N, C_in, H, W)``, output ``(N, C_out, H', W')``.
+    ``in_channels/groups · kh · kw``. Input ``(N, C_in, H, W)`` or ``(C_in, H, W)``, output
+    ``(N, C_out, H', W')``. ``init`` as for :class:`GmPLinear`.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
                  init: Init = "sphere", device=None, dtype=None) -> None:
-        # nn.Conv2d validates every option and computes padding bookkeeping; its own
-        # weight/bias are removed right after and replaced by (θ, λ, r).
+        # nn.Conv2d validates every option and does the padding bookkeeping; its own weight
+        # and bias (made on the meta device: no memory, no RNG) are replaced by (θ, λ, r).
         nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride, padding,
-                           dilation, groups, bias, padding_mode, device=device, dtype=dtype)
+                           dilation, groups, bias, padding_mode, device="meta", dtype=dtype)
         del self.weight
         del self.bias
         fan_shape = (in_channels // groups, *self.kernel_size)
         self._init_gmp(out_channels, fan_shape, bias, init, {"device": device, "dtype": dtype})
 
-    def reset_parameters(self) -> None:  # called by nn.Conv2d.__init__ before θ exists
+    def reset_parameters(self) -> None:  # nn.Conv2d.__init__ calls it before θ exists
         if hasattr(self, "theta"):
             _GmPMixin.reset_parameters(self)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() not in (3, 4) or x.shape[-3] != self.in_channels:
-            raise ValueError(f"GmPConv2d expected input (N, {self.in_channels}, H, W), "
-                             f"got shape {tuple(x.shape)}")
-        w, b = self.weight_and_bias()
+            raise ValueError(f"GmPConv2d expected input (N, {self.in_channels}, H, W) or "
+                             f"({self.in_channels}, H, W), got shape {tuple(x.shape)}")
+        w, b = self._forward_weight_and_bias()
         return self._conv_forward(x, w, b)
 
     @classmethod
     def from_conv(cls, m: nn.Conv2d, init: Init = "sphere") -> GmPConv2d:
-        """Exact conversion of an ``nn.Conv2d`` (all options carried over)."""
-        out = cls(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
-                  m.dilation, m.groups, m.bias is not None, m.padding_mode, init=init,
-                  device=m.weight.device, dtype=m.weight.dtype)
+        """Exact conversion of an ``nn.Conv2d`` (all options carried over; RNG untouched)."""
+        if not isinstance(m, nn.Conv2d):
+            raise TypeError(f"from_conv expects an nn.Conv2d, got {type(m).__name__}")
+        out = _uninitialized(cls, m.in_channels, m.out_channels, m.kernel_size, m.stride,
+                             m.padding, m.dilation, m.groups, m.bias is not None,
+                             m.padding_mode, init=init, device=m.weight.device,
+                             dtype=m.weight.dtype)
         out._load_from_weight(m.weight, m.bias, "GmPConv2d.from_conv")
         return out
 
     def to_conv(self) -> nn.Conv2d:
         """The plain :class:`nn.Conv2d` computing the same function (zero overhead)."""
         w, b = self.weight_and_bias()
-        conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride,
-                         self.padding, self.dilation, self.groups, b is not None,
-                         self.padding_mode, device=w.device, dtype=w.dtype)
+        conv = _uninitialized(nn.Conv2d, self.in_channels, self.out_channels, self.kernel_size,
+                              self.stride, self.padding, self.dilation, self.groups,
+                              b is not None, self.padding_mode, device=w.device, dtype=w.dtype)
         with torch.no_grad():
             conv.weight.copy_(w)
             if b is not None:
@@ -233,18 +322,30 @@ class GmPConv2d(_GmPMixin, nn.Conv2d):
 class _RunningMean(nn.Module):
     """Subtract a per-feature mean: the batch mean in training, a running mean in eval.
 
-    Features are axis 1 of ``(N, C)`` or ``(N, C, H, W)`` input (any trailing dims).
-    Under ``torch.distributed`` the batch mean is averaged over processes (equal batch sizes
-    assumed, as DistributedSampler gives), so every rank keeps identical running means.
+    Features are axis 1 of ``(N, C)`` or ``(N, C, H, W)`` input (any trailing dims); the
+    mean is over every other axis. ``running_mean ← (1 − momentum)·running_mean +
+    momentum·batch_mean`` (torch's BatchNorm convention); ``running_mean`` and
+    ``num_batches_tracked`` are buffers (saved in ``state_dict``).
+
+    With ``sync=True`` and an initialized ``torch.distributed`` process group of size > 1,
+    the batch mean is averaged over all processes (differentiably, like SyncBatchNorm; equal
+    per-process batch sizes assumed, as DistributedSampler gives), so every rank normalizes
+    with the same mean and keeps identical running means. Every rank must then call the
+    module in training mode the same number of times.
     """
 
-    def __init__(self, num_features: int, momentum: float = 0.1, device=None, dtype=None):
+    def __init__(self, num_features: int, momentum: float = 0.1, device=None, dtype=None,
+                 sync: bool = True):
         super().__init__()
+        if num_features < 1:
+            raise ValueError(f"num_features must be >= 1, got {num_features}")
         if not 0.0 < momentum <= 1.0:
             raise ValueError(f"momentum must be in (0, 1], got {momentum}")
-        self.num_features, self.momentum = num_features, momentum
-        self.register_buffer("running_mean", torch.zeros(num_features, device=device, dtype=dtype))
-        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device))
+        self.num_features, self.momentum, self.sync = num_features, momentum, sync
+        self.register_buffer("running_mean",
+                             torch.zeros(num_features, device=device, dtype=dtype))
+        self.register_buffer("num_batches_tracked",
+                             torch.tensor(0, dtype=torch.long, device=device))
 
     def _centre(self, x: Tensor) -> Tensor:
         if x.dim() < 2 or x.shape[1] != self.num_features:
@@ -254,7 +355,7 @@ class _RunningMean(nn.Module):
         if self.training:
             dims = [0] + list(range(2, x.dim()))
             mean = x.mean(dim=dims)
-            if torch.distributed.is_available() and torch.distributed.is_initialized():
+            if self.sync and _distributed_world() > 1:
                 mean = _all_reduce_mean(mean)
             with torch.no_grad():
                 self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), self.momentum)
@@ -264,18 +365,38 @@ class _RunningMean(nn.Module):
         return x - mean.view(shape).to(x.dtype)
 
     def extra_repr(self) -> str:
-        return f"{self.num_features}, momentum={self.momentum}"
+        return f"{self.num_features}, momentum={self.momentum}, sync={self.sync}"
+
+
+def _distributed_world() -> int:
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """``Σ_ranks t``, differentiable: every rank's output depends on every rank's input, so
+    the gradient of rank ``q``'s input is the sum over ranks of the incoming gradients."""
+
+    @staticmethod
+    def forward(ctx, t: Tensor) -> Tensor:  # type: ignore[override]
+        out = t.clone()
+        torch.distributed.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        grad = grad.clone()
+        torch.distributed.all_reduce(grad)
+        return grad
 
 
 def _all_reduce_mean(t: Tensor) -> Tensor:
     """Differentiable mean of ``t`` over all processes."""
-    from torch.distributed.nn.functional import all_reduce
-
-    return all_reduce(t) / torch.distributed.get_world_size()
+    return _AllReduceSum.apply(t) / torch.distributed.get_world_size()
 
 
 class InputMeanNorm(_RunningMean):
-    """IMN (Remark 3.6): ``x̃ = x - E_batch[x]``, parameter-free; running mean in eval."""
+    """IMN (Remark 3.6): ``x̃ = x − E_batch[x]``, parameter-free; running mean in eval."""
 
     def forward(self, x: Tensor) -> Tensor:
         return self._centre(x)
@@ -285,10 +406,11 @@ class MeanOnlyBatchNorm(_RunningMean):
     """MBN (Salimans & Kingma 2016): subtract the batch mean of the pre-activation, add a
     learned bias; running mean in eval. Used with weight normalization."""
 
-    def __init__(self, num_features: int, momentum: float = 0.1, device=None, dtype=None):
-        super().__init__(num_features, momentum, device, dtype)
+    def __init__(self, num_features: int, momentum: float = 0.1, device=None, dtype=None,
+                 sync: bool = True):
+        super().__init__(num_features, momentum, device, dtype, sync)
         self.bias = nn.Parameter(torch.zeros(num_features, device=device, dtype=dtype))
 
     def forward(self, x: Tensor) -> Tensor:
-        shape = (1, -1) + (1,) * (x.dim() - 2)
-        return self._centre(x) + self.bias.view(shape)
+        y = self._centre(x)
+        return y + self.bias.view((1, -1) + (1,) * (x.dim() - 2))

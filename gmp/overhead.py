@@ -1,0 +1,226 @@
+"""What GmP costs per training step: GmP layers against plain and weight-normalized ones.
+
+A GmP layer rebuilds ``weight = r·u(θ)`` from its angles at every forward, O(mn) work beside
+the O(batch·mn) product (Remark 3.4). :func:`measure_layer_overhead` times candidates that
+compute the same function side by side, forward + backward, interleaved (every repeat runs
+each candidate once, in a rotating order, so drifts in machine load hit all of them alike)
+and reports medians and ratios to the first candidate (the plain layer).
+
+Candidates (``method``): ``"sp"`` plain ``nn.Linear``/``nn.Conv2d``; ``"wn"`` torch's
+``parametrizations.weight_norm`` on it; ``"gmp"`` the same layer after :func:`gmp.convert`.
+
+Typical use (small sizes run in seconds)::
+
+    rows = measure_layer_overhead(linear_cases(batch_sizes=(16, 256), features=256))
+
+The full protocol of issue #2 is ``benchmarks/layer_overhead.py``.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from .convert import convert
+
+__all__ = ["Case", "VGG6_CONV_SHAPES", "linear_cases", "conv_cases", "vgg6_cases",
+           "measure_layer_overhead", "format_rows"]
+
+METHODS = ("sp", "wn", "gmp")
+MODES = ("train", "eval")
+
+#: The convolutions of VGG-6 on 32×32 inputs: (in, out, spatial size).
+VGG6_CONV_SHAPES: tuple[tuple[int, int, int], ...] = (
+    (3, 128, 32), (128, 128, 32), (128, 256, 16), (256, 256, 16), (256, 512, 8), (512, 512, 8))
+
+
+@dataclass(frozen=True)
+class Case:
+    """One workload: a plain model builder and an input shape.
+
+    Attributes:
+        name: label, e.g. ``"linear 1024→1024"``.
+        batch: batch size (for the report).
+        input_shape: shape of the input, batch first.
+        build: returns the plain (SP) model; other methods are derived from a copy of it.
+        methods: candidates to time; the first is the baseline of the ratios.
+    """
+
+    name: str
+    batch: int
+    input_shape: tuple[int, ...]
+    build: Callable[[], nn.Module] = field(repr=False)
+    methods: tuple[str, ...] = ("sp", "gmp")
+
+
+def _weight_norm_all(model: nn.Module) -> nn.Module:
+    from torch.nn.utils.parametrizations import weight_norm
+
+    if isinstance(model, (nn.Linear, nn.Conv2d)):
+        return weight_norm(model)
+    for m in model.modules():
+        if type(m) in (nn.Linear, nn.Conv2d):
+            weight_norm(m)
+    return model
+
+
+def _derive(plain: nn.Module, method: str) -> nn.Module:
+    """The candidate ``method`` computing the same function as ``plain`` (a deep copy)."""
+    model = copy.deepcopy(plain)
+    if method == "sp":
+        return model
+    if method == "wn":
+        return _weight_norm_all(model)
+    if method == "gmp":
+        return convert(model)
+    raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+
+
+def linear_cases(batch_sizes: Iterable[int] = (1, 4, 16, 64, 256, 1024), features: int = 1024,
+                 methods: Sequence[str] = ("sp", "wn", "gmp")) -> list[Case]:
+    """``features → features`` linear layers (with bias) at each batch size."""
+    return [Case(f"linear {features}→{features}", b, (b, features),
+                 lambda: nn.Linear(features, features), tuple(methods)) for b in batch_sizes]
+
+
+def conv_cases(batch: int = 32, shapes: Iterable[tuple[int, int, int]] = VGG6_CONV_SHAPES,
+               methods: Sequence[str] = ("sp", "gmp")) -> list[Case]:
+    """3×3 "same" convolutions ``(in, out, size)`` at one batch size (VGG-6's by default)."""
+    return [Case(f"conv3x3 {ci}→{co} @{s}×{s}", batch, (batch, ci, s, s),
+                 (lambda ci=ci, co=co: nn.Conv2d(ci, co, 3, padding="same")), tuple(methods))
+            for ci, co, s in shapes]
+
+
+def vgg6_cases(batch: int = 32, width: float = 1.0, num_classes: int = 1000, size: int = 32,
+               methods: Sequence[str] = ("sp", "gmp")) -> list[Case]:
+    """The whole VGG-6 of :mod:`gmp.models` (every conv and the classifier converted)."""
+    from .models import vgg6
+
+    name = f"VGG-6 (width {width:g}, {num_classes} classes) @{size}×{size}"
+    return [Case(name, batch, (batch, 3, size, size),
+                 lambda: vgg6("sp", num_classes=num_classes, width=width), tuple(methods))]
+
+
+def _step(model: nn.Module, x: Tensor, mode: str, grad_out: Tensor | None) -> None:
+    if mode == "eval":
+        with torch.no_grad():
+            model(x)
+        return
+    for p in model.parameters():
+        p.grad = None
+    x.grad = None
+    model(x).backward(grad_out)
+
+
+def measure_layer_overhead(cases: Iterable[Case], *, repeats: int = 15, warmup: int = 2,
+                           modes: Sequence[str] = ("train",), input_grad: bool = True,
+                           threads: int | None = None, seed: int = 0,
+                           progress: bool = True) -> list[dict]:
+    """Time every candidate of every case, interleaved, and return one row per candidate.
+
+    ``train`` mode times forward + backward (parameters' gradients, and the input's with
+    ``input_grad``, as for a hidden layer); ``eval`` times an inference forward
+    (``model.eval()`` under ``torch.no_grad``, where GmP layers use their cached weight).
+
+    Args:
+        cases: workloads (:func:`linear_cases`, :func:`conv_cases`, :func:`vgg6_cases`).
+        repeats: timed runs per candidate (the median is reported).
+        warmup: untimed runs per candidate before timing.
+        modes: any of ``"train"``, ``"eval"``.
+        input_grad: in ``train`` mode, also compute the input's gradient.
+        threads: ``torch.set_num_threads`` for the measurement (restored afterwards).
+        seed: seeds weights and inputs.
+        progress: show a tqdm bar.
+
+    Returns:
+        Rows ``{"case", "batch", "mode", "method", "median_ms", "q1_ms", "q3_ms", "ratio",
+        "cpu_median_ms", "cpu_ratio", "repeats", "threads", "max_abs_diff"}``: wall-clock
+        medians and quartiles, ``ratio`` = median / the first method's median; ``cpu_*`` the
+        same for the process's CPU time (less sensitive to other processes time-slicing the
+        cores, but it counts the threads' spin-waiting); ``max_abs_diff`` compares outputs
+        with the first method's.
+    """
+    from tqdm.auto import tqdm
+
+    cases = list(cases)
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
+    for mode in modes:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+    for case in cases:
+        for method in case.methods:
+            if method not in METHODS:
+                raise ValueError(f"case {case.name!r}: unknown method {method!r}; "
+                                 f"expected one of {METHODS}")
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    rows: list[dict] = []
+    total = sum(len(c.methods) * (warmup + repeats) for c in cases) * len(modes)
+    bar = tqdm(total=total, disable=not progress, desc="overhead", leave=False)
+    try:
+        for case in cases:
+            torch.manual_seed(seed)
+            plain = case.build()
+            models = {m: _derive(plain, m) for m in case.methods}
+            x = torch.randn(case.input_shape)
+            for mode in modes:
+                for model in models.values():
+                    model.train(mode == "train")
+                xin = x.detach().requires_grad_(mode == "train" and input_grad)
+                with torch.no_grad():
+                    outs = {m: model(xin) for m, model in models.items()}
+                base_out = outs[case.methods[0]]
+                grad_out = torch.randn_like(base_out)
+                times: dict[str, list[float]] = {m: [] for m in case.methods}
+                cpu: dict[str, list[float]] = {m: [] for m in case.methods}
+                order = list(case.methods)
+                for i in range(warmup + repeats):
+                    for method in order:
+                        start, start_cpu = time.perf_counter(), time.process_time()
+                        _step(models[method], xin, mode, grad_out)
+                        elapsed = time.perf_counter() - start
+                        elapsed_cpu = time.process_time() - start_cpu
+                        if i >= warmup:
+                            times[method].append(elapsed)
+                            cpu[method].append(elapsed_cpu)
+                        bar.update(1)
+                    order = order[1:] + order[:1]
+                base = statistics.median(times[case.methods[0]])
+                base_cpu = statistics.median(cpu[case.methods[0]])
+                for method in case.methods:
+                    ts = times[method]
+                    med = statistics.median(ts)
+                    q1, _, q3 = statistics.quantiles(ts, n=4) if len(ts) > 1 else (med,) * 3
+                    rows.append({
+                        "case": case.name, "batch": case.batch, "mode": mode, "method": method,
+                        "median_ms": 1e3 * med, "q1_ms": 1e3 * q1, "q3_ms": 1e3 * q3,
+                        "ratio": med / base,
+                        "cpu_median_ms": 1e3 * statistics.median(cpu[method]),
+                        "cpu_ratio": statistics.median(cpu[method]) / base_cpu,
+                        "repeats": repeats,
+                        "threads": torch.get_num_threads(),
+                        "max_abs_diff": float((outs[method] - base_out).abs().max()),
+                    })
+    finally:
+        bar.close()
+        torch.set_num_threads(old_threads)
+    return rows
+
+
+def format_rows(rows: Sequence[dict]) -> str:
+    """A plain-text table of :func:`measure_layer_overhead` rows."""
+    header = (f"{'case':<40} {'batch':>5} {'mode':<5} {'method':<6} {'median ms':>10} "
+              f"{'ratio':>6} {'cpu ratio':>9}")
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(f"{r['case']:<40} {r['batch']:>5} {r['mode']:<5} {r['method']:<6} "
+                     f"{r['median_ms']:>10.3f} {r['ratio']:>6.3f} {r['cpu_ratio']:>9.3f}")
+    return "\n".join(lines)
