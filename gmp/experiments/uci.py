@@ -1,0 +1,781 @@
+"""UCI regression benchmark (Table 1 of Chen & Ge 2024; NOTES.md Sec. 5).
+
+Seven data sets × 10 random 80/20 splits × four parameterizations (SP, WN, BN, GmP) of a
+one-hidden-layer MLP with 100 ReLU units, Adam. Two protocols:
+
+``honest`` (default)
+    For split ``k`` (permutation seeded by ``k``), the test part is touched once, to score
+    the final model. Learning rate: for every method, ``folds``-fold cross-validation on the
+    training part over ``lr_grid``; each fold model trains full batch on its fold's
+    training rows minus a validation carve (``val_fraction``) that drives early stopping,
+    and is scored by RMSE on the held-out fold. The LR with the lowest mean fold RMSE is
+    retrained on the whole training part (again minus a validation carve for early
+    stopping) and scored on the test part. Features and targets are standardized with the
+    statistics of the rows the model may see (fold training rows, or the training part);
+    RMSE is reported in original units. Loss MSE.
+``official``
+    The authors' script, reproduced as a protocol: features standardized on the training
+    part, raw targets, MAE loss, batch 1024, at most 5000 epochs, LR ×0.1 after 50 epochs
+    without improvement (Keras' absolute ``min_delta = 1e-4``), early stopping with
+    patience 100 restoring the best weights, fixed LRs (GmP 0.1, others 0.01) — and both
+    schedules monitor the MSE **on the test split**, so the reported number is selected on
+    the data it is measured on. ``monitor="validation"`` keeps everything else and monitors
+    a validation carve of the training part instead, isolating the effect of that choice.
+
+Not reproduced from the script (our module versions are used instead): Keras' Adam
+(ε = 1e-7) and initializers, BN's ε = 1e-3 / momentum 0.99 (torch defaults here), and the
+plain linear read-out of its GmP model (here a GmP read-out, as :func:`gmp.baselines.mlp`).
+
+Command line::
+
+    gmp-uci --datasets all --splits 10 --out results/uci.json
+    python -m gmp.experiments.uci --protocol official --out results/uci_official.json
+
+Each data set's results are written (atomically) as soon as it finishes; a rerun with the
+same settings skips the data sets already in the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..baselines import METHODS, check_method
+from ..data.uci import DATASETS, UCIData, load_uci, resolve_name
+from .uci_trainer import TrainConfig, init_params, predict, train_batched, train_loop
+
+__all__ = [
+    "PROTOCOLS",
+    "DEFAULT_LR_GRID",
+    "OFFICIAL_LR",
+    "METHOD_LABELS",
+    "UCIConfig",
+    "split_indices",
+    "run_dataset",
+    "run",
+    "summarize",
+    "markdown_table",
+    "split_rmse",
+    "best_methods",
+    "paired_wins",
+    "lr_choice_table",
+    "budget_table",
+    "comparison_table",
+    "provenance_markdown",
+    "rmse_figure",
+    "main",
+]
+
+PROTOCOLS = ("honest", "official")
+#: Learning-rate grid of the honest protocol: brackets the paper's choices (0.01, 0.1).
+DEFAULT_LR_GRID: tuple[float, ...] = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
+#: Fixed learning rates of the authors' script.
+OFFICIAL_LR: dict[str, float] = {"sp": 0.01, "wn": 0.01, "bn": 0.01, "gmp": 0.1}
+#: Display names of the methods.
+METHOD_LABELS: dict[str, str] = {"sp": "SP", "wn": "WN", "bn": "BN", "gmp": "GmP"}
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class UCIConfig:
+    """Settings of one benchmark run. ``None`` fields take the protocol's default.
+
+    Attributes:
+        protocol: ``"honest"`` or ``"official"`` (module docstring).
+        splits: number of random 80/20 splits (split ``k`` seeded by ``k``).
+        methods: parameterizations to run.
+        hidden: hidden units.
+        test_fraction: test share of every split (``ceil(test_fraction·N)`` rows).
+        folds: cross-validation folds (honest).
+        val_fraction: share of a model's training rows carved out for early stopping (honest).
+        lr_grid: learning rates tried by cross-validation (honest).
+        max_epochs: epoch budget (honest default 500, official 5000).
+        patience: early-stopping patience in epochs (both protocols: 100).
+        batch_size: None = full batch (honest); official 1024.
+        dtype: ``"float32"`` or ``"float64"``.
+        max_rows: members × rows trained in one batched computation (a memory/cache knob;
+            members never interact, so results change at most by rounding).
+        monitor: official protocol only: ``"test"`` (the script) or ``"validation"`` (a
+            ``val_fraction`` carve of the training part drives the schedules instead).
+    """
+
+    protocol: str = "honest"
+    splits: int = 10
+    methods: tuple[str, ...] = METHODS
+    hidden: int = 100
+    test_fraction: float = 0.2
+    folds: int = 3
+    val_fraction: float = 0.1
+    lr_grid: tuple[float, ...] = DEFAULT_LR_GRID
+    max_epochs: int | None = None
+    patience: int = 100
+    batch_size: int | None = None
+    dtype: str = "float32"
+    max_rows: int = 1 << 13
+    monitor: str = "test"
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {self.protocol!r}; expected one of {PROTOCOLS}")
+        if self.monitor not in ("test", "validation"):
+            raise ValueError(f"monitor must be 'test' or 'validation', got {self.monitor!r}")
+        object.__setattr__(self, "methods", tuple(check_method(m) for m in self.methods))
+        if not self.methods:
+            raise ValueError("methods must name at least one of " + ", ".join(METHODS))
+        if self.splits < 1:
+            raise ValueError(f"splits must be >= 1, got {self.splits}")
+        if not 0 < self.test_fraction < 1 or not 0 < self.val_fraction < 1:
+            raise ValueError("test_fraction and val_fraction must lie in (0, 1), got "
+                             f"{self.test_fraction}, {self.val_fraction}")
+        if self.folds < 2:
+            raise ValueError(f"folds must be >= 2, got {self.folds}")
+        grid = tuple(float(v) for v in self.lr_grid)
+        if not grid or any(not (v > 0 and math.isfinite(v)) for v in grid):
+            raise ValueError(f"lr_grid must hold positive learning rates, got {self.lr_grid}")
+        object.__setattr__(self, "lr_grid", tuple(sorted(set(grid))))
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {tuple(_DTYPES)}, got {self.dtype!r}")
+        if self.max_epochs is None:
+            object.__setattr__(self, "max_epochs", 500 if self.protocol == "honest" else 5000)
+        if self.batch_size is None and self.protocol == "official":
+            object.__setattr__(self, "batch_size", 1024)
+        if self.hidden < 2 or self.max_rows < 1:
+            raise ValueError(f"hidden must be >= 2 and max_rows >= 1, got {self.hidden}, "
+                             f"{self.max_rows}")
+        TrainConfig(max_epochs=self.max_epochs, patience=self.patience,  # validates
+                    batch_size=self.batch_size)
+
+    def train_config(self) -> TrainConfig:
+        if self.protocol == "official":
+            return TrainConfig(max_epochs=self.max_epochs, patience=self.patience, loss="mae",
+                               batch_size=self.batch_size, plateau_patience=self.patience // 2,
+                               plateau_factor=0.1, plateau_min_delta=1e-4, bn_eval="running")
+        return TrainConfig(max_epochs=self.max_epochs, patience=self.patience, loss="mse",
+                           batch_size=self.batch_size, bn_eval="population")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["methods"], d["lr_grid"] = list(self.methods), list(self.lr_grid)
+        if self.protocol == "official":
+            d["lr"] = {m: OFFICIAL_LR[m] for m in self.methods}
+            del d["lr_grid"], d["folds"]
+            if self.monitor == "test":
+                del d["val_fraction"], d["monitor"]
+        else:
+            del d["monitor"]
+        del d["max_rows"]            # does not affect results
+        return d
+
+
+# ---------------------------------------------------------------- splits
+
+def _rng(*key: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([20240521, *key]))
+
+
+def split_indices(n_rows: int, split: int, test_fraction: float = 0.2
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, test)`` row indices of split ``split`` (a permutation seeded by ``split``)."""
+    perm = _rng(0, split).permutation(n_rows)
+    n_test = int(math.ceil(test_fraction * n_rows))
+    if not 0 < n_test < n_rows:
+        raise ValueError(f"test_fraction {test_fraction} leaves no train or test rows of {n_rows}")
+    return np.sort(perm[n_test:]), np.sort(perm[:n_test])
+
+
+def _folds(train: np.ndarray, split: int, folds: int) -> list[np.ndarray]:
+    perm = _rng(1, split).permutation(train)
+    return [np.sort(f) for f in np.array_split(perm, folds)]
+
+
+def _carve(rows: np.ndarray, frac: float, *key: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``rows`` into ``(fit, val)`` with ``ceil(frac·len)`` validation rows."""
+    perm = _rng(2, *(k + 1 for k in key)).permutation(rows)
+    n_val = int(math.ceil(frac * len(rows)))
+    if not 0 < n_val < len(rows):
+        raise ValueError(f"val_fraction {frac} leaves no fit or validation rows of {len(rows)}")
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+@dataclass
+class _Task:
+    """One model to train (for every LR of the grid): rows are indices into the data set."""
+
+    split: int
+    fold: int              # -1: final model on the whole training part
+    fit: np.ndarray
+    val: np.ndarray        # monitoring rows (early stopping / plateau)
+    score: np.ndarray      # rows the trained model is scored on
+    seen: np.ndarray       # rows whose statistics standardize the data
+    lrs: tuple[float, ...] = ()
+
+
+def _standardizer(X: np.ndarray, y: np.ndarray, rows: np.ndarray, scale_y: bool):
+    mu, sd = X[rows].mean(0), X[rows].std(0)
+    sd = np.where(np.ptp(X[rows], axis=0) == 0, 1.0, sd)   # constant columns (Naval): → 0
+    if scale_y:
+        ym, ys = float(y[rows].mean()), float(y[rows].std())
+        ys = ys if ys > 0 else 1.0
+    else:
+        ym, ys = 0.0, 1.0
+    return mu, sd, ym, ys
+
+
+# ---------------------------------------------------------------- training a group of tasks
+
+def _seed(*key: int) -> int:
+    return int(np.random.SeedSequence([20240521, 7, *key]).generate_state(1)[0])
+
+
+def _pad(parts: list[np.ndarray], width: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Stack 1-D/2-D arrays of different lengths along a new axis 0, zero-padded, + mask."""
+    n = max(len(p) for p in parts) if width is None else width
+    shape = (len(parts), n) + parts[0].shape[1:]
+    out = np.zeros(shape, dtype=np.float64)
+    mask = np.zeros((len(parts), n), dtype=bool)
+    for i, p in enumerate(parts):
+        out[i, :len(p)] = p
+        mask[i, :len(p)] = True
+    return out, (None if mask.all() else mask)
+
+
+def _train_tasks(data: UCIData, tasks: list[_Task], method: str, cfg: UCIConfig,
+                 ds_index: int, role: int, trainer: str, bar) -> list[dict]:
+    """Train every (task, lr) member; returns per member: rmse on its score rows, epochs."""
+    tcfg = cfg.train_config()
+    dtype = _DTYPES[cfg.dtype]
+    X, y = data.X, data.y
+    members = [(t, lr) for t in tasks for lr in t.lrs]
+    n_rows = max(len(t.fit) for t in tasks)
+    chunk = max(1, cfg.max_rows // n_rows)
+    mi = METHODS.index(method)
+    results: list[dict] = []
+    for start in range(0, len(members), chunk):
+        group = members[start:start + chunk]
+        xf, yf, xv, yv, xs, ys_raw, stats, seeds = [], [], [], [], [], [], [], []
+        for t, _ in group:
+            mu, sd, ym, ysd = _standardizer(X, y, t.seen, cfg.protocol == "honest")
+            xf.append((X[t.fit] - mu) / sd)
+            yf.append((y[t.fit] - ym) / ysd)
+            xv.append((X[t.val] - mu) / sd)
+            yv.append((y[t.val] - ym) / ysd)
+            xs.append((X[t.score] - mu) / sd)
+            ys_raw.append(y[t.score])
+            stats.append((ym, ysd))
+            seeds.append(_seed(ds_index, t.split, role, t.fold + 1, mi))
+        perm_seeds = [_seed(ds_index, t.split, role, t.fold + 1, mi, 1) for t, _ in group]
+        lrs = [lr for _, lr in group]
+        # one initialization per task, shared by its learning rates (common random numbers)
+        init = init_params(method, X.shape[1], seeds, hidden=cfg.hidden, dtype=dtype)
+        if trainer == "batched":
+            (xf_a, fmask), (yf_a, _) = _pad(xf), _pad(yf)
+            (xv_a, vmask), (yv_a, _) = _pad(xv), _pad(yv)
+            T = lambda a: torch.as_tensor(a, dtype=dtype)  # noqa: E731
+            M = lambda m: None if m is None else torch.as_tensor(m)  # noqa: E731
+            res = train_batched(method, init, T(xf_a), T(yf_a), T(xv_a), T(yv_a), lrs, tcfg,
+                                fit_mask=M(fmask), val_mask=M(vmask), seeds=perm_seeds)
+        elif trainer == "loop":
+            T = lambda a: torch.as_tensor(a, dtype=dtype)  # noqa: E731
+            res = train_loop(method, init, [T(a) for a in xf], [T(a) for a in yf],
+                             [T(a) for a in xv], [T(a) for a in yv], lrs, tcfg,
+                             seeds=perm_seeds)
+        else:
+            raise ValueError(f"unknown trainer {trainer!r}; expected 'batched' or 'loop'")
+        for i, (t, lr) in enumerate(group):
+            pred = predict(res, torch.as_tensor(xs[i], dtype=dtype).unsqueeze(0),
+                           idx=torch.tensor([i]))[0].double().numpy()
+            ym, ysd = stats[i]
+            err = pred * ysd + ym - ys_raw[i]
+            results.append({
+                "split": t.split, "fold": t.fold, "lr": lr,
+                "rmse": float(np.sqrt(np.mean(err * err))),
+                "best_epoch": int(res.best_epoch[i]), "stopped_epoch": int(res.stopped_epoch[i]),
+            })
+        if bar is not None:
+            bar.update(len(group))
+    return results
+
+
+def _n_members(cfg: UCIConfig) -> int:
+    """Models trained per method for one data set (for the progress bar)."""
+    if cfg.protocol == "official":
+        return cfg.splits
+    return cfg.splits * (cfg.folds * len(cfg.lr_grid) + 1)
+
+
+def _nan_to_inf(v: float) -> float:
+    return v if math.isfinite(v) else math.inf
+
+
+def run_dataset(name: str, cfg: UCIConfig, *, data: UCIData | None = None,
+                trainer: str = "batched", bar=None) -> dict:
+    """Run the benchmark on one data set; returns its JSON-ready result entry.
+
+    Args:
+        name: data set (friendly or folder name).
+        cfg: settings.
+        data: use these arrays instead of loading ``name`` (tests).
+        trainer: ``"batched"`` (default) or ``"loop"`` (one model at a time; reference).
+        bar: optional tqdm bar, advanced by one per trained model.
+    """
+    friendly = resolve_name(name) if data is None else data.name
+    if data is None:
+        data = load_uci(friendly)
+    ds_index = list(DATASETS).index(friendly) if friendly in DATASETS else 99
+    N = len(data.y)
+    t0 = time.perf_counter()
+    out: dict = {"n_rows": N, "n_features": int(data.X.shape[1]), "methods": {}}
+    for method in cfg.methods:
+        splits_out = []
+        if cfg.protocol == "official":
+            tasks = []
+            for k in range(cfg.splits):
+                train, test = split_indices(N, k, cfg.test_fraction)
+                if cfg.monitor == "test":      # the script: schedules watch the test split
+                    fit, val = train, test
+                else:
+                    fit, val = _carve(train, cfg.val_fraction, k, -1)
+                tasks.append(_Task(k, -1, fit, val, test, train, (OFFICIAL_LR[method],)))
+            for r in _train_tasks(data, tasks, method, cfg, ds_index, 2, trainer, bar):
+                splits_out.append({"split": r["split"], "lr": r["lr"], "test_rmse": r["rmse"],
+                                   "best_epoch": r["best_epoch"],
+                                   "stopped_epoch": r["stopped_epoch"]})
+        else:
+            cv_tasks, parts = [], {}
+            for k in range(cfg.splits):
+                train, test = split_indices(N, k, cfg.test_fraction)
+                parts[k] = (train, test)
+                held = _folds(train, k, cfg.folds)
+                for f, hold in enumerate(held):
+                    rest = np.setdiff1d(train, hold)
+                    fit, val = _carve(rest, cfg.val_fraction, k, f)
+                    cv_tasks.append(_Task(k, f, fit, val, hold, rest, cfg.lr_grid))
+            cv = _train_tasks(data, cv_tasks, method, cfg, ds_index, 0, trainer, bar)
+            final_tasks, cv_table = [], {}
+            for k in range(cfg.splits):
+                table = {lr: float(np.mean([r["rmse"] for r in cv
+                                            if r["split"] == k and r["lr"] == lr]))
+                         for lr in cfg.lr_grid}
+                best_lr = min(cfg.lr_grid, key=lambda lr: (_nan_to_inf(table[lr]), lr))
+                cv_table[k] = table
+                train, test = parts[k]
+                fit, val = _carve(train, cfg.val_fraction, k, -1)
+                final_tasks.append(_Task(k, -1, fit, val, test, train, (best_lr,)))
+            final = _train_tasks(data, final_tasks, method, cfg, ds_index, 1, trainer, bar)
+            for r in final:
+                k = r["split"]
+                cv_epochs = [c["best_epoch"] for c in cv if c["split"] == k and c["lr"] == r["lr"]]
+                splits_out.append({
+                    "split": k, "lr": r["lr"], "test_rmse": r["rmse"],
+                    "best_epoch": r["best_epoch"], "stopped_epoch": r["stopped_epoch"],
+                    "cv_rmse": {f"{lr:g}": v for lr, v in cv_table[k].items()},
+                    "cv_best_epochs": cv_epochs,
+                    # CV models of this split (all LRs) that used the whole epoch budget
+                    "cv_capped": sum(c["stopped_epoch"] >= cfg.max_epochs
+                                     for c in cv if c["split"] == k),
+                })
+        splits_out.sort(key=lambda r: r["split"])
+        rm = np.array([r["test_rmse"] for r in splits_out], dtype=np.float64)
+        out["methods"][method] = {
+            "test_rmse_mean": float(np.mean(rm)),
+            "test_rmse_std": float(np.std(rm, ddof=1)) if len(rm) > 1 else 0.0,
+            "splits": splits_out,
+        }
+    out["wall_s"] = round(time.perf_counter() - t0, 2)
+    return out
+
+
+# ---------------------------------------------------------------- provenance and files
+
+def _git() -> dict:
+    root = Path(__file__).resolve().parents[2]
+
+    def git(*args: str) -> str | None:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                                  timeout=20, check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    rev = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"revision": rev, "dirty": None if status is None else bool(status)}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def provenance(argv: Sequence[str] | None = None) -> dict:
+    """Command, git revision (+ dirty flag), date, hardware and software of this run."""
+    cmd = "gmp-uci " + shlex.join(list(sys.argv[1:] if argv is None else argv))
+    try:
+        load = [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        load = None
+    return {
+        "command": cmd,
+        "git": _git(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "hardware": {"cpu": _cpu_model(), "logical_cpus": os.cpu_count(),
+                     "torch_threads": torch.get_num_threads(), "load_avg_at_start": load},
+        "software": {"python": platform.python_version(), "torch": torch.__version__,
+                     "numpy": np.__version__, "platform": platform.platform()},
+    }
+
+
+def _finite(obj):
+    """Strict JSON: non-finite floats (a diverged model) become ``null``."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    obj = _finite(obj)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)    # mkstemp creates 0600; give the file normal rights
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1, allow_nan=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run(datasets: Sequence[str], cfg: UCIConfig, out: str | Path | None = None, *,
+        argv: Sequence[str] | None = None, progress: bool = True, trainer: str = "batched"
+        ) -> dict:
+    """Run ``datasets`` and (if ``out``) write/extend the results file after each one.
+
+    An existing ``out`` written with the same configuration is resumed: data sets already
+    in it are skipped. A file with a different configuration raises ``ValueError``.
+    """
+    from tqdm.auto import tqdm
+
+    names = [resolve_name(d) for d in datasets]
+    path = Path(out) if out is not None else None
+    prov = provenance(argv)
+    results = {"format": FORMAT_VERSION, "protocol": cfg.protocol, "config": cfg.to_dict(),
+               "created": prov, "datasets": {}}
+    if path is not None and path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} exists but is not valid JSON ({e}); move it away or "
+                             "pass --overwrite") from e
+        if old.get("config") != results["config"] or old.get("format") != FORMAT_VERSION:
+            raise ValueError(f"{path} holds results of a different configuration "
+                             f"({old.get('config')}); use another --out or --overwrite")
+        results = old
+    todo = [n for n in names if n not in results["datasets"]]
+    total = _n_members(cfg) * len(todo) * len(cfg.methods)
+    with tqdm(total=total, desc="UCI", unit="model", disable=not progress,
+              dynamic_ncols=True) as bar:
+        for name in todo:
+            bar.set_postfix_str(name)
+            entry = run_dataset(name, cfg, trainer=trainer, bar=bar)
+            entry["run"] = provenance(argv)
+            entry["run"]["max_rows"] = cfg.max_rows
+            results["datasets"][name] = entry
+            if path is not None:
+                _write_json(path, results)
+    return results
+
+
+# ---------------------------------------------------------------- summaries
+
+def _num(v) -> float:
+    return math.nan if v is None else float(v)
+
+
+def summarize(results: dict) -> list[dict]:
+    """Rows ``{"dataset", "n_rows", "n_features", "<method>": (mean, std), ...}``, Table 1 order."""
+    rows = []
+    order = [d for d in DATASETS if d in results["datasets"]]
+    order += [d for d in results["datasets"] if d not in order]
+    for name in order:
+        e = results["datasets"][name]
+        row = {"dataset": name, "n_rows": e["n_rows"], "n_features": e["n_features"]}
+        for m, r in e["methods"].items():
+            row[m] = (_num(r["test_rmse_mean"]), _num(r["test_rmse_std"]))
+        rows.append(row)
+    return rows
+
+
+def _decimals(v: float, digits: int) -> int:
+    """Decimals that show ``v`` with ``digits`` significant digits."""
+    if not math.isfinite(v) or v == 0:
+        return digits
+    return max(0, digits - 1 - math.floor(math.log10(abs(v))))
+
+
+def markdown_table(results: dict, digits: int = 3) -> str:
+    """Table 1 as Markdown: test RMSE mean ± std per data set and method, best in bold."""
+    rows = summarize(results)
+    methods = [m for m in METHODS if any(m in r for r in rows)]
+    head = "| data set | N × d | " + " | ".join(METHOD_LABELS[m] for m in methods) + " |"
+    lines = [head, "|" + "---|" * (len(methods) + 2)]
+    for r in rows:
+        means = {m: r[m][0] for m in methods if m in r}
+        best = min(means, key=lambda m: _nan_to_inf(means[m]))
+        cells = []
+        for m in methods:
+            if m not in r:
+                cells.append("")
+                continue
+            mean, std = r[m]
+            d = _decimals(mean, digits)          # the std gets the mean's decimals
+            s = f"{mean:.{d}f} ± {std:.{d}f}"
+            cells.append(f"**{s}**" if m == best else s)
+        lines.append(f"| {r['dataset']} | {r['n_rows']} × {r['n_features']} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def split_rmse(results: dict) -> dict[str, dict[str, np.ndarray]]:
+    """Per data set and method, the test RMSE of every split (``(splits,)``, NaN if diverged)."""
+    return {name: {m: np.array([_num(r["test_rmse"]) for r in e["methods"][m]["splits"]])
+                   for m in e["methods"]}
+            for name, e in results["datasets"].items()}
+
+
+def best_methods(results: dict) -> dict[str, str]:
+    """The method with the lowest mean test RMSE on every data set."""
+    return {r["dataset"]: min((m for m in METHODS if m in r), key=lambda m: _nan_to_inf(r[m][0]))
+            for r in summarize(results)}
+
+
+def paired_wins(results: dict, method: str = "gmp") -> dict[str, dict[str, tuple[int, int]]]:
+    """Per data set and rival: ``(splits where method beats the rival, splits compared)``."""
+    out = {}
+    for name, per in split_rmse(results).items():
+        if method not in per:
+            continue
+        out[name] = {m: (int(np.sum(per[method] < v)), int(np.sum(np.isfinite(per[method] - v))))
+                     for m, v in per.items() if m != method}
+    return out
+
+
+def lr_choice_table(results: dict) -> str:
+    """Markdown: how often cross-validation chose each learning rate, per method."""
+    grid = results["config"]["lr_grid"]
+    counts = {m: dict.fromkeys(grid, 0) for m in METHODS}
+    for e in results["datasets"].values():
+        for m, r in e["methods"].items():
+            for s in r["splits"]:
+                counts[m][s["lr"]] += 1
+    used = [m for m in METHODS if sum(counts[m].values())]
+    lines = ["| method | " + " | ".join(f"{lr:g}" for lr in grid) + " |",
+             "|---|" + "---|" * len(grid)]
+    lines += [f"| {METHOD_LABELS[m]} | " + " | ".join(str(counts[m][lr]) for lr in grid) + " |"
+              for m in used]
+    return "\n".join(lines)
+
+
+def budget_table(results: dict) -> str:
+    """Markdown: per data set, the share of models (CV and final) that used the whole epoch
+    budget (never early-stopped), and the median best epoch of the final models."""
+    cap = results["config"]["max_epochs"]
+    lines = ["| data set | CV models at the cap | final models at the cap | "
+             "median best epoch (final) |", "|---|---|---|---|"]
+    for name, e in results["datasets"].items():
+        finals = [s for r in e["methods"].values() for s in r["splits"]]
+        n_cv = sum(len(s.get("cv_best_epochs", [])) for s in finals) * len(
+            results["config"].get("lr_grid", [0]))
+        cv_cap = sum(s.get("cv_capped", 0) for s in finals)
+        fin_cap = sum(s["stopped_epoch"] >= cap for s in finals)
+        med = float(np.median([s["best_epoch"] for s in finals]))
+        cv = f"{cv_cap / n_cv:.0%}" if n_cv else "–"
+        lines.append(f"| {name} | {cv} | {fin_cap / len(finals):.0%} | {med:.0f} |")
+    return "\n".join(lines)
+
+
+def comparison_table(a: dict, b: dict, label_a: str, label_b: str, digits: int = 3) -> str:
+    """Markdown: mean test RMSE under two result sets and the relative change ``b/a - 1``."""
+    ra = {r["dataset"]: r for r in summarize(a)}
+    rb = {r["dataset"]: r for r in summarize(b)}
+    names = [n for n in ra if n in rb]
+    methods = [m for m in METHODS if all(m in ra[n] and m in rb[n] for n in names)]
+    lines = ["| data set | " + " | ".join(METHOD_LABELS[m] for m in methods) + " |",
+             "|---|" + "---|" * len(methods)]
+    for n in names:
+        cells = []
+        for m in methods:
+            x, y = ra[n][m][0], rb[n][m][0]
+            d = _decimals(x, digits)
+            cells.append(f"{x:.{d}f} → {y:.{d}f} ({y / x - 1:+.0%})")
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    return f"{label_a} → {label_b} (relative change)\n\n" + "\n".join(lines)
+
+
+def provenance_markdown(results: dict) -> str:
+    """Markdown list: how and where the results were produced."""
+    c = results["created"]
+    hw = c["hardware"]
+    git = c["git"]
+    rev = (git.get("revision") or "unknown")[:12] + (" (uncommitted changes)" if git.get("dirty")
+                                                     else "")
+    walls = {n: e.get("wall_s") for n, e in results["datasets"].items()}
+    total = sum(v for v in walls.values() if v)
+    runs = {e["run"]["git"].get("revision") for e in results["datasets"].values() if "run" in e}
+    lines = [f"- command: `{c['command']}`",
+             f"- git revision: `{rev}`" + ("" if len(runs) <= 1 else
+                                            f" (data sets from {len(runs)} revisions)"),
+             f"- started: {c['date']}",
+             f"- hardware: {hw['cpu']}, {hw['logical_cpus']} logical CPUs, "
+             f"{hw['torch_threads']} torch thread(s), load average at start "
+             f"{hw.get('load_avg_at_start')}",
+             f"- software: Python {c['software']['python']}, torch {c['software']['torch']}",
+             f"- training time: {total / 60:.1f} min in all ("
+             + ", ".join(f"{n} {v / 60:.1f}" for n, v in walls.items() if v) + " min)"]
+    return "\n".join(lines)
+
+
+def rmse_figure(results: dict, normalize: bool = True):
+    """Per-split test RMSE, one panel per data set; grey lines join the same split.
+
+    With ``normalize`` every split's RMSEs are divided by that split's SP RMSE (paired view).
+    Returns the matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    per = split_rmse(results)
+    names = list(per)
+    cols = min(4, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.4 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names, strict=False):
+        methods = [m for m in METHODS if m in per[name]]
+        vals = np.stack([per[name][m] for m in methods])           # (methods, splits)
+        if normalize and "sp" in per[name]:
+            vals = vals / per[name]["sp"]
+        xs = np.arange(len(methods))
+        ax.plot(xs, vals, color="0.8", lw=0.8, zorder=1)
+        for i, _ in enumerate(methods):
+            ax.scatter(np.full(vals.shape[1], i), vals[i], s=10, zorder=2, color=f"C{i}")
+            ax.scatter([i], [np.nanmean(vals[i])], marker="_", s=300, color="k", zorder=3)
+        ax.set_xticks(xs, [METHOD_LABELS[m] for m in methods])
+        ax.set_title(name, fontsize=10)
+        ax.tick_params(labelsize=8)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    axes[0, 0].set_ylabel("test RMSE / SP's" if normalize else "test RMSE")
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- CLI
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="gmp-uci", description="UCI regression benchmark (Table 1 of Chen & Ge 2024).")
+    p.add_argument("--datasets", default="all",
+                   help="'all' or a comma-separated list of: " + ", ".join(DATASETS))
+    p.add_argument("--splits", type=int, default=10, help="random 80/20 splits (default 10)")
+    p.add_argument("--out", default="results/uci.json", help="results JSON (resumable)")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="honest")
+    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of "
+                   + ", ".join(METHODS))
+    p.add_argument("--folds", type=int, default=3, help="CV folds (honest)")
+    p.add_argument("--lr-grid", default=",".join(f"{v:g}" for v in DEFAULT_LR_GRID),
+                   help="comma-separated learning rates for CV (honest)")
+    p.add_argument("--max-epochs", type=int, default=None,
+                   help="epoch budget (default: honest 500, official 5000)")
+    p.add_argument("--patience", type=int, default=100, help="early-stopping patience")
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="validation carve for early stopping (honest)")
+    p.add_argument("--monitor", choices=("test", "validation"), default="test",
+                   help="official protocol: split watched by early stopping and the plateau "
+                   "schedule (the script: test)")
+    p.add_argument("--hidden", type=int, default=100, help="hidden units")
+    p.add_argument("--dtype", choices=tuple(_DTYPES), default="float32")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--max-rows", type=int, default=1 << 13,
+                   help="members × rows per batched computation (speed/memory only)")
+    p.add_argument("--overwrite", action="store_true", help="start the results file afresh")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _csv(s: str) -> list[str]:
+    return [t.strip() for t in s.split(",") if t.strip()]
+
+
+def _tune_malloc() -> None:
+    """Keep freed tensor memory in the process (glibc): without this, every large temporary
+    is a fresh ``mmap`` and its page faults cost about a third of the run time."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 << 20)     # M_MMAP_THRESHOLD: heap up to 32 MiB blocks
+        libc.mallopt(-1, 1 << 31)      # M_TRIM_THRESHOLD: do not give the heap back eagerly
+        libc.mallopt(-2, 128 << 20)    # M_TOP_PAD
+    except (OSError, AttributeError):
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``gmp-uci``; returns the exit status."""
+    args = _parser().parse_args(argv)
+    _tune_malloc()
+    try:
+        datasets = list(DATASETS) if args.datasets.strip().lower() == "all" else _csv(args.datasets)
+        datasets = [resolve_name(d) for d in datasets]
+        cfg = UCIConfig(protocol=args.protocol, splits=args.splits,
+                        methods=tuple(_csv(args.methods)), hidden=args.hidden,
+                        folds=args.folds, val_fraction=args.val_fraction,
+                        lr_grid=tuple(float(v) for v in _csv(args.lr_grid)),
+                        max_epochs=args.max_epochs, patience=args.patience, dtype=args.dtype,
+                        max_rows=args.max_rows, monitor=args.monitor)
+        if args.threads is not None:
+            if args.threads < 1:
+                raise ValueError(f"--threads must be >= 1, got {args.threads}")
+            torch.set_num_threads(args.threads)
+        if args.overwrite and Path(args.out).exists():
+            Path(args.out).unlink()
+        results = run(datasets, cfg, args.out, argv=sys.argv[1:] if argv is None else argv,
+                      progress=not args.quiet)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"gmp-uci: error: {e}", file=sys.stderr)
+        return 2
+    print(markdown_table(results))
+    print(f"\nwritten to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
