@@ -209,6 +209,8 @@ def test_fused_backward_matches_autograd_reference(dtype):
     torch.manual_seed(1)
     theta = angles(torch.randn(16, 300, dtype=F64))[0].to(dtype)
     theta[3, 100:] = 0  # a row through the exact fallback
+    theta[7, 50] = 1e-25  # tiny, non-zero sine: the fallback in float32, closed form in float64
+    theta[9, 20] = math.pi - 1e-7  # sin θ ≈ 1e-7: the closed form
     r = torch.rand(16, dtype=dtype) + 0.5
     r[5] = 0
     g = torch.randn(16, 300, dtype=dtype)
