@@ -9,8 +9,9 @@ once per forward (:func:`gmp.geometry.scaled_unit_vector`, one fused autograd Fu
 calls the ordinary linear / convolution kernel. Function and gradients equal the paper's form
 for ReLU (any positively homogeneous activation) whenever ``r > 0``.
 
-Parameters of a layer with ``m`` units and fan-in ``n``:
-    theta: ``(m, n-1)`` angles,  lam: ``(m,)`` signed offsets,  r: ``(m,)`` radii.
+Parameters of a layer with ``m`` units and fan-in ``n``: ``theta`` ``(m, n-1)`` angles,
+``lam`` ``(m,)`` signed offsets, ``r`` ``(m,)`` radii.
+
 For ``n = 1`` there are no angles: each unit's direction ``±1`` is drawn at initialization
 and kept in the buffer ``direction`` ``(m, 1)`` (it is not trained; all ones when ``n > 1``).
 

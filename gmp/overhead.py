@@ -35,7 +35,7 @@ __all__ = ["Case", "VGG6_CONV_SHAPES", "linear_cases", "conv_cases", "vgg6_cases
 METHODS = ("sp", "wn", "gmp")
 MODES = ("train", "eval")
 
-#: The convolutions of VGG-6 on 32×32 inputs: (in, out, spatial size).
+#: The convolutions of VGG-6 on 32×32 inputs, as (in, out, spatial size).
 VGG6_CONV_SHAPES: tuple[tuple[int, int, int], ...] = (
     (3, 128, 32), (128, 128, 32), (128, 256, 16), (256, 256, 16), (256, 512, 8), (512, 512, 8))
 

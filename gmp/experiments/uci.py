@@ -82,7 +82,7 @@ __all__ = [
 ]
 
 PROTOCOLS = ("honest", "official")
-#: Learning-rate grid of the honest protocol: brackets the paper's choices (0.01, 0.1).
+#: Learning-rate grid of the honest protocol; it brackets the paper's choices (0.01, 0.1).
 DEFAULT_LR_GRID: tuple[float, ...] = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
 #: Fixed learning rates of the authors' script.
 OFFICIAL_LR: dict[str, float] = {"sp": 0.01, "wn": 0.01, "bn": 0.01, "gmp": 0.1}
