@@ -121,7 +121,7 @@ class _ScaledUnitVector(torch.autograd.Function):
             t = tail[..., :-1].mul_(cot)
             grad_theta = torch.addcmul(t, grad_w[..., :-1], r_prod, value=-1)
             del tail, t
-            rows = _rows_with_small_sine(cot)
+            rows = _rows_with_small_sine(cot, r_prod, r)
             if rows is not None:
                 grad_theta = _exact_rows(grad_theta, rows, theta, r, grad_w)
         return grad_theta, grad_r
@@ -176,19 +176,24 @@ def _grad_r(r_total: Tensor, r: Tensor, theta: Tensor, grad_w: Tensor) -> Tensor
     return grad_r
 
 
-def _rows_with_small_sine(cot: Tensor) -> Tensor | None:
+def _rows_with_small_sine(cot: Tensor, r_prod: Tensor, r: Tensor | None) -> Tensor | None:
     """Flattened bool mask of the rows having some ``|sin θ_k| <`` :func:`_small_sine`, or
-    None; read from the saved ``cot = cos θ / sin θ`` ``(..., n-1)``.
+    None. Shapes: ``cot``, ``r_prod`` ``(..., n-1)``, ``r`` ``(...)`` or None.
 
-    ``|sin θ_k| < ε`` implies ``|cos θ_k| > 1/2`` and so ``|cot_k| > 1/(2ε)``; rows with such
-    a ``cot`` are flagged (a superset: the fallback is exact on any row). One full min/max
-    reduction screens the whole tensor (~0.1 ms per million angles); the row-wise mask is
-    formed only when it fires. ``sin θ_k = 0`` gives ``cot = ±inf``, also caught."""
-    big = 0.5 / _small_sine(cot.dtype)
-    lo, hi = torch.aminmax(cot)
-    if bool((hi <= big) & (lo >= -big)):  # False also for NaN (NaN angles: left as they are)
+    Screened in O(m) by ``|P_{n-2}| ≤ min_k |sin θ_k|`` (read from ``r·P``; rows with ``r = 0``
+    or an underflowing product are flagged too), then checked on the flagged rows from the
+    saved ``cot = cos θ / sin θ``: ``|sin θ_k| < ε`` implies ``|cos θ_k| > 1/2`` and so
+    ``|cot_k| > 1/(2ε)`` (``±inf`` for ``sin θ_k = 0``). Both tests admit a superset of the
+    rows; the fallback is exact on any row."""
+    tiny = _small_sine(cot.dtype)
+    last = r_prod[..., -1].abs()
+    if r is not None:
+        last = last / r.abs().where(r != 0, 1.0)
+    rows = (last < tiny).reshape(-1)
+    if not bool(rows.any()):
         return None
-    rows = (cot.abs() > big).reshape(-1, cot.shape[-1]).any(dim=-1)
+    k = cot.shape[-1]
+    rows[rows.clone()] = (cot.reshape(-1, k)[rows].abs() > 0.5 / tiny).any(dim=-1)
     return rows if bool(rows.any()) else None
 
 
