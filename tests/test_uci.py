@@ -344,3 +344,21 @@ def test_cli_writes_json_and_resumes(tmp_path, monkeypatch, capsys):
 def test_cli_rejects_unknown_dataset(tmp_path, capsys):
     assert uci.main(["--datasets", "kin8nm", "--out", str(tmp_path / "x.json"), "--quiet"]) == 2
     assert "unknown UCI data set 'kin8nm'" in capsys.readouterr().err
+
+
+@needs_data
+def test_cli_jobs_gives_the_same_numbers(tmp_path):
+    """Data sets in parallel processes: same per-data-set results as one after another."""
+    outs = {}
+    for jobs in ("1", "2"):
+        out = tmp_path / f"jobs{jobs}.json"
+        argv = _argv(out)
+        argv[argv.index("yacht")] = "yacht,boston"
+        assert uci.main(argv + ["--jobs", jobs]) == 0
+        outs[jobs] = json.loads(out.read_text())
+    for name in ("yacht", "boston"):
+        a, b = (outs[j]["datasets"][name] for j in ("1", "2"))
+        assert a["methods"] == b["methods"]
+        assert b["run"]["jobs"] == 2
+    with pytest.raises(ValueError, match="jobs must be >= 1"):
+        uci.run(["yacht"], uci.UCIConfig(), jobs=0)
