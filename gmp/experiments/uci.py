@@ -403,7 +403,9 @@ def run_dataset(name: str, cfg: UCIConfig, *, data: UCIData | None = None,
 
 # ---------------------------------------------------------------- provenance and files
 
-def _git() -> dict:
+def _git(ignore: Path | None = None) -> dict:
+    """HEAD and whether tracked files differ from it; ``ignore`` (the results file being
+    written, when it is tracked) does not count as a change of the code."""
     root = Path(__file__).resolve().parents[2]
 
     def git(*args: str) -> str | None:
@@ -414,7 +416,13 @@ def _git() -> dict:
             return None
 
     rev = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
+    spec = ["--", "."]
+    if ignore is not None:
+        try:
+            spec.append(":(exclude)" + Path(ignore).resolve().relative_to(root).as_posix())
+        except ValueError:  # outside the repository
+            pass
+    status = git("status", "--porcelain", "--untracked-files=no", *spec)
     return {"revision": rev, "dirty": None if status is None else bool(status)}
 
 
@@ -428,8 +436,9 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def provenance(argv: Sequence[str] | None = None) -> dict:
-    """Command, git revision (+ dirty flag), date, hardware and software of this run."""
+def provenance(argv: Sequence[str] | None = None, out: str | Path | None = None) -> dict:
+    """Command, git revision (+ dirty flag, not counting the results file ``out``), date,
+    hardware and software of this run."""
     cmd = "gmp-uci " + shlex.join(list(sys.argv[1:] if argv is None else argv))
     try:
         load = [round(v, 2) for v in os.getloadavg()]
@@ -437,7 +446,7 @@ def provenance(argv: Sequence[str] | None = None) -> dict:
         load = None
     return {
         "command": cmd,
-        "git": _git(),
+        "git": _git(Path(out) if out is not None else None),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "hardware": {"cpu": _cpu_model(), "logical_cpus": os.cpu_count(),
                      "torch_threads": torch.get_num_threads(), "load_avg_at_start": load},
@@ -503,7 +512,7 @@ def run(datasets: Sequence[str], cfg: UCIConfig, out: str | Path | None = None, 
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     names = [resolve_name(d) for d in datasets]
     path = Path(out) if out is not None else None
-    prov = provenance(argv)
+    prov = provenance(argv, path)
     results = {"format": FORMAT_VERSION, "protocol": cfg.protocol, "config": cfg.to_dict(),
                "created": prov, "datasets": {}}
     if path is not None and path.exists():
@@ -520,7 +529,7 @@ def run(datasets: Sequence[str], cfg: UCIConfig, out: str | Path | None = None, 
     per_set = _n_members(cfg) * len(cfg.methods)
 
     def record(name: str, entry: dict) -> None:
-        entry["run"] = provenance(argv)
+        entry["run"] = provenance(argv, path)
         entry["run"]["max_rows"] = cfg.max_rows
         entry["run"]["jobs"] = jobs
         results["datasets"][name] = entry
