@@ -29,6 +29,7 @@ plain linear read-out of its GmP model (here a GmP read-out, as :func:`gmp.basel
 Command line::
 
     gmp-uci --datasets all --splits 10 --out results/uci.json
+    gmp-uci --datasets all --splits 10 --out results/uci.json --jobs 2 --threads 1  # 2 cores
     python -m gmp.experiments.uci --protocol official --out results/uci_official.json
 
 Each data set's results are written (atomically) as soon as it finishes; a rerun with the
