@@ -23,41 +23,19 @@ import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 import torch
 
 from gmp.overhead import conv_cases, format_rows, linear_cases, measure_layer_overhead, vgg6_cases
+from gmp.provenance import cpu_model, revision_string
 
 TARGETS = {  # (case prefix, batch, mode) -> maximal gmp/sp ratio, from issue #2
     ("linear 1024→1024", 256, "train"): 1.5,
     ("linear 1024→1024", 1024, "train"): 1.2,
     ("VGG-6", 32, "train"): 1.05,
 }
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _git_revision() -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             check=True, cwd=Path(__file__).resolve().parent).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True,
-                               cwd=Path(__file__).resolve().parent).stdout.strip()
-        return rev + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,9 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         meta = {
             "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
-            "git_revision": _git_revision(),
+            "git_revision": revision_string(args.out),
             "date_utc": started.isoformat(timespec="seconds"),
-            "hardware": {"cpu": _cpu_name(), "logical_cpus": os.cpu_count(),
+            "hardware": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(),
                          "machine": platform.machine()},
             "torch": torch.__version__, "python": platform.python_version(),
             "threads": args.threads, "repeats": args.repeats, "warmup": args.warmup,

@@ -24,7 +24,6 @@ import json
 import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from gmp.models import PARAMS, build_model
+from gmp.provenance import revision_string
 from gmp.train.engine import decay_groups
 
 #              (width, batch, image size) per device type
@@ -74,15 +74,6 @@ class Bench:
             self.step()
         _sync(self.device)
         return steps * self.batch / (time.perf_counter() - t0)
-
-
-def _git() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).resolve().parent, timeout=10,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['image_size']:4d} {r['images_per_s']:10.1f} {r['ratio_vs_sp']:6.2f}")
     if args.json:
         out = {"command": " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]),
-               "git_revision": _git(), "date": dt.datetime.now(dt.timezone.utc).isoformat(
-                   timespec="seconds"), "hardware": hw, "device": device.type,
+               "git_revision": revision_string(args.json),
+               "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+               "hardware": hw, "device": device.type,
                "torch": torch.__version__, "rounds": args.rounds, "steps": steps, "rows": rows}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")

@@ -19,7 +19,6 @@ import importlib
 import os
 import platform
 import shlex
-import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import fields, replace
@@ -29,6 +28,7 @@ from typing import Any
 import torch
 
 from ..baselines import METHODS
+from ..provenance import revision_string
 from .small import TASKS, BananaConfig, LevyConfig, run, save_results, summarize
 
 __all__ = ["main", "build_parser", "provenance"]
@@ -89,15 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def provenance(argv: Sequence[str], threads: int | None = None) -> dict[str, Any]:
     """Command, git revision, date and hardware of this invocation."""
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=10, cwd=Path(__file__).resolve().parent).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10,
-                               cwd=Path(__file__).resolve().parent).stdout.strip()
-        rev = (rev + ("+dirty" if dirty else "")) or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        rev = "unknown"
+    rev = revision_string()
     return {
         "command": "python -m gmp.experiments " + shlex.join(argv),
         "git_revision": rev,

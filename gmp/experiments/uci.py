@@ -45,7 +45,6 @@ import math
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -58,6 +57,7 @@ import torch
 
 from ..baselines import METHODS, check_method
 from ..data.uci import DATASETS, SHAPES, UCIData, load_uci, resolve_name
+from ..provenance import cpu_model, git_revision
 from .uci_trainer import TrainConfig, init_params, predict, train_batched, train_loop
 
 __all__ = [
@@ -404,39 +404,6 @@ def run_dataset(name: str, cfg: UCIConfig, *, data: UCIData | None = None,
 
 # ---------------------------------------------------------------- provenance and files
 
-def _git(ignore: Path | None = None) -> dict:
-    """HEAD and whether tracked files differ from it; ``ignore`` (the results file being
-    written, when it is tracked) does not count as a change of the code."""
-    root = Path(__file__).resolve().parents[2]
-
-    def git(*args: str) -> str | None:
-        try:
-            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                                  timeout=20, check=True).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return None
-
-    rev = git("rev-parse", "HEAD")
-    spec = ["--", "."]
-    if ignore is not None:
-        try:
-            spec.append(":(exclude)" + Path(ignore).resolve().relative_to(root).as_posix())
-        except ValueError:  # outside the repository
-            pass
-    status = git("status", "--porcelain", "--untracked-files=no", *spec)
-    return {"revision": rev, "dirty": None if status is None else bool(status)}
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def provenance(argv: Sequence[str] | None = None, out: str | Path | None = None) -> dict:
     """Command, git revision (+ dirty flag, not counting the results file ``out``), date,
     hardware and software of this run."""
@@ -447,9 +414,9 @@ def provenance(argv: Sequence[str] | None = None, out: str | Path | None = None)
         load = None
     return {
         "command": cmd,
-        "git": _git(Path(out) if out is not None else None),
+        "git": git_revision(out),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "hardware": {"cpu": _cpu_model(), "logical_cpus": os.cpu_count(),
+        "hardware": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(),
                      "torch_threads": torch.get_num_threads(), "load_avg_at_start": load},
         "software": {"python": platform.python_version(), "torch": torch.__version__,
                      "numpy": np.__version__, "platform": platform.platform()},

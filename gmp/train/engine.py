@@ -26,7 +26,6 @@ import math
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -41,6 +40,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..models import build_model, count_parameters
+from ..provenance import git_revision
 from . import checkpoint as ckpt_io
 from .config import ConfigError, TrainConfig, resume_mismatches
 from .distributed import (
@@ -104,19 +104,6 @@ def accuracy_counts(logits: Tensor, target: Tensor, k: int = 5) -> tuple[Tensor,
     top = logits.topk(k, dim=1).indices
     hits = top == target.unsqueeze(1)
     return hits[:, 0].sum(), hits.any(dim=1).sum()
-
-
-def _git_revision() -> dict[str, Any]:
-    root = Path(__file__).resolve().parents[2]
-    try:
-        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
-                                "--untracked-files=no"], capture_output=True, text=True,
-                               timeout=10, check=True).stdout.strip() != ""
-        return {"revision": rev, "dirty": dirty}
-    except (OSError, subprocess.SubprocessError):
-        return {"revision": "unknown", "dirty": None}
 
 
 def _hardware(ctx: DistContext) -> dict[str, Any]:
@@ -402,7 +389,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, on_step, command: list[str]) -> T
               f"lr {cfg.lr}, wd {cfg.weight_decay}, bf16 {amp}, channels_last "
               f"{fmt == torch.channels_last}, {data.n_train_steps} steps/epoch, "
               f"{data.val_size} val images")
-    info = {"command": " ".join(shlex.quote(a) for a in command), "git": _git_revision(),
+    info = {"command": " ".join(shlex.quote(a) for a in command), "git": git_revision(),
             "hardware": _hardware(ctx), "parameters": n_params,
             "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
