@@ -48,6 +48,7 @@ from ..baselines import METHODS, OneHiddenLayerMLP, check_method, mlp
 from ..cab import CABTracker
 from ..data.banana import BananaSplits, banana_splits
 from ..data.levy import LevyData, levy_data
+from ..files import jsonable, write_json
 from ..nn import GmPLinear
 from .batched import BatchedAdam, BatchedEarlyStopping, BatchedMLP, BatchedPlateau
 
@@ -216,7 +217,7 @@ class SmallRunResult:
         if not tracks:
             for k in ("steps", "locations", "max_location_change", "max_angular_change"):
                 d.pop(k)
-        return _jsonable(d)
+        return jsonable(d)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SmallRunResult:
@@ -237,20 +238,6 @@ def _nan_array(x: Any) -> np.ndarray:
     return np.where(a == None, np.nan, a).astype(np.float64)  # noqa: E711 (elementwise)
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, (np.floating, float)):
-        return float(x) if math.isfinite(x) else None
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x
 
 
 # ---------------------------------------------------------------------------------------
@@ -699,9 +686,8 @@ def summarize(results: Sequence[SmallRunResult], metric: str | None = None
 def save_results(path: str, results: Sequence[SmallRunResult], provenance: dict[str, Any],
                  tracks: bool = True) -> None:
     """Write ``{"provenance": ..., "runs": [...]}`` as strict JSON (NaN → null)."""
-    doc = {"provenance": _jsonable(provenance), "runs": [r.to_dict(tracks) for r in results]}
-    with open(path, "w") as f:
-        json.dump(doc, f, allow_nan=False)
+    write_json(path, {"provenance": provenance, "runs": [r.to_dict(tracks) for r in results]},
+               indent=None)
 
 
 def load_results(path: str) -> tuple[dict[str, Any], list[SmallRunResult]]:

@@ -46,7 +46,6 @@ import os
 import platform
 import shlex
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -57,6 +56,7 @@ import torch
 
 from ..baselines import METHODS, check_method
 from ..data.uci import DATASETS, SHAPES, UCIData, load_uci, resolve_name
+from ..files import write_json
 from ..provenance import cpu_model, git_revision
 from .uci_trainer import TrainConfig, init_params, predict, train_batched, train_loop
 
@@ -423,34 +423,6 @@ def provenance(argv: Sequence[str] | None = None, out: str | Path | None = None)
     }
 
 
-def _finite(obj):
-    """Strict JSON: non-finite floats (a diverged model) become ``null``."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    obj = _finite(obj)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)    # mkstemp creates 0600; give the file normal rights
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _worker_init(threads: int) -> None:
     """Set-up of a :func:`run` worker process (``jobs > 1``)."""
     torch.set_num_threads(threads)
@@ -502,7 +474,7 @@ def run(datasets: Sequence[str], cfg: UCIConfig, out: str | Path | None = None, 
         entry["run"]["jobs"] = jobs
         results["datasets"][name] = entry
         if path is not None:
-            _write_json(path, results)
+            write_json(path, results)
 
     with tqdm(total=per_set * len(todo), desc="UCI", unit="model", disable=not progress,
               dynamic_ncols=True) as bar:

@@ -7,39 +7,24 @@ while saving leaves the previous checkpoint intact, never a truncated one.
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..files import atomic_write
+
 __all__ = ["FORMAT", "atomic_copy", "atomic_save", "get_rng_state", "load", "set_rng_state"]
 
 FORMAT = 1
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def atomic_save(obj: Any, path: str | Path) -> None:
     """``torch.save(obj, path)`` through a temporary file and ``os.replace``."""
-    _atomic_write(Path(path), lambda f: torch.save(obj, f))
+    atomic_write(Path(path), lambda f: torch.save(obj, f))
 
 
 def atomic_copy(src: str | Path, dst: str | Path) -> None:
@@ -47,7 +32,7 @@ def atomic_copy(src: str | Path, dst: str | Path) -> None:
     def write(f):
         with open(src, "rb") as s:
             shutil.copyfileobj(s, f, length=1 << 24)
-    _atomic_write(Path(dst), write)
+    atomic_write(Path(dst), write)
 
 
 def load(path: str | Path) -> dict[str, Any]:

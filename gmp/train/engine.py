@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..files import atomic_write_text
 from ..models import build_model, count_parameters
 from ..provenance import git_revision
 from . import checkpoint as ckpt_io
@@ -492,15 +493,7 @@ def _write_summary(out: Path, cfg: TrainConfig, info: dict[str, Any],
                "best_val_top1": best_top1,
                "best_val_top5": max(r["val_top5"] for r in history), "history": history}
     text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
-    _write_text(out / "summary.json", text)
+    atomic_write_text(out / "summary.json", text)
     if cfg.results_dir:
         name = (f"{cfg.task}_{cfg.arch}_{cfg.param}_b{cfg.batch_size}_s{cfg.seed}.json")
-        _write_text(Path(cfg.results_dir).expanduser() / name, text)
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write a small text file atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+        atomic_write_text(Path(cfg.results_dir).expanduser() / name, text)
