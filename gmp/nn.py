@@ -1,13 +1,25 @@
 """GmP layers, input mean normalization, and mean-only batch normalization.
 
-A GmP unit (Chen & Ge 2024, Eq. 11; NOTES.md Sec. 4) computes ``r · ReLU(u(θ)ᵀx + λ)``.
-For ``r > 0`` this equals ``ReLU((r·u(θ))ᵀx + r·λ)``, so every layer here materialises
+A GmP unit (Chen & Ge 2024, Sec. 3.2) computes ``r · act(u(θ)ᵀx + λ)``: the activation sits
+inside the unit and the radius ``r`` scales its output. A layer has two forms:
 
-    weight = r · u(θ),    bias = r · λ
+- **unit form** (``activation=`` a module, e.g. ``nn.ReLU()``): exactly the paper's unit,
+  ``r · act(u(θ)ᵀx + λ)``. The layer includes its activation; the authors' code computes this.
+- **weight form** (``activation=None``, the default): the pre-activation
+  ``(r·u(θ))ᵀx + r·λ``, i.e. the ordinary linear / convolution kernel with
 
-once per forward (:func:`gmp.geometry.scaled_unit_vector`, one fused autograd Function) and
-calls the ordinary linear / convolution kernel. Function and gradients equal the paper's form
-for ReLU (any positively homogeneous activation) whenever ``r > 0``.
+      weight = r · u(θ),    bias = r · λ,
+
+  to be followed by the activation. ``gmp.convert`` / ``gmp.revert`` use this form.
+
+The two agree exactly when ``r > 0`` and ``act`` is positively homogeneous (ReLU):
+``r·ReLU(z) = ReLU(r·z)``. For ``r < 0`` they differ: the unit form negates the unit's output
+and keeps its active side ``{uᵀx + λ > 0}``, while the weight form fires on the opposite side
+``{uᵀx + λ < 0}`` (the boundary is the same hyperplane, its orientation flips). ``r`` is not
+constrained in either form.
+
+Both forms materialise ``u(θ)`` (or ``r·u(θ)``) once per forward with
+:func:`gmp.geometry.scaled_unit_vector`, one fused autograd Function.
 
 Parameters of a layer with ``m`` units and fan-in ``n``: ``theta`` ``(m, n-1)`` angles,
 ``lam`` ``(m,)`` signed offsets, ``r`` ``(m,)`` radii.
@@ -41,6 +53,13 @@ Init = Literal["sphere", "glorot"]
 _INITS = ("sphere", "glorot")
 
 
+def _check_activation(activation: nn.Module | None, cls: str) -> nn.Module | None:
+    if activation is not None and not isinstance(activation, nn.Module):
+        raise TypeError(f"{cls}: activation must be an nn.Module (e.g. nn.ReLU()) or None, "
+                        f"got {type(activation).__name__}")
+    return activation
+
+
 class _GmPMixin:
     """Shared parameter logic of GmP layers: weight of shape ``(m, *fan_shape)``."""
 
@@ -56,7 +75,7 @@ class _GmPMixin:
         return math.prod(self._fan_shape)
 
     def _init_gmp(self, out_units: int, fan_shape: tuple[int, ...], bias: bool, init: str,
-                  factory: dict) -> None:
+                  factory: dict, activation: nn.Module | None = None) -> None:
         if init not in _INITS:
             raise ValueError(f"unknown init {init!r}; expected one of {_INITS}")
         if out_units < 1:
@@ -74,6 +93,7 @@ class _GmPMixin:
             self.register_parameter("lam", None)
         self.register_buffer("direction", torch.ones(out_units, 1, **factory))
         self.init = init
+        self.activation = _check_activation(activation, type(self).__name__)
         self._weight_cache: tuple | None = None
         self.reset_parameters()
 
@@ -117,10 +137,31 @@ class _GmPMixin:
         b = self.r * self.lam if self.lam is not None else None
         return w.view(-1, *self._fan_shape), b
 
+    def direction_and_offset(self) -> tuple[Tensor, Tensor | None]:
+        """Unit form: ``u(θ)`` with shape ``(m, *fan_shape)`` and ``λ`` ``(m,)`` (or None).
+
+        Always recomputed (differentiable); ``forward`` uses the eval-mode cache."""
+        return self.unit_directions().view(-1, *self._fan_shape), self.lam
+
+    def _kernel_weight_and_bias(self) -> tuple[Tensor, Tensor | None]:
+        """What the linear / conv kernel gets in this layer's form."""
+        if self.activation is None:
+            return self.weight_and_bias()
+        return self.direction_and_offset()
+
+    def _finish(self, z: Tensor, channel_dim: int) -> Tensor:
+        """Unit form: ``r · act(z)`` with ``r`` broadcast along ``channel_dim``; weight form:
+        ``z`` unchanged."""
+        if self.activation is None:
+            return z
+        shape = [1] * z.dim()
+        shape[channel_dim] = -1
+        return self.activation(z) * self.r.view(shape)
+
     # ----- eval-mode weight cache ---------------------------------------------------------
     def _cache_key(self) -> tuple:
         tensors = (self.theta, self.r, self.lam, self.direction)
-        return (torch.is_inference_mode_enabled(),) + tuple(
+        return (torch.is_inference_mode_enabled(), self.activation is None) + tuple(
             None if t is None else (t.data_ptr(), t._version, t.dtype, t.device, t.shape)
             for t in tensors)
 
@@ -128,12 +169,12 @@ class _GmPMixin:
         """Fresh weight in training or under autograd; the cached one for inference."""
         if self.training or (torch.is_grad_enabled() and any(
                 p.requires_grad for p in (self.theta, self.r, self.lam) if p is not None)):
-            return self.weight_and_bias()
+            return self._kernel_weight_and_bias()
         key = self._cache_key()
         cache = self._weight_cache
         if cache is None or cache[0] != key:
             with torch.no_grad():
-                cache = (key, *self.weight_and_bias())
+                cache = (key, *self._kernel_weight_and_bias())
             self._weight_cache = cache
         return cache[1], cache[2]
 
@@ -187,6 +228,14 @@ class _GmPMixin:
     def extra_gmp_repr(self) -> str:
         return f"init={self.init!r}"
 
+    def _check_weight_form(self, what: str) -> None:
+        if self.activation is not None:
+            raise ValueError(
+                f"{type(self).__name__}.{what}: this layer is in unit form, r·act(uᵀx + λ) with "
+                "its activation inside; a plain layer cannot hold the activation (and for r < 0 "
+                "no plain layer followed by the activation computes the same function). "
+                "Build the layer with activation=None (weight form) to convert it")
+
 
 def _uninitialized(cls, *args, **kwargs):
     """``cls(*args, **kwargs)`` without running its random initialization (built on the meta
@@ -204,20 +253,25 @@ class GmPLinear(_GmPMixin, nn.Module):
         in_features, out_features, bias: as for ``nn.Linear``.
         init: ``"sphere"`` (default; directions uniform on the sphere, ``r = 1``, ``λ = 0``)
             or ``"glorot"`` (Glorot-uniform weights converted, ``r = ‖w‖``, ``λ = 0``).
+        activation: None (default, weight form: outputs the pre-activation
+            ``(r·u)ᵀx + r·λ``) or a module such as ``nn.ReLU()`` (unit form: outputs the
+            paper's ``r · act(uᵀx + λ)``). See the module docstring for when they agree.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
-                 init: Init = "sphere", device=None, dtype=None) -> None:
+                 init: Init = "sphere", device=None, dtype=None,
+                 activation: nn.Module | None = None) -> None:
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        self._init_gmp(out_features, (in_features,), bias, init, {"device": device, "dtype": dtype})
+        self._init_gmp(out_features, (in_features,), bias, init, {"device": device, "dtype": dtype},
+                       activation)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"GmPLinear expected input with {self.in_features} features in the "
                              f"last dimension, got shape {tuple(x.shape)}")
         w, b = self._forward_weight_and_bias()
-        return F.linear(x, w, b)
+        return self._finish(F.linear(x, w, b), -1)
 
     @classmethod
     def from_linear(cls, m: nn.Linear, init: Init = "sphere") -> GmPLinear:
@@ -233,7 +287,10 @@ class GmPLinear(_GmPMixin, nn.Module):
         return out
 
     def to_linear(self) -> nn.Linear:
-        """The plain :class:`nn.Linear` computing the same function (zero overhead)."""
+        """The plain :class:`nn.Linear` computing the same function (zero overhead).
+
+        Weight form only (a ValueError for a layer built with an activation)."""
+        self._check_weight_form("to_linear")
         w, b = self.weight_and_bias()
         lin = _uninitialized(nn.Linear, self.in_features, self.out_features,
                              bias=b is not None, device=w.device, dtype=w.dtype)
@@ -254,12 +311,13 @@ class GmPConv2d(_GmPMixin, nn.Conv2d):
     Every ``nn.Conv2d`` option is supported (stride, padding incl. ``"same"``, dilation,
     groups, padding_mode). Each output channel is one unit whose fan-in is
     ``in_channels/groups · kh · kw``. Input ``(N, C_in, H, W)`` or ``(C_in, H, W)``, output
-    ``(N, C_out, H', W')``. ``init`` as for :class:`GmPLinear`.
+    ``(N, C_out, H', W')``. ``init`` and ``activation`` as for :class:`GmPLinear`.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
-                 init: Init = "sphere", device=None, dtype=None) -> None:
+                 init: Init = "sphere", device=None, dtype=None,
+                 activation: nn.Module | None = None) -> None:
         # nn.Conv2d validates every option and does the padding bookkeeping; its own weight
         # and bias (made on the meta device: no memory, no RNG) are replaced by (θ, λ, r).
         nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride, padding,
@@ -267,7 +325,8 @@ class GmPConv2d(_GmPMixin, nn.Conv2d):
         del self.weight
         del self.bias
         fan_shape = (in_channels // groups, *self.kernel_size)
-        self._init_gmp(out_channels, fan_shape, bias, init, {"device": device, "dtype": dtype})
+        self._init_gmp(out_channels, fan_shape, bias, init, {"device": device, "dtype": dtype},
+                       activation)
 
     def reset_parameters(self) -> None:  # nn.Conv2d.__init__ calls it before θ exists
         if hasattr(self, "theta"):
@@ -278,7 +337,7 @@ class GmPConv2d(_GmPMixin, nn.Conv2d):
             raise ValueError(f"GmPConv2d expected input (N, {self.in_channels}, H, W) or "
                              f"({self.in_channels}, H, W), got shape {tuple(x.shape)}")
         w, b = self._forward_weight_and_bias()
-        return self._conv_forward(x, w, b)
+        return self._finish(self._conv_forward(x, w, b), -3)
 
     @classmethod
     def from_conv(cls, m: nn.Conv2d, init: Init = "sphere") -> GmPConv2d:
@@ -293,7 +352,10 @@ class GmPConv2d(_GmPMixin, nn.Conv2d):
         return out
 
     def to_conv(self) -> nn.Conv2d:
-        """The plain :class:`nn.Conv2d` computing the same function (zero overhead)."""
+        """The plain :class:`nn.Conv2d` computing the same function (zero overhead).
+
+        Weight form only (a ValueError for a layer built with an activation)."""
+        self._check_weight_form("to_conv")
         w, b = self.weight_and_bias()
         conv = _uninitialized(nn.Conv2d, self.in_channels, self.out_channels, self.kernel_size,
                               self.stride, self.padding, self.dilation, self.groups,
