@@ -1,5 +1,7 @@
 """gmp.provenance: the revision and machine recorded in every results file."""
 
+import datetime
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -61,3 +63,62 @@ def test_outside_a_checkout(monkeypatch, tmp_path):
 
 def test_cpu_model():
     assert isinstance(provenance.cpu_model(), str) and provenance.cpu_model()
+
+
+def test_record_schema():
+    rec = provenance.record(["gmp-uci", "--datasets", "all", "--out", "a b.json"], threads=3,
+                            extra={"jobs": 2})
+    assert list(rec)[: len(provenance.KEYS)] == list(provenance.KEYS) and rec["jobs"] == 2
+    assert rec["command"] == "gmp-uci --datasets all --out 'a b.json'"
+    assert rec["git_dirty"] in (True, False, None)
+    assert datetime.datetime.fromisoformat(rec["date_utc"]).utcoffset() == datetime.timedelta(0)
+    hw, sw = rec["hardware"], rec["software"]
+    assert hw["torch_threads"] == 3 and hw["cpu"] == provenance.cpu_model()
+    assert isinstance(hw["cuda_devices"], list) and {"python", "torch", "numpy"} <= set(sw)
+    assert json.loads(json.dumps(rec)) == rec                  # plain JSON
+    assert provenance.normalize(rec) == rec                    # the current schema is a fixed point
+    assert provenance.record("make bench")["command"] == "make bench"
+
+
+def test_record_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="git_revision"):
+        provenance.record([], extra={"git_revision": "x"})
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        provenance.record([], threads=0)
+    with pytest.raises(TypeError, match="mapping"):
+        provenance.normalize(["not", "a", "record"])
+
+
+def test_normalize_reads_the_older_schemas():
+    uci_2026 = {"command": "gmp-uci", "git": {"revision": "abc", "dirty": False},
+                "date": "2026-11-30T18:54:52+00:00",
+                "hardware": {"cpu": "AMD EPYC", "logical_cpus": 2, "torch_threads": 1,
+                             "load_avg_at_start": [1.0, 1.0, 1.0]},
+                "software": {"python": "3.11.7", "torch": "2.4.0"}, "max_rows": 8192}
+    new = provenance.normalize(uci_2026)
+    assert (new["git_revision"], new["git_dirty"], new["date_utc"]) == ("abc", False,
+                                                                       uci_2026["date"])
+    assert new["hardware"]["load_avg"] == [1.0, 1.0, 1.0] and new["max_rows"] == 8192
+    small = {"command": "python -m gmp.experiments levy", "git_revision": "abc+dirty",
+             "date": "2026-11-30T00:00:00+00:00",
+             "hardware": {"machine": "x86_64", "processor": "", "cpu_count": 4,
+                          "python": "3.11.7", "torch": "2.4.0"}}
+    new = provenance.normalize(small)
+    assert (new["git_revision"], new["git_dirty"]) == ("abc", True)
+    assert new["hardware"] == {"cpu": "x86_64", "machine": "x86_64", "logical_cpus": 4}
+    assert new["software"] == {"python": "3.11.7", "torch": "2.4.0"}
+    train = {"command": "gmp-train", "git": {"revision": None, "dirty": None},
+             "started": "2026-11-30T00:00:00+00:00", "hardware": {"device": "cpu"}}
+    new = provenance.normalize(train)
+    assert new["date_utc"] == train["started"] and new["git_revision"] is None
+    assert provenance.normalize({"git_revision": "unknown"})["git_revision"] is None
+
+
+def test_committed_uci_results_read_in_the_current_schema():
+    for name in ("uci.json", "uci_official.json"):
+        path = ROOT / "results" / name
+        if not path.exists():
+            continue
+        rec = provenance.normalize(json.loads(path.read_text())["created"])
+        assert set(provenance.KEYS) <= set(rec) and len(rec["git_revision"]) == 40
+        assert rec["date_utc"].startswith("20") and rec["hardware"]["logical_cpus"] >= 1

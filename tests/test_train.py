@@ -14,12 +14,14 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from gmp import provenance
 from gmp.data.imagenet import write_synthetic_folder
 from gmp.data.imagenet32 import write_synthetic
 from gmp.models import PAPER_PARAMS, PARAMS
 from gmp.train import ConfigError, TrainConfig
 from gmp.train.cli import build_parser, config_from_args, main
 from gmp.train.engine import train
+from gmp.train.report import load_results, results_table
 
 torch.set_num_threads(1)
 
@@ -121,8 +123,10 @@ def test_cli_writes_run_folder(in32, tmp_path):
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert {"lr", "val_top1", "val_top5", "images_per_s"} <= set(rows[0])
     summary = json.loads((results / "imagenet32_vgg6_wn_mbn_b16_s0.json").read_text())
-    assert summary["finished"] and summary["command"].startswith("gmp-train imagenet32")
-    assert {"revision", "dirty"} <= set(summary["git"]) and summary["hardware"]["device"] == "cpu"
+    prov = summary["provenance"]
+    assert summary["finished"] and prov["command"].startswith("gmp-train imagenet32")
+    assert set(provenance.KEYS) <= set(prov) and prov["device"]["type"] == "cpu"
+    assert "1x cpu" in results_table(load_results(results)).splitlines()[2]
     assert any((out / "tb").iterdir()) and (out / "best.pt").exists()
     assert main(argv) == 2  # the folder holds a run: refuse to overwrite it without --resume
     assert main(argv + ["--resume", "--lr", "0.5"]) == 2  # settings differ from the saved run
@@ -209,5 +213,5 @@ def test_torchrun_cli(in32, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
-    assert summary["hardware"]["processes"] == 2
+    assert summary["provenance"]["device"] == {"type": "cpu", "processes": 2}
     assert summary["final"]["val_images"] == N_VAL

@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 import torch
 
+from gmp import provenance
 from gmp.baselines import METHODS, mlp
 from gmp.data import DataCorruptError, DataNotFoundError
 from gmp.data.uci import DATASETS, SHAPES, UCIData, load_uci, remote_files
 from gmp.experiments import uci
 from gmp.experiments.uci_trainer import (
+    UCI_PRESET,
     TrainConfig,
     batched_forward,
     init_params,
@@ -108,7 +110,7 @@ def test_batched_forward_equals_module(method):
     x = 2 * torch.randn(S, N, n, dtype=F64) + 1
     out = batched_forward(method, p, x)                      # BN: batch statistics
     for s in range(S):
-        model = load_member(p, s, mlp(method, n, m).to(F64)).train()
+        model = load_member(p, s, mlp(method, n, m, preset=UCI_PRESET).to(F64)).train()
         torch.testing.assert_close(out[s], model(x[s]).squeeze(-1), rtol=1e-12, atol=1e-12)
 
 
@@ -120,7 +122,7 @@ def test_batched_bn_eval_conventions_equal_module():
     pop = batched_forward("bn", p, x, moments_x=moments(x_fit))
     run = batched_forward("bn", p, x, bn_stats=running)
     for s in range(S):
-        model = load_member(p, s, mlp("bn", n, m).to(F64)).eval()
+        model = load_member(p, s, mlp("bn", n, m, preset=UCI_PRESET).to(F64)).eval()
         lin, bn = model.hidden
         with torch.no_grad():       # population statistics = biased batch statistics
             z = lin(x_fit[s])
@@ -144,7 +146,7 @@ def test_batched_forward_rejects_bad_shapes():
 def test_init_matches_module_init():
     p = init_params("gmp", 6, [5], hidden=9, dtype=F64)
     torch.manual_seed(5)
-    model = mlp("gmp", 6, 9)
+    model = mlp("gmp", 6, 9, preset=UCI_PRESET)
     torch.testing.assert_close(p["theta"][0], model.hidden.theta.to(F64))
     torch.testing.assert_close(p["out_r"][0], model.out.r.to(F64))
 
@@ -323,10 +325,11 @@ def test_cli_writes_json_and_resumes(tmp_path, monkeypatch, capsys):
     assert set(entry["methods"]) == {"sp", "gmp"}
     split = entry["methods"]["gmp"]["splits"][0]
     assert split["lr"] in (0.01, 0.1) and math.isfinite(split["test_rmse"])
-    for key in ("command", "git", "date", "hardware"):
+    for key in provenance.KEYS:
         assert key in res["created"] and key in entry["run"]
     assert "gmp-uci --datasets yacht" in res["created"]["command"]
-    assert "cpu" in res["created"]["hardware"] and "revision" in res["created"]["git"]
+    assert "cpu" in res["created"]["hardware"] and res["created"]["git_revision"] is not None
+    assert "- command: `gmp-uci --datasets yacht" in uci.provenance_markdown(res)
     assert "| yacht | 308 × 6 |" in capsys.readouterr().out
 
     def boom(*a, **k):

@@ -39,12 +39,8 @@ same settings skips the data sets already in the file.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import math
-import os
-import platform
-import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -57,7 +53,7 @@ import torch
 from ..baselines import METHODS, check_method
 from ..data.uci import DATASETS, SHAPES, UCIData, load_uci, resolve_name
 from ..files import write_json
-from ..provenance import cpu_model, git_revision
+from ..provenance import normalize, record
 from .uci_trainer import TrainConfig, init_params, predict, train_batched, train_loop
 
 __all__ = [
@@ -405,22 +401,10 @@ def run_dataset(name: str, cfg: UCIConfig, *, data: UCIData | None = None,
 # ---------------------------------------------------------------- provenance and files
 
 def provenance(argv: Sequence[str] | None = None, out: str | Path | None = None) -> dict:
-    """Command, git revision (+ dirty flag, not counting the results file ``out``), date,
-    hardware and software of this run."""
-    cmd = "gmp-uci " + shlex.join(list(sys.argv[1:] if argv is None else argv))
-    try:
-        load = [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        load = None
-    return {
-        "command": cmd,
-        "git": git_revision(out),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "hardware": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(),
-                     "torch_threads": torch.get_num_threads(), "load_avg_at_start": load},
-        "software": {"python": platform.python_version(), "torch": torch.__version__,
-                     "numpy": np.__version__, "platform": platform.platform()},
-    }
+    """The :func:`gmp.provenance.record` of this run: ``argv`` (the arguments after
+    ``gmp-uci``; default ``sys.argv[1:]``) and the git dirty flag not counting the results
+    file ``out``."""
+    return record(["gmp-uci", *(sys.argv[1:] if argv is None else argv)], ignore=out)
 
 
 def _worker_init(threads: int) -> None:
@@ -629,21 +613,21 @@ def comparison_table(a: dict, b: dict, label_a: str, label_b: str, digits: int =
 
 def provenance_markdown(results: dict) -> str:
     """Markdown list: how and where the results were produced."""
-    c = results["created"]
+    c = normalize(results["created"])  # files of either schema (gmp.provenance.normalize)
     hw = c["hardware"]
-    git = c["git"]
-    rev = (git.get("revision") or "unknown")[:12] + (" (uncommitted changes)" if git.get("dirty")
-                                                     else "")
+    rev = (c["git_revision"] or "unknown")[:12] + (" (uncommitted changes)" if c["git_dirty"]
+                                                   else "")
     walls = {n: e.get("wall_s") for n, e in results["datasets"].items()}
     total = sum(v for v in walls.values() if v)
-    runs = {e["run"]["git"].get("revision") for e in results["datasets"].values() if "run" in e}
+    runs = {normalize(e["run"])["git_revision"] for e in results["datasets"].values()
+            if "run" in e}
     lines = [f"- command: `{c['command']}`",
              f"- git revision: `{rev}`" + ("" if len(runs) <= 1 else
                                             f" (data sets from {len(runs)} revisions)"),
-             f"- started: {c['date']}",
+             f"- started: {c['date_utc']}",
              f"- hardware: {hw['cpu']}, {hw['logical_cpus']} logical CPUs, "
              f"{hw['torch_threads']} torch thread(s), load average at start "
-             f"{hw.get('load_avg_at_start')}",
+             f"{hw.get('load_avg')}",
              f"- software: Python {c['software']['python']}, torch {c['software']['torch']}",
              f"- training time: {total / 60:.1f} min in all ("
              + ", ".join(f"{n} {v / 60:.1f}" for n, v in walls.items() if v) + " min)"]

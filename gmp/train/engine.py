@@ -21,11 +21,7 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
-import json
 import math
-import os
-import platform
-import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -39,9 +35,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..files import atomic_write_text
+from ..files import write_json
 from ..models import build_model, count_parameters
-from ..provenance import git_revision
+from ..provenance import record
 from . import checkpoint as ckpt_io
 from .config import ConfigError, TrainConfig, resume_mismatches
 from .distributed import (
@@ -107,16 +103,13 @@ def accuracy_counts(logits: Tensor, target: Tensor, k: int = 5) -> tuple[Tensor,
     return hits[:, 0].sum(), hits.any(dim=1).sum()
 
 
-def _hardware(ctx: DistContext) -> dict[str, Any]:
-    hw: dict[str, Any] = {"device": ctx.device.type, "processes": ctx.world_size,
-                          "cpu": platform.processor() or platform.machine(),
-                          "cpu_count": os.cpu_count(), "torch": torch.__version__,
-                          "python": platform.python_version()}
+def _device_info(ctx: DistContext) -> dict[str, Any]:
+    """Where the run trains (the ``device`` entry of ``summary.json``'s provenance)."""
+    info: dict[str, Any] = {"type": ctx.device.type, "processes": ctx.world_size}
     if ctx.device.type == "cuda":
         props = torch.cuda.get_device_properties(ctx.device)
-        hw.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
-                  cuda=torch.version.cuda)
-    return hw
+        info.update(name=props.name, memory_gib=round(props.total_memory / 2**30, 1))
+    return info
 
 
 def _log(ctx: DistContext, msg: str) -> None:
@@ -390,9 +383,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, on_step, command: list[str]) -> T
               f"lr {cfg.lr}, wd {cfg.weight_decay}, bf16 {amp}, channels_last "
               f"{fmt == torch.channels_last}, {data.n_train_steps} steps/epoch, "
               f"{data.val_size} val images")
-    info = {"command": " ".join(shlex.quote(a) for a in command), "git": git_revision(),
-            "hardware": _hardware(ctx), "parameters": n_params,
-            "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    info = {"provenance": record(command, extra={"device": _device_info(ctx)}),
+            "parameters": n_params}
 
     try:
         for epoch in range(start_epoch, cfg.epochs):
@@ -492,8 +484,7 @@ def _write_summary(out: Path, cfg: TrainConfig, info: dict[str, Any],
                "finished": last["epoch"] >= cfg.epochs, "final": last,
                "best_val_top1": best_top1,
                "best_val_top5": max(r["val_top5"] for r in history), "history": history}
-    text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
-    atomic_write_text(out / "summary.json", text)
+    write_json(out / "summary.json", summary, indent=2)
     if cfg.results_dir:
         name = (f"{cfg.task}_{cfg.arch}_{cfg.param}_b{cfg.batch_size}_s{cfg.seed}.json")
-        atomic_write_text(Path(cfg.results_dir).expanduser() / name, text)
+        write_json(Path(cfg.results_dir).expanduser() / name, summary, indent=2)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..models import build_model, count_parameters
+from ..provenance import normalize
 
 __all__ = ["CostEstimate", "cost_estimate", "format_table", "load_results", "results_table"]
 
@@ -47,14 +48,18 @@ def results_table(runs: list[dict[str, Any]]) -> str:
     top-5, validation images, hardware, git revision and date."""
     rows = []
     for d in runs:
-        c, f, hw = d["config"], d["final"], d.get("hardware", {})
+        c, f = d["config"], d["final"]
+        prov = normalize(d.get("provenance", d))  # older summaries kept it at the top level
+        dev = prov.get("device") or {}
+        hw = prov["hardware"]
+        where = (f"{dev.get('processes', hw.get('processes', '?'))}x "
+                 f"{dev.get('name') or hw.get('gpu') or dev.get('type') or hw.get('device', '?')}")
         rows.append([
             c["arch"], c["param"], str(c["batch_size"]), f"{c['lr']:g}",
             f"{d['epochs_completed']}/{c['epochs']}", f"{d['best_val_top1']:.4f}",
             f"{d['best_val_top5']:.4f}", f"{f['val_top1']:.4f}", f"{f['val_top5']:.4f}",
             str(f["val_images"]),
-            f"{hw.get('processes', '?')}x {hw.get('gpu', hw.get('device', '?'))}",
-            str(d.get("git", {}).get("revision", "unknown"))[:10],
+            where, str(prov["git_revision"] or "unknown")[:10],
             str(d.get("updated", ""))[:10]])
     return format_table(["arch", "param", "batch", "lr", "epochs", "best top-1", "best top-5",
                          "final top-1", "final top-5", "val images", "hardware", "revision",
