@@ -2,33 +2,61 @@
 
 Each public function returns a :class:`Derivation`: a claim ``lhs = rhs`` with labelled
 intermediate steps and a flag ``holds`` that is True only when SymPy verified the claim
-(and every side condition listed in the function's docstring). Nothing is taken from
-printed output: checks compare expressions.
+and every side condition listed in the function's docstring. Nothing is taken from printed
+output: checks compare expressions.
 
-Chen & Ge 2024 (NOTES.md Sec. 2-3):
+Chen & Ge 2024, Sec. 2.3 (Props. 2.3-2.5, Eqs. 7-9), Sec. 3.1 (Def. 3.1, Eqs. 10-11) and
+Sec. 3.3 with Appendix B (Thm 3.7, Eqs. 15-26):
 
-- Prop. 2.3 (SP), 2.4 (WN), 2.5 (BN): the CAB direction change
-  ``cos Δ = wᵀ(w+ε) / (‖w‖‖w+ε‖)`` and the flip ``ε = -(1+δ)w ⇒ Δ = π``
+- Props. 2.3 (SP), 2.4 (WN), 2.5 (BN): the CAB direction change
+  ``cos Δ = wᵀ(w+ε) / (‖w‖‖w+ε‖)`` (Eq. 7) and the flip ``ε = -(1+δ)w ⇒ Δ = π``
   (:func:`cab_direction_change`, :func:`sp_flip`, :func:`wn_direction_change`,
   :func:`bn_direction_change`);
 - hyperspherical coordinates ``u(θ)``, ``‖u‖ = 1`` (:func:`hyperspherical_unit_vector`,
   :func:`unit_norm`);
-- the metric ``G = JᵀJ = diag(1, sin²θ₁, sin²θ₁sin²θ₂, …)`` for given ``n`` and by induction
-  on ``n`` (:func:`metric_tensor`, :func:`metric_induction_step`);
+- the metric ``G = JᵀJ = diag(1, sin²θ₁, sin²θ₁sin²θ₂, …)`` for given ``n`` and the
+  induction step on ``n`` (:func:`metric_tensor`, :func:`metric_induction_step`);
 - Thm 3.7, ``εᵀGε ≤ ‖ε‖²`` (:func:`metric_bound`, :func:`metric_bound_numeric`).
+
+Every check can fail. The formula under test is never the expression it is compared with:
+the *reference* side is computed from definitions (the unit normal of a CAB as the
+normalized gradient of its pre-activation; the effective weight of WN/BN; ``JᵀJ`` from
+SymPy's differentiation of ``u(θ)``), and the formula side is a separate expression, which
+each function takes as an optional argument so that tests can hand it a wrong formula
+(``tests/test_symbolic_mutations.py`` checks that wrong powers, dropped normalizations,
+swapped sin/cos and wrong signs are all rejected). Side conditions that a wrong model
+would violate are checked too: WN's ``‖w‖ = g`` and ``vᵀ∇_v L = 0``; BN's unit batch
+variance and ``wᵀ∇_w L = 0``.
+
+What is proven, and for which ``n``:
+
+- for every ``n`` (symbolic size): the block form of the Jacobian in the induction step
+  (each of its four kinds of entries is differentiated by SymPy for a generic entry of
+  ``u'``) and the block product ``JᵀJ = diag(1, sin²θ₁·G')`` under the hypotheses
+  ``u'ᵀu' = 1``, ``u'ᵀJ' = 0``, and the norm step ``cos²θ₁ + sin²θ₁·u'ᵀu' = 1``. With the
+  base case ``n = 2`` these give ``‖u‖ = 1`` and Eq. (26) for every ``n`` by induction; the
+  induction itself is the ordinary argument on paper, not mechanized;
+- for each ``n ≤ 7`` separately (what the tests and the book run): ``‖u(θ)‖ = 1``, ``G``
+  from differentiating ``u`` entry by entry, Thm 3.7 as an exact sum of squares, and the
+  induction step re-derived by differentiation with ``u'`` made of undefined functions;
+- Props. 2.3-2.4 for ``n ≤ 3`` and Prop. 2.5 for ``n ≤ 3`` with a batch of 3 examples
+  (the arguments do not depend on ``n``, but SymPy checks the given size only).
 
 How trigonometric identities are checked. Every identity about ``u(θ)`` here is a
 polynomial identity in ``s_k = sin θ_k`` and ``c_k = cos θ_k`` that must hold modulo the
 relations ``s_k² + c_k² = 1``. These relations form a Gröbner basis (their leading terms
 ``s_k²`` are pairwise coprime), so the remainder of the expanded difference on division by
 them is a canonical form: the identity holds iff the remainder is exactly 0
-(:func:`trig_identity_holds`). This is exact, needs no heuristic ``simplify``, and takes well
-under a second for ``n = 7``.
+(:func:`trig_identity_holds`). Other identities go through ``simplify``, after a numerical
+screen: the difference is evaluated to 30 digits at three random points, and a value far
+from 0 refutes the identity at once (a non-zero value at one point is a proof that the
+expressions differ).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +69,10 @@ from . import geometry
 __all__ = [
     "Derivation",
     "angle_symbols",
+    "eq7",
+    "wn_weight",
+    "bn_scale",
+    "metric_entry",
     "trig_identity_holds",
     "verify",
     "cab_direction_change",
@@ -136,14 +168,51 @@ def _cos_angle(a: sp.MatrixBase, b: sp.MatrixBase) -> sp.Expr:
     return _dot(a, b) / (_norm(a) * _norm(b))
 
 
+def _numerically_nonzero(expr: sp.Expr, trials: int = 3) -> bool:
+    """True if ``expr`` evaluates far from 0 at some random point (so it is not ≡ 0).
+
+    Each free symbol gets a random rational in ``[1/2, 2]`` (with a random sign unless the
+    symbol is positive/nonnegative); evaluation uses 30 digits. Points where the value is
+    not a finite real number are skipped, so False means "no refutation found".
+    """
+    syms = sorted(expr.free_symbols, key=lambda s: s.name)
+    if not syms:
+        val = sp.N(expr, 30)
+        return bool(val.is_number and val.is_finite and abs(complex(val)) > 1e-12)
+    rng = np.random.default_rng(12345)
+    for _ in range(trials):
+        point = {}
+        for s in syms:
+            v = sp.Rational(int(rng.integers(50, 200)), 100)
+            if not (s.is_positive or s.is_nonnegative) and rng.random() < 0.5:
+                v = -v
+            point[s] = v
+        try:
+            val = sp.N(expr.xreplace(point), 30)
+        except (TypeError, ValueError, ZeroDivisionError):
+            continue
+        if not val.is_number or val.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
+            continue
+        if abs(complex(val)) > 1e-12:
+            return True
+    return False
+
+
 def _is_zero(expr: sp.Expr) -> bool:
     """True iff SymPy reduces ``expr`` to exactly 0 (never True by default).
 
-    ``simplify`` first; if that leaves e.g. ``sqrt(v₁⁴ + 2v₁²v₂² + v₂⁴)`` unrecognised,
-    ``factor(deep=True)`` exposes ``sqrt((v₁² + v₂²)²)``, which SymPy then takes as
-    ``v₁² + v₂²`` because it knows the base is nonnegative. Both are equivalence-preserving
-    rewrites, so a 0 is a proof (up to the implicit ``denominator ≠ 0``).
+    A numerical screen first (:func:`_numerically_nonzero`: a clear non-zero value is a
+    refutation). Then ``simplify``; if that leaves e.g. ``sqrt(v₁⁴ + 2v₁²v₂² + v₂⁴)``
+    unrecognised, ``factor(deep=True)`` exposes ``sqrt((v₁² + v₂²)²)``, which SymPy then
+    takes as ``v₁² + v₂²`` because it knows the base is nonnegative. Both are
+    equivalence-preserving rewrites, so a 0 is a proof (up to the implicit
+    ``denominator ≠ 0``).
     """
+    expr = sp.sympify(expr)
+    if expr == 0:
+        return True
+    if _numerically_nonzero(expr):
+        return False
     e = sp.simplify(expr)
     if e == 0:
         return True
@@ -213,47 +282,96 @@ def verify(lhs: sp.Basic, rhs: sp.Basic, angles: tuple[sp.Symbol, ...] = ()) -> 
 # --------------------------------------------------------------------------------------
 # Propositions 2.3-2.5: the direction change of a CAB
 # --------------------------------------------------------------------------------------
-@functools.cache
-def cab_direction_change(n: int) -> Derivation:
+Formula = Callable[[sp.MatrixBase, sp.MatrixBase], sp.Expr]
+
+
+def eq7(w: sp.MatrixBase, eps: sp.MatrixBase) -> sp.Expr:
+    """Eq. (7): ``cos Δ = wᵀ(w+ε) / (‖w‖‖w+ε‖)`` for column vectors ``w``, ``ε``."""
+    return _dot(w, w + eps) / (_norm(w) * _norm(w + eps))
+
+
+def _cab_unit_normal(w: sp.MatrixBase, b: sp.Expr) -> sp.MatrixBase:
+    """Unit normal of ``{x : wᵀx + b = 0}`` from Definition 2.1: the gradient of the
+    pre-activation with respect to ``x`` (it points into the active side), normalized."""
+    x = _vector("x", w.rows)
+    pre = _dot(w, x) + b
+    grad = sp.Matrix([sp.diff(pre, xi) for xi in x])
+    return grad / _norm(grad)
+
+
+def cab_direction_change(n: int, formula: Formula = eq7) -> Derivation:
     """Prop. 2.3, Eq. (7): cosine of the CAB's direction change under SP, in ``R^n``.
 
-    ``lhs``: the cosine of the angle between the CAB normals ``w/‖w‖`` and
-    ``(w+ε)/‖w+ε‖``, component by component; ``rhs``: ``wᵀ(w+ε)/(‖w‖‖w+ε‖)``.
-    Side condition (also verified): scaling ``w`` and ``ε`` by the same ``c > 0`` leaves
-    the cosine unchanged, so the angle depends on ``ε`` only through ``ε/‖w‖`` and a fixed
-    perturbation turns a short weight vector by a large angle.
+    ``lhs`` (reference): the product of the unit normals of the CABs of ``(w, b)`` and
+    ``(w+ε, b)``, each obtained from Definition 2.1 as the normalized gradient of the
+    pre-activation in ``x``; ``rhs``: ``formula(w, ε)`` (Eq. 7 by default). Side
+    conditions, checked on ``formula``: it is 1 at ``ε = 0`` and unchanged when ``w`` and
+    ``ε`` are scaled by the same ``c > 0`` (so the angle depends on ``ε`` only through
+    ``ε/‖w‖`` and a fixed perturbation turns a short weight vector by a large angle).
     """
     n = _check_n(n, 1)
+    if formula is eq7:
+        return _cab_direction_change_cached(n)
+    return _cab_direction_change(n, formula)
+
+
+@functools.cache
+def _cab_direction_change_cached(n: int) -> Derivation:
+    return _cab_direction_change(n, eq7)
+
+
+def _cab_direction_change(n: int, formula: Formula) -> Derivation:
     w, e = _vector("w", n), _vector("epsilon", n)
+    b = sp.Symbol("b", real=True)
     c = sp.Symbol("c", positive=True)
-    nw, nwe = w / _norm(w), (w + e) / _norm(w + e)
-    lhs = _dot(nw, nwe)
-    rhs = _dot(w, w + e) / (_norm(w) * _norm(w + e))
-    scaled = _cos_angle(c * w, c * (w + e))
-    ok = _is_zero(lhs - rhs) and _is_zero(scaled - rhs)
+    nb, na = _cab_unit_normal(w, b), _cab_unit_normal(w + e, b)
+    lhs = _dot(nb, na)
+    rhs = formula(w, e)
+    scaled = formula(c * w, c * e)
+    unchanged = formula(w, sp.zeros(n, 1))
+    ok = _is_zero(lhs - rhs) and _is_zero(scaled - rhs) and _is_zero(unchanged - 1)
     return Derivation(
         name="Proposition 2.3",
         statement=(f"In R^{n}, the CAB normal turns by Δ with cos Δ = wᵀ(w+ε)/(‖w‖‖w+ε‖) when "
                    "w is perturbed by ε; this is unchanged when w and ε are scaled by the "
                    "same c > 0, so only ε/‖w‖ matters."),
         lhs=lhs, rhs=rhs, holds=bool(ok),
-        steps=(("unit normal before", nw), ("unit normal after", nwe),
-               ("scale invariance (c > 0)", _eq(scaled, rhs))),
+        steps=(("unit normal before (gradient of wᵀx + b)", nb), ("unit normal after", na),
+               ("scale invariance (c > 0)", _eq(scaled, rhs)),
+               ("no perturbation", _eq(unchanged, 1))),
     )
 
 
-@functools.cache
-def sp_flip(n: int) -> Derivation:
+def _default_flip(w: sp.MatrixBase, delta: sp.Expr) -> sp.MatrixBase:
+    return -(1 + delta) * w
+
+
+def sp_flip(n: int, perturbation: Callable[[sp.MatrixBase, sp.Expr], sp.MatrixBase]
+            = _default_flip) -> Derivation:
     """Prop. 2.3, the flip: ``ε = -(1+δ)w`` with ``δ > 0`` gives ``cos Δ = -1``, ``Δ = π``.
 
-    Verified for symbolic ``w ∈ R^n`` (``w ≠ 0``) and a positive symbol ``δ``: however small
-    ``‖ε‖ = (1+δ)‖w‖`` is (it is small whenever ``‖w‖`` is), the CAB turns by 180°.
+    ``lhs``: the product of the CAB unit normals (Definition 2.1) before and after
+    ``w → w + perturbation(w, δ)``, for symbolic ``w ∈ R^n`` and a positive symbol ``δ``;
+    ``rhs = -1``. Side condition: ``w + ε = -δw``. However small ``‖ε‖ = (1+δ)‖w‖`` is (it
+    is small whenever ``‖w‖`` is), the CAB turns by 180°.
     """
     n = _check_n(n, 1)
+    if perturbation is _default_flip:
+        return _sp_flip_cached(n)
+    return _sp_flip(n, perturbation)
+
+
+@functools.cache
+def _sp_flip_cached(n: int) -> Derivation:
+    return _sp_flip(n, _default_flip)
+
+
+def _sp_flip(n: int, perturbation) -> Derivation:
     w = _vector("w", n)
+    b = sp.Symbol("b", real=True)
     delta = sp.Symbol("delta", positive=True)
-    e = -(1 + delta) * w
-    lhs = _cos_angle(w, w + e)
+    e = perturbation(w, delta)
+    lhs = _dot(_cab_unit_normal(w, b), _cab_unit_normal(w + e, b))
     rhs = sp.Integer(-1)
     sum_ = (w + e).applyfunc(sp.expand)
     ok = _is_zero(lhs - rhs) and (sum_ + delta * w).applyfunc(sp.expand) == sp.zeros(n, 1)
@@ -268,97 +386,194 @@ def sp_flip(n: int) -> Derivation:
     )
 
 
-@functools.cache
-def wn_direction_change(n: int) -> Derivation:
+def wn_weight(g: sp.Expr, v: sp.MatrixBase) -> sp.MatrixBase:
+    """Weight normalization's effective weight ``g·v/‖v‖`` (Salimans & Kingma 2016)."""
+    return g * v / _norm(v)
+
+
+def wn_direction_change(n: int, weight: Callable[[sp.Expr, sp.MatrixBase], sp.MatrixBase]
+                        = wn_weight, formula: Formula = eq7) -> Derivation:
     """Prop. 2.4, Eq. (8): under WN the direction change has the SP form in ``v``.
 
-    Effective weight ``g·v/‖v‖`` with ``g > 0``. ``lhs``: the cosine between the effective
-    weights before and after ``v → v + ε``; ``rhs``: ``vᵀ(v+ε)/(‖v‖‖v+ε‖)`` — Eq. (7) with
-    ``v`` in place of ``w`` and no ``g``. Side conditions (verified): a change of ``g``
-    alone (to any ``g' > 0``) leaves the direction fixed (cosine 1), and the flip
-    ``ε = -(1+δ)v`` still gives cosine -1.
+    Effective weight ``weight(g, v)`` (``g·v/‖v‖`` by default) with ``g > 0``. ``lhs``: the
+    cosine between the CAB unit normals (Definition 2.1) of the effective weights before and
+    after ``v → v + ε``; ``rhs``: ``formula(v, ε)``, Eq. (7) with ``v`` in place of ``w``.
+    Side conditions (verified, and each one needs the normalization ``/‖v‖``):
+
+    - ``‖w‖ = g``: the length is carried by ``g`` alone;
+    - the gradient ``∇_v L = (∂w/∂v)ᵀ∇_w L`` (Jacobian by SymPy, ``∇_w L`` an arbitrary
+      vector) equals ``(g/‖v‖)(I - vvᵀ/‖v‖²)∇_w L``, so ``vᵀ∇_v L = 0``: gradient descent
+      moves ``v`` orthogonally to itself and, to first order, never shortens it;
+    - changing ``g > 0`` alone leaves the direction fixed, and ``ε = -(1+δ)v`` flips it.
     """
     n = _check_n(n, 1)
+    if weight is wn_weight and formula is eq7:
+        return _wn_direction_change_cached(n)
+    return _wn_direction_change(n, weight, formula)
+
+
+@functools.cache
+def _wn_direction_change_cached(n: int) -> Derivation:
+    return _wn_direction_change(n, wn_weight, eq7)
+
+
+def _wn_direction_change(n: int, weight, formula) -> Derivation:
     v, e = _vector("v", n), _vector("epsilon", n)
     g, g2 = sp.Symbol("g", positive=True), sp.Symbol("g'", positive=True)
+    b = sp.Symbol("b", real=True)
     delta = sp.Symbol("delta", positive=True)
-    w_before, w_after = g * v / _norm(v), g * (v + e) / _norm(v + e)
-    lhs = _cos_angle(w_before, w_after)
-    rhs = _dot(v, v + e) / (_norm(v) * _norm(v + e))
-    g_only = _cos_angle(w_before, g2 * v / _norm(v))
-    flip = _cos_angle(w_before, g * (-delta * v) / _norm(-delta * v))
-    ok = _is_zero(lhs - rhs) and _is_zero(g_only - 1) and _is_zero(flip + 1)
+    w_before, w_after = sp.Matrix(weight(g, v)), sp.Matrix(weight(g, v + e))
+    lhs = _dot(_cab_unit_normal(w_before, b), _cab_unit_normal(w_after, b))
+    rhs = formula(v, e)
+    ok = _is_zero(lhs - rhs)
+    # the length of the effective weight is g
+    ok = ok and _is_zero(_norm(w_before) - g)
+    # the gradient with respect to v
+    grad_w = _vector("G", n)
+    grad_v = w_before.jacobian(list(v)).T * grad_w
+    nv = _norm(v)
+    closed = (g / nv) * (grad_w - v * _dot(v, grad_w) / nv**2)
+    ok = ok and all(_is_zero(grad_v[i] - closed[i]) for i in range(n))
+    ok = ok and _is_zero(_dot(v, grad_v))
+    # g alone does not turn the boundary; the flip
+    g_only = _cos_angle(w_before, sp.Matrix(weight(g2, v)))
+    flip = _cos_angle(w_before, sp.Matrix(weight(g, -delta * v)))
+    ok = ok and _is_zero(g_only - 1) and _is_zero(flip + 1)
     return Derivation(
         name="Proposition 2.4",
         statement=(f"In R^{n}, with WN weight g·v/‖v‖ (g > 0), perturbing v by ε turns the CAB "
-                   "by the angle of Eq. (7) in v, independent of g; changing g > 0 alone does "
-                   "not turn it, and ε = -(1+δ)v flips it by π."),
+                   "by the angle of Eq. (7) in v, independent of g; ‖w‖ = g; the gradient in v "
+                   "is orthogonal to v; changing g > 0 alone does not turn the CAB, and "
+                   "ε = -(1+δ)v flips it by π."),
         lhs=lhs, rhs=rhs, holds=bool(ok),
         steps=(("effective weight", _eq(sp.Symbol("w"), w_before)),
+               ("length", _eq(sp.Symbol("‖w‖"), g)),
+               ("gradient in v", _eq(sp.Symbol("nabla_v L"), closed)),
+               ("orthogonality", _eq(sp.Symbol("v^T nabla_v L"), 0)),
                ("perturbing g only (g' > 0)", _eq(g_only, 1)),
                ("flip ε = -(1+δ)v", _eq(flip, -1))),
     )
 
 
-@functools.cache
-def bn_direction_change(n: int = 2) -> Derivation:
+def bn_scale(w: sp.MatrixBase, sigma: sp.MatrixBase) -> sp.Expr:
+    """BN's denominator for zero-mean input of covariance ``Σ``: ``‖w‖_Σ = sqrt(wᵀΣw)``."""
+    return sp.sqrt(_dot(w, sigma * w))
+
+
+def bn_direction_change(n: int = 2, scale: Callable[[sp.MatrixBase, sp.MatrixBase], sp.Expr]
+                        = bn_scale, formula: Formula = eq7) -> Derivation:
     """Prop. 2.5, Eq. (9): with zero-mean input BN is WN with the data-covariance norm.
 
-    Verified pieces, for ``w ∈ R^n`` and ``γ > 0``:
+    BN's effective weight is modelled as ``γ·w/scale(w, Σ)`` (``scale = ‖w‖_Σ`` by
+    default, ignoring BN's ``eps``), ``γ > 0``. Verified, for ``w ∈ R^n``:
 
-    1. (``steps``) the batch variance of ``wᵀx`` over ``N = 3`` zero-mean samples equals
-       ``wᵀΣw`` with ``Σ = XᵀX/N`` the batch covariance, so BN's effective weight (ignoring
-       BN's ``eps``) is ``γ·w/‖w‖_Σ`` with ``‖w‖_Σ = sqrt(wᵀΣw)``;
-    2. ``Σ`` modelled as a symbolic SPD matrix ``LLᵀ`` (``L`` lower triangular with positive
-       diagonal), for which ``wᵀΣw = ‖Lᵀw‖²``;
-    3. ``lhs``: the cosine between the BN effective weights before and after ``w → w + ε``;
-       ``rhs``: ``wᵀ(w+ε)/(‖w‖‖w+ε‖)``, the SP form of Eq. (7): the direction is that of
-       ``w`` and the same flip applies.
+    1. on a symbolic batch of ``N = 3`` centred examples with covariance ``Σ = XᵀX/N``: the
+       batch mean of ``wᵀx`` is 0, and the normalized output ``γ·wᵀx/scale(w, Σ)`` has batch
+       variance exactly ``γ²`` — true only for ``scale² = wᵀΣw``, so any other positive
+       scalar (``‖w‖``, a constant) is rejected;
+    2. with ``Σ = LLᵀ`` symbolic SPD (``L`` lower triangular, positive diagonal):
+       ``scale(w, Σ)`` is the principal square root of ``‖Lᵀw‖² = wᵀΣw`` (which rejects a
+       negative or rescaled ``scale``); the BN effective weight points along ``w`` (cosine 1),
+       and ``lhs``, the cosine between the CAB unit normals (Definition 2.1) of the
+       effective weights before and after ``w → w + ε``, equals ``rhs = formula(w, ε)``
+       (the SP form of Eq. 7): BN inherits the instability;
+    3. the output is invariant under ``w → cw`` (``c > 0``), so the gradient in ``w`` is
+       orthogonal to ``w`` (Euler; checked with SymPy's gradient of the batch output).
     """
     n = _check_n(n, 1, 3)
+    if scale is bn_scale and formula is eq7:
+        return _bn_direction_change_cached(n)
+    return _bn_direction_change(n, scale, formula)
+
+
+@functools.cache
+def _bn_direction_change_cached(n: int) -> Derivation:
+    return _bn_direction_change(n, bn_scale, eq7)
+
+
+def _bn_direction_change(n: int, scale, formula) -> Derivation:
     w, e = _vector("w", n), _vector("epsilon", n)
     gamma = sp.Symbol("gamma", positive=True)
+    c = sp.Symbol("c", positive=True)
+    b = sp.Symbol("b", real=True)
+    # 1. batch statistics over N zero-mean samples
+    N = 3
+    X = sp.Matrix(N, n, lambda k, i: sp.Symbol(f"x_{k + 1}{i + 1}", real=True))
+    Xc = X - sp.ones(N, 1) * (sp.ones(1, N) * X) / N
+    cov = Xc.T * Xc / N
+    z = Xc * w
+    ok = sp.expand(sum(z) / N) == 0
+    out = gamma * z / scale(w, cov)
+    ok = ok and _is_zero(sum(o**2 for o in out) / N - gamma**2)
+    # 3. scale invariance and the orthogonal gradient (loss gradient: arbitrary a_k per output)
+    out_c = gamma * (Xc * (c * w)) / scale(c * w, cov)
+    ok = ok and all(_is_zero(out_c[k] - out[k]) for k in range(N))
+    a = _vector("a", N)
+    loss = _dot(a, out)
+    grad_w = sp.Matrix([sp.diff(loss, wi) for wi in w])
+    ok = ok and _is_zero(_dot(w, grad_w))
+    # 2. the direction, with Σ = LLᵀ SPD
     L = sp.ImmutableMatrix(n, n, lambda i, j: (
         sp.Symbol(f"l_{i + 1}{j + 1}", positive=True) if i == j
         else sp.Symbol(f"l_{i + 1}{j + 1}", real=True) if i > j else 0))
     sigma = L * L.T
 
-    def norm_sigma(a: sp.MatrixBase) -> sp.Expr:  # ‖a‖_Σ written as ‖Lᵀa‖ (a sum of squares)
-        return _norm(L.T * a)
+    def root(a: sp.MatrixBase) -> sp.Expr:
+        """``scale(a, Σ)`` after checking it is the principal root of ``‖Lᵀa‖²``; returned
+        as ``‖Lᵀa‖`` (a root of a sum of squares, whose sign SymPy knows)."""
+        s = sp.sympify(scale(a, sigma))
+        sos = _norm(L.T * a)
+        nonlocal ok
+        ok = (ok and isinstance(s, sp.Pow) and s.exp == sp.S.Half
+              and sp.expand(s**2 - sos**2) == 0)
+        return sos
 
-    # 1. batch statistics of z = wᵀx over N zero-mean samples (centred by construction)
-    N = 3
-    X = sp.Matrix(N, n, lambda k, i: sp.Symbol(f"x_{k + 1}{i + 1}", real=True))
-    Xc = X - sp.ones(N, 1) * (sp.ones(1, N) * X) / N
-    z = Xc * w
-    batch_mean = sum(z) / N
-    batch_var = sum(zk**2 for zk in z) / N
-    cov = Xc.T * Xc / N
-    ok_stats = sp.expand(batch_mean) == 0 and sp.expand(batch_var - _dot(w, cov * w)) == 0
-    # 2. the SPD quadratic form as a sum of squares
-    ok_sos = sp.expand(_dot(w, sigma * w) - norm_sigma(w) ** 2) == 0
-    # 3. the direction change
-    lhs = _cos_angle(gamma * w / norm_sigma(w), gamma * (w + e) / norm_sigma(w + e))
-    rhs = _dot(w, w + e) / (_norm(w) * _norm(w + e))
-    ok = ok_stats and ok_sos and _is_zero(lhs - rhs)
+    w_bn = gamma * w / root(w)
+    w_bn_after = gamma * (w + e) / root(w + e)
+    ok = ok and _is_zero(_cos_angle(w_bn, w) - 1)
+    lhs = _dot(_cab_unit_normal(w_bn, b), _cab_unit_normal(w_bn_after, b))
+    rhs = formula(w, e)
+    ok = ok and _is_zero(lhs - rhs)
     S = sp.MatrixSymbol("Sigma", n, n)
     ws = sp.MatrixSymbol("w", n, 1)
     return Derivation(
         name="Proposition 2.5",
-        statement=(f"In R^{n}, with zero-mean input of covariance Σ = LLᵀ (SPD) and γ > 0, BN's "
-                   "effective weight is γ·w/sqrt(wᵀΣw); perturbing w by ε turns the CAB by "
-                   "the same angle as under SP (Eq. 7), so BN inherits the instability."),
+        statement=(f"In R^{n}, with zero-mean input of covariance Σ (SPD) and γ > 0, BN's "
+                   "effective weight is γ·w/sqrt(wᵀΣw) (the output has batch variance γ²); "
+                   "perturbing w by ε turns the CAB by the same angle as under SP (Eq. 7), "
+                   "so BN inherits the instability; the gradient in w is orthogonal to w."),
         lhs=lhs, rhs=rhs, holds=bool(ok),
         steps=(("batch mean of wᵀx (zero-mean data, N = 3)", _eq(sp.Symbol("mu"), 0)),
                ("batch variance of wᵀx", _eq(sp.Symbol("sigma") ** 2, (ws.T * S * ws))),
+               ("batch variance of the BN output", _eq(sp.Symbol("Var"), gamma**2)),
                ("SPD covariance", _eq(S, sigma)),
-               ("effective weight", _eq(sp.Symbol("w_BN"), gamma * w / norm_sigma(w)))),
+               ("effective weight", _eq(sp.Symbol("w_BN"), gamma * w / scale(w, sigma))),
+               ("orthogonal gradient", _eq(sp.Symbol("w^T nabla_w L"), 0))),
     )
 
 
 # --------------------------------------------------------------------------------------
 # Hyperspherical coordinates and their metric
 # --------------------------------------------------------------------------------------
+UnitVectorBuilder = Callable[[tuple[sp.Symbol, ...]], list[sp.Expr]]
+MetricEntry = Callable[[tuple[sp.Symbol, ...], int], sp.Expr]
+
+
+def _u_entries(theta: tuple[sp.Symbol, ...]) -> list[sp.Expr]:
+    """Eq. (10)-(11): ``u_i = (∏_{j<i} sin θ_j) cos θ_i``, ``u_n = ∏_{j<n} sin θ_j``."""
+    entries, prefix = [], sp.Integer(1)
+    for t in theta:
+        entries.append(prefix * sp.cos(t))
+        prefix = prefix * sp.sin(t)
+    entries.append(prefix)
+    return entries
+
+
+def metric_entry(theta: tuple[sp.Symbol, ...], k: int) -> sp.Expr:
+    """Eq. (26): ``G_kk = ∏_{j<k} sin²θ_j`` (1-based ``k``)."""
+    return _prod_sin2(theta, k)
+
+
 @functools.cache
 def hyperspherical_unit_vector(n: int) -> sp.ImmutableMatrix:
     """``u(θ)`` as an ``(n, 1)`` matrix in the symbols of :func:`angle_symbols` ``(n)``.
@@ -367,25 +582,30 @@ def hyperspherical_unit_vector(n: int) -> sp.ImmutableMatrix:
     ``n = 1`` gives ``(1)`` (the direction ``±1`` is not an angle).
     """
     n = _check_n(n, 1)
-    theta = angle_symbols(n)
-    entries, prefix = [], sp.Integer(1)
-    for t in theta:
-        entries.append(prefix * sp.cos(t))
-        prefix = prefix * sp.sin(t)
-    entries.append(prefix)
-    return sp.ImmutableMatrix(entries)
+    return sp.ImmutableMatrix(_u_entries(angle_symbols(n)))
+
+
+def unit_norm(n: int, builder: UnitVectorBuilder = _u_entries) -> Derivation:
+    """``‖u(θ)‖² = 1`` for every real ``θ``, with the telescoping steps.
+
+    ``u`` is ``builder(θ)`` (Eqs. 10-11 by default). Steps (each verified):
+    ``Σ_{i≥k} u_i² = ∏_{j<k} sin²θ_j`` for ``k = n, n-1, …, 1``, i.e. ``G_kk`` of Eq. (26)
+    is the tail mass of ``u`` from ``k`` on; the case ``k = 1`` is the claim.
+    """
+    n = _check_n(n, 1)
+    if builder is _u_entries:
+        return _unit_norm_cached(n)
+    return _unit_norm(n, builder)
 
 
 @functools.cache
-def unit_norm(n: int) -> Derivation:
-    """``‖u(θ)‖² = 1`` for every real ``θ``, with the telescoping steps.
+def _unit_norm_cached(n: int) -> Derivation:
+    return _unit_norm(n, _u_entries)
 
-    Steps (each verified): ``Σ_{i≥k} u_i² = ∏_{j<k} sin²θ_j`` for ``k = n, n-1, …, 1``; the
-    case ``k = 1`` is the claim.
-    """
-    n = _check_n(n, 1)
+
+def _unit_norm(n: int, builder) -> Derivation:
     theta = angle_symbols(n)
-    u = hyperspherical_unit_vector(n)
+    u = sp.ImmutableMatrix(builder(theta))
     lhs = _dot(u, u)
     rhs = sp.Integer(1)
     steps, ok = [], True
@@ -397,31 +617,43 @@ def unit_norm(n: int) -> Derivation:
     ok = ok and trig_identity_holds(lhs - rhs, theta)
     return Derivation(
         name="Hyperspherical coordinates: unit norm",
-        statement=(f"For every real θ ∈ R^{n - 1}, u(θ) has unit length: summing the squares "
-                   "from the last coordinate inwards telescopes (cos² + sin² = 1)."),
+        statement=(f"For n = {n} and every real θ ∈ R^{n - 1}, u(θ) has unit length: summing "
+                   "the squares from the last coordinate inwards telescopes (cos² + sin² = 1)."),
         lhs=lhs, rhs=rhs, holds=bool(ok), steps=(("u(θ)", u), *steps),
     )
 
 
-def _metric_closed_form(n: int) -> sp.ImmutableMatrix:
+def _metric_closed_form(n: int, entry: MetricEntry = metric_entry) -> sp.ImmutableMatrix:
     theta = angle_symbols(n)
-    return sp.ImmutableMatrix(sp.diag(*[_prod_sin2(theta, k) for k in range(1, n)]))
+    return sp.ImmutableMatrix(sp.diag(*[entry(theta, k) for k in range(1, n)]))
+
+
+def metric_tensor(n: int, entry: MetricEntry = metric_entry,
+                  builder: UnitVectorBuilder = _u_entries) -> Derivation:
+    """``G = JᵀJ`` of ``u(θ)`` (``J = ∂u/∂θ``, ``n × (n-1)``) equals
+    ``diag(1, sin²θ₁, sin²θ₁sin²θ₂, …, ∏_{j≤n-2} sin²θ_j)`` (Eq. 26).
+
+    ``lhs`` is ``JᵀJ`` exactly as differentiated from ``builder(θ)`` (not simplified);
+    ``rhs`` has diagonal ``entry(θ, k)``. Every entry is checked with
+    :func:`trig_identity_holds`. Takes < 1 s for ``n ≤ 7``.
+    """
+    n = _check_n(n, 2)
+    if entry is metric_entry and builder is _u_entries:
+        return _metric_tensor_cached(n)
+    return _metric_tensor(n, entry, builder)
 
 
 @functools.cache
-def metric_tensor(n: int) -> Derivation:
-    """``G = JᵀJ`` of ``u(θ)`` (``J = ∂u/∂θ``, ``n × (n-1)``) equals
-    ``diag(1, sin²θ₁, sin²θ₁sin²θ₂, …, ∏_{j≤n-2} sin²θ_j)``.
+def _metric_tensor_cached(n: int) -> Derivation:
+    return _metric_tensor(n, metric_entry, _u_entries)
 
-    ``lhs`` is ``JᵀJ`` exactly as differentiated (not simplified); every entry is checked
-    with :func:`trig_identity_holds`. Takes < 1 s for ``n ≤ 7``.
-    """
-    n = _check_n(n, 2)
+
+def _metric_tensor(n: int, entry, builder) -> Derivation:
     theta = angle_symbols(n)
-    u = hyperspherical_unit_vector(n)
+    u = sp.ImmutableMatrix(builder(theta))
     J = u.jacobian(theta)
     lhs = sp.ImmutableMatrix(J.T * J)
-    rhs = _metric_closed_form(n)
+    rhs = _metric_closed_form(n, entry)
     ok = verify(lhs, rhs, theta)
     return Derivation(
         name="Metric tensor of hyperspherical coordinates",
@@ -432,13 +664,41 @@ def metric_tensor(n: int) -> Derivation:
     )
 
 
-def _induction_generic(k: int, factor: sp.Expr | None = None) -> bool:
+def _default_corner(t1: sp.Symbol) -> sp.Expr:
+    return -sp.sin(t1)
+
+
+def _default_factor(t1: sp.Symbol) -> sp.Expr:
+    return sp.sin(t1) ** 2
+
+
+def _jacobian_entries(corner=_default_corner) -> bool:
+    """The block form of ``J`` for every size, derived entry by entry.
+
+    ``u = (cos θ₁, sin θ₁·u'_1, …, sin θ₁·u'_k)`` with ``u'_i`` a generic (undefined)
+    function of the other angles. Whatever ``k`` and ``i``, ``J`` has four kinds of entries:
+    ``∂(cos θ₁)/∂θ₁`` (the corner, claimed ``corner(θ₁) = -sin θ₁``),
+    ``∂(cos θ₁)/∂θ'_j = 0``, ``∂(sin θ₁ u'_i)/∂θ₁ = cos θ₁ u'_i`` and
+    ``∂(sin θ₁ u'_i)/∂θ'_j = sin θ₁ ∂_j u'_i``. SymPy differentiates each once, for a generic
+    entry, which covers every ``k``.
+    """
+    t1, ta, tb = sp.symbols("theta_1 theta_a theta_b", real=True)
+    f = sp.Function("f_i", real=True)(ta, tb)
+    pairs = [(sp.diff(sp.cos(t1), t1), corner(t1)),
+             (sp.diff(sp.cos(t1), ta), sp.Integer(0)),
+             (sp.diff(sp.sin(t1) * f, t1), sp.cos(t1) * f),
+             (sp.diff(sp.sin(t1) * f, ta), sp.sin(t1) * sp.diff(f, ta))]
+    return all(sp.simplify(got - want) == 0 for got, want in pairs)
+
+
+def _induction_generic(k: int, factor: sp.Expr | None = None, corner=_default_corner) -> bool:
     """Concrete check of the induction step for ``u' ∈ R^k`` built from generic functions.
 
     ``u' = (f_1(θ'), …, f_k(θ'))`` with undefined real functions of ``θ' ∈ R^{k-1}``;
-    ``J`` is obtained by SymPy's differentiation. With ``h₀ = u'ᵀu' - 1`` and
+    ``J`` is obtained by SymPy's differentiation and compared with the block form
+    ``[[corner(θ₁), 0], [cos θ₁·u', sin θ₁·J']]``. With ``h₀ = u'ᵀu' - 1`` and
     ``h_j = u'ᵀ ∂_j u'`` (both 0 under the hypothesis ``‖u'‖ ≡ 1``) the difference
-    ``JᵀJ - diag(1, sin²θ₁ J'ᵀJ')`` must equal ``cos²θ₁ h₀`` in the corner,
+    ``JᵀJ - diag(1, factor·J'ᵀJ')`` must equal ``cos²θ₁ h₀`` in the corner,
     ``sinθ₁cosθ₁ h_j`` in the first row and column, and 0 elsewhere, exactly.
     """
     t1 = sp.Symbol("theta_1", real=True)
@@ -447,6 +707,10 @@ def _induction_generic(k: int, factor: sp.Expr | None = None) -> bool:
     U = sp.Matrix([sp.cos(t1)] + [sp.sin(t1) * fi for fi in f])
     J = U.jacobian([t1, *tp])
     Jp = f.jacobian(tp)
+    block = sp.Matrix(sp.BlockMatrix([[sp.Matrix([[corner(t1)]]), sp.zeros(1, k - 1)],
+                                      [sp.cos(t1) * f, sp.sin(t1) * Jp]]))
+    if (J - block).applyfunc(sp.expand) != sp.zeros(k + 1, k):
+        return False
     factor = sp.sin(t1) ** 2 if factor is None else factor  # anything else: negative control
     D = (J.T * J - sp.diag(1, factor * (Jp.T * Jp))).applyfunc(sp.expand)
     h0 = _dot(f, f) - 1
@@ -460,7 +724,7 @@ def _induction_generic(k: int, factor: sp.Expr | None = None) -> bool:
     return all(D[i, j] == 0 for i in range(1, k) for j in range(1, k))
 
 
-def _induction_setup():
+def _induction_setup(corner=_default_corner, factor=_default_factor):
     """Objects of the induction step with ``u' ∈ R^k``, ``k`` a symbolic size."""
     k = sp.Symbol("k", integer=True, positive=True)
     t1 = sp.Symbol("theta_1", real=True)
@@ -468,18 +732,19 @@ def _induction_setup():
     u = sp.MatrixSymbol("u'", k, 1)
     Jp = sp.MatrixSymbol("J'", k, k - 1)
     Gp = sp.MatrixSymbol("G'", k - 1, k - 1)
-    J = sp.BlockMatrix([[sp.ImmutableMatrix([[-s]]), sp.ZeroMatrix(1, k - 1)],
+    J = sp.BlockMatrix([[sp.ImmutableMatrix([[corner(t1)]]), sp.ZeroMatrix(1, k - 1)],
                         [c * u, s * Jp]])
     lhs = sp.block_collapse(J.T * J)
     rhs = sp.BlockMatrix([[sp.Identity(1), sp.ZeroMatrix(1, k - 1)],
-                          [sp.ZeroMatrix(k - 1, 1), s**2 * Gp]])
+                          [sp.ZeroMatrix(k - 1, 1), factor(t1) * Gp]])
     return k, t1, u, Jp, Gp, J, lhs, rhs
 
 
-def _induction_symbolic(hypotheses: bool = True) -> bool:
+def _induction_symbolic(hypotheses: bool = True, corner=_default_corner,
+                        factor=_default_factor) -> bool:
     """Blockwise check of ``JᵀJ = diag(1, sin²θ₁ G')`` for symbolic ``k``, using H1 and H2
     only if ``hypotheses`` (without them it must fail: a negative control)."""
-    k, t1, u, Jp, Gp, _, lhs, rhs = _induction_setup()
+    k, t1, u, Jp, Gp, _, lhs, rhs = _induction_setup(corner, factor)
     hyp = ({u.T * u: sp.Identity(1), u.T * Jp: sp.ZeroMatrix(1, k - 1),
             Jp.T * u: sp.ZeroMatrix(k - 1, 1)} if hypotheses else {})
     if not (isinstance(lhs, sp.BlockMatrix) and lhs.blockshape == (2, 2)):
@@ -498,35 +763,65 @@ def _induction_symbolic(hypotheses: bool = True) -> bool:
     return True
 
 
-@functools.cache
-def metric_induction_step() -> Derivation:
-    """Induction step ``G⁽ⁿ⁾ = diag(1, sin²θ₁·G⁽ⁿ⁻¹⁾)`` for every ``n ≥ 3``.
+def _norm_step(corner=_default_corner) -> bool:
+    """``‖u‖² = cos²θ₁ + sin²θ₁·u'ᵀu' = 1`` under H1, for symbolic size; and the corner of
+    ``J`` is ``∂u_1/∂θ₁`` (checked by :func:`_jacobian_entries`)."""
+    k = sp.Symbol("k", integer=True, positive=True)
+    t1 = sp.Symbol("theta_1", real=True)
+    u = sp.MatrixSymbol("u'", k, 1)
+    U = sp.BlockMatrix([[sp.ImmutableMatrix([[sp.cos(t1)]])], [sp.sin(t1) * u]])
+    sq = sp.block_collapse(U.T * U).subs({u.T * u: sp.Identity(1)})
+    val = sp.ImmutableMatrix(sp.Matrix(sq.as_explicit()))[0, 0]
+    return trig_identity_holds(val - 1, (t1,))
+
+
+def metric_induction_step(corner: Callable[[sp.Symbol], sp.Expr] = _default_corner,
+                          factor: Callable[[sp.Symbol], sp.Expr] = _default_factor
+                          ) -> Derivation:
+    """Induction step ``G⁽ⁿ⁾ = diag(1, sin²θ₁·G⁽ⁿ⁻¹⁾)``, for every ``n ≥ 3``.
 
     Recursion: ``u⁽ⁿ⁾(θ₁, θ') = (cos θ₁, sin θ₁·u'(θ'))`` with ``u' = u⁽ⁿ⁻¹⁾ ∈ R^k``,
     ``k = n-1``. Assumed, and nothing else:
 
-    - (H1) ``u'ᵀu' = 1`` for all ``θ'`` (the unit-norm result, :func:`unit_norm`);
+    - (H1) ``u'ᵀu' = 1`` for all ``θ'`` (induction hypothesis; the step
+      ``cos²θ₁ + sin²θ₁·u'ᵀu' = 1`` carrying it to ``u`` is verified for symbolic ``k``);
     - (H2) ``u'ᵀJ' = 0`` with ``J' = ∂u'/∂θ'`` (H1 differentiated);
-    - ``G⁽ⁿ⁻¹⁾ := J'ᵀJ'``;
-    - the block form ``J = [[-sin θ₁, 0], [cos θ₁·u', sin θ₁·J']]``.
+    - ``G⁽ⁿ⁻¹⁾ := J'ᵀJ'``.
 
+    Derived, not assumed: the block form ``J = [[corner, 0], [cos θ₁·u', sin θ₁·J']]`` with
+    ``corner = -sin θ₁``, from SymPy's derivatives of a generic entry (valid for every
+    ``k``) and, for ``k = 2, …, 6``, of the whole ``u`` built from undefined functions.
     ``lhs`` is ``JᵀJ`` from SymPy's block algebra with ``u'``, ``J'`` matrix symbols of
-    symbolic size ``k``; ``holds`` requires every block to reduce to ``rhs`` under H1, H2.
-    Independently, the whole step (block form of ``J`` included, now derived by SymPy's
-    differentiation) is checked for ``k = 2, …, 6`` (``n = 3, …, 7``) with ``u'`` built
-    from undefined functions, by an exact certificate in H1, H2 (see ``_induction_generic``).
-    With the base case ``G⁽²⁾ = (1)`` this gives the closed form of :func:`metric_tensor`.
+    symbolic size ``k``; ``holds`` requires every block to reduce to ``rhs`` under H1, H2,
+    and the concrete re-derivation for ``k = 2, …, 6`` (``n = 3, …, 7``) to agree.
+    ``corner`` and ``factor`` (``sin²θ₁``) are arguments only so that tests can pass wrong
+    ones. With the base case ``G⁽²⁾ = (1)`` this gives Eq. (26) for every ``n`` by
+    induction (the induction principle itself is applied on paper, not by SymPy).
     """
-    k, t1, u, Jp, Gp, J, lhs, rhs = _induction_setup()
+    if corner is _default_corner and factor is _default_factor:
+        return _metric_induction_step_cached()
+    return _metric_induction_step(corner, factor)
+
+
+@functools.cache
+def _metric_induction_step_cached() -> Derivation:
+    return _metric_induction_step(_default_corner, _default_factor)
+
+
+def _metric_induction_step(corner, factor) -> Derivation:
+    k, t1, u, Jp, Gp, J, lhs, rhs = _induction_setup(corner, factor)
     ok = (metric_tensor(2).holds  # base case G⁽²⁾ = (1)
-          and _induction_symbolic(True) and all(_induction_generic(kk) for kk in range(2, 7)))
+          and _jacobian_entries(corner) and _norm_step(corner)
+          and _induction_symbolic(True, corner, factor)
+          and all(_induction_generic(kk, factor(t1), corner) for kk in range(2, 7)))
     return Derivation(
         name="Metric tensor: induction step",
         statement=("If u' is a unit-vector function of θ' with Jacobian J' (so u'ᵀu' = 1 and "
-                   "u'ᵀJ' = 0) and G' = J'ᵀJ', then u = (cos θ₁, sin θ₁·u') has metric "
-                   "JᵀJ = diag(1, sin²θ₁·G')."),
+                   "u'ᵀJ' = 0) and G' = J'ᵀJ', then u = (cos θ₁, sin θ₁·u') is a unit vector "
+                   "with metric JᵀJ = diag(1, sin²θ₁·G'), for u' of any size k (symbolic); "
+                   "re-derived by differentiation for k = 2..6."),
         lhs=lhs, rhs=rhs, holds=bool(ok),
-        steps=(("Jacobian (block form)", J),
+        steps=(("Jacobian (block form, derived entrywise)", J),
                ("hypothesis H1", _eq(u.T * u, sp.Identity(1))),
                ("hypothesis H2", _eq(u.T * Jp, sp.ZeroMatrix(1, k - 1))),
                ("definition", _eq(Gp, Jp.T * Jp)),
@@ -534,31 +829,41 @@ def metric_induction_step() -> Derivation:
     )
 
 
-@functools.cache
-def metric_bound(n: int) -> Derivation:
+def metric_bound(n: int, entry: MetricEntry = metric_entry) -> Derivation:
     """Thm 3.7: ``εᵀGε ≤ ‖ε‖²`` for the metric of ``u(θ) ∈ S^{n-1}``.
 
-    ``lhs = ‖ε‖² - εᵀGε`` with ``G`` the closed form (verified by :func:`metric_tensor`),
-    ``rhs = Σ_i ε_i² (1 - g_i)``, ``g_i = ∏_{j<i} sin²θ_j``. Side conditions, verified:
-    ``G`` is the metric; ``g_i`` is a product of squares (``≥ 0``); and
-    ``1 - g_i = Σ_{k<i} cos²θ_k ∏_{j<k} sin²θ_j``, a sum of squares (``≥ 0``; SymPy's
-    assumptions confirm both signs), so ``0 ≤ g_i ≤ 1`` and every term of ``rhs`` is
-    ``≥ 0``. The first-order angle ``sqrt(εᵀGε)`` is therefore at most ``‖ε‖``.
+    ``lhs = ‖ε‖² - εᵀGε`` with ``G = JᵀJ`` as differentiated by SymPy (the ``lhs`` of
+    :func:`metric_tensor`), ``rhs = Σ_i ε_i² (1 - g_i)`` with ``g_i = entry(θ, i)``
+    (Eq. 26: ``∏_{j<i} sin²θ_j``). Side conditions, verified: ``g_i`` is a product of
+    squares (``≥ 0``); and ``1 - g_i = Σ_{k<i} cos²θ_k ∏_{j<k} sin²θ_j``, a sum of squares
+    (``≥ 0``; SymPy's assumptions confirm both signs), so ``0 ≤ g_i ≤ 1`` and every term of
+    ``rhs`` is ``≥ 0``. The first-order angle ``sqrt(εᵀGε)`` is therefore at most ``‖ε‖``.
     """
     n = _check_n(n, 2)
+    if entry is metric_entry:
+        return _metric_bound_cached(n)
+    return _metric_bound(n, entry)
+
+
+@functools.cache
+def _metric_bound_cached(n: int) -> Derivation:
+    return _metric_bound(n, metric_entry)
+
+
+def _metric_bound(n: int, entry) -> Derivation:
     theta = angle_symbols(n)
     eps = _vector("epsilon", n - 1)
-    G = _metric_closed_form(n)
+    G = metric_tensor(n).lhs  # differentiated, not the closed form
     lhs = _dot(eps, eps) - _dot(eps, G * eps)
-    g = [G[i, i] for i in range(n - 1)]
+    g = [entry(theta, i) for i in range(1, n)]
     rhs = sp.Add(*[eps[i] ** 2 * (1 - g[i]) for i in range(n - 1)])
-    ok = metric_tensor(n).holds and sp.expand(lhs - rhs) == 0
+    ok = trig_identity_holds(lhs - rhs, theta)
     steps: list[Step] = []
     for i in range(1, n):  # 1-based index of ε_i
         sos = sp.Add(*[(sp.cos(theta[k - 1]) * sp.Mul(*[sp.sin(t) for t in theta[: k - 1]])) ** 2
                        for k in range(1, i)])
         ok = (ok and trig_identity_holds(1 - g[i - 1] - sos, theta)
-              and g[i - 1].is_nonnegative is True
+              and sp.sympify(g[i - 1]).is_nonnegative is True
               and (sos == 0 or sos.is_nonnegative is True))
         steps.append((f"g_{i} = G_{i}{i}", _eq(sp.Symbol(f"g_{i}"), g[i - 1])))
         steps.append((f"1 - g_{i} as a sum of squares", _eq(1 - g[i - 1], sos)))
