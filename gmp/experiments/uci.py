@@ -1,4 +1,5 @@
-"""UCI regression benchmark (Table 1 of Chen & Ge 2024; NOTES.md Sec. 5).
+"""UCI regression benchmark: the protocol, its runner and ``gmp-uci`` (Chen & Ge 2024,
+Sec. 4.2.1, Table 1 and App. C.1).
 
 Seven data sets × 10 random 80/20 splits × four parameterizations (SP, WN, BN, GmP) of a
 one-hidden-layer MLP with 100 ReLU units, Adam. Two protocols:
@@ -34,6 +35,9 @@ Command line::
 
 Each data set's results are written (atomically) as soon as it finishes; a rerun with the
 same settings skips the data sets already in the file.
+
+Reading a results file (Table 1, per-split views, provenance) is :mod:`gmp.experiments.uci_report`;
+its names are importable from here too.
 """
 
 from __future__ import annotations
@@ -53,7 +57,21 @@ import torch
 from ..baselines import METHODS, check_method
 from ..data.uci import DATASETS, SHAPES, UCIData, load_uci, resolve_name
 from ..files import write_json
-from ..provenance import normalize, record
+from ..provenance import record
+from .uci_report import (
+    METHOD_LABELS,
+    _finite_or_inf,
+    best_methods,
+    budget_table,
+    comparison_table,
+    lr_choice_table,
+    markdown_table,
+    paired_wins,
+    provenance_markdown,
+    rmse_figure,
+    split_rmse,
+    summarize,
+)
 from .uci_trainer import TrainConfig, init_params, predict, train_batched, train_loop
 
 __all__ = [
@@ -65,6 +83,8 @@ __all__ = [
     "split_indices",
     "run_dataset",
     "run",
+    "provenance",
+    # re-exported from gmp.experiments.uci_report:
     "summarize",
     "markdown_table",
     "split_rmse",
@@ -83,8 +103,6 @@ PROTOCOLS = ("honest", "official")
 DEFAULT_LR_GRID: tuple[float, ...] = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
 #: Fixed learning rates of the authors' script.
 OFFICIAL_LR: dict[str, float] = {"sp": 0.01, "wn": 0.01, "bn": 0.01, "gmp": 0.1}
-#: Display names of the methods.
-METHOD_LABELS: dict[str, str] = {"sp": "SP", "wn": "WN", "bn": "BN", "gmp": "GmP"}
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 FORMAT_VERSION = 1
 
@@ -316,10 +334,6 @@ def _n_members(cfg: UCIConfig) -> int:
     return cfg.splits * (cfg.folds * len(cfg.lr_grid) + 1)
 
 
-def _nan_to_inf(v: float) -> float:
-    return v if math.isfinite(v) else math.inf
-
-
 def run_dataset(name: str, cfg: UCIConfig, *, data: UCIData | None = None,
                 trainer: str = "batched", bar=None) -> dict:
     """Run the benchmark on one data set; returns its JSON-ready result entry.
@@ -369,7 +383,7 @@ def run_dataset(name: str, cfg: UCIConfig, *, data: UCIData | None = None,
                 table = {lr: float(np.mean([r["rmse"] for r in cv
                                             if r["split"] == k and r["lr"] == lr]))
                          for lr in cfg.lr_grid}
-                best_lr = min(cfg.lr_grid, key=lambda lr: (_nan_to_inf(table[lr]), lr))
+                best_lr = min(cfg.lr_grid, key=lambda lr: (_finite_or_inf(table[lr]), lr))
                 cv_table[k] = table
                 train, test = parts[k]
                 fit, val = _carve(train, cfg.val_fraction, k, -1)
@@ -483,188 +497,6 @@ def run(datasets: Sequence[str], cfg: UCIConfig, out: str | Path | None = None, 
                 bar.update(per_set)
                 bar.set_postfix_str(f"{name} done")
     return results
-
-
-# ---------------------------------------------------------------- summaries
-
-def _num(v) -> float:
-    return math.nan if v is None else float(v)
-
-
-def summarize(results: dict) -> list[dict]:
-    """Rows ``{"dataset", "n_rows", "n_features", "<method>": (mean, std), ...}``, Table 1 order."""
-    rows = []
-    order = [d for d in DATASETS if d in results["datasets"]]
-    order += [d for d in results["datasets"] if d not in order]
-    for name in order:
-        e = results["datasets"][name]
-        row = {"dataset": name, "n_rows": e["n_rows"], "n_features": e["n_features"]}
-        for m, r in e["methods"].items():
-            row[m] = (_num(r["test_rmse_mean"]), _num(r["test_rmse_std"]))
-        rows.append(row)
-    return rows
-
-
-def _decimals(v: float, digits: int) -> int:
-    """Decimals that show ``v`` with ``digits`` significant digits."""
-    if not math.isfinite(v) or v == 0:
-        return digits
-    return max(0, digits - 1 - math.floor(math.log10(abs(v))))
-
-
-def markdown_table(results: dict, digits: int = 3) -> str:
-    """Table 1 as Markdown: test RMSE mean ± std per data set and method, best in bold."""
-    rows = summarize(results)
-    methods = [m for m in METHODS if any(m in r for r in rows)]
-    head = "| data set | N × d | " + " | ".join(METHOD_LABELS[m] for m in methods) + " |"
-    lines = [head, "|" + "---|" * (len(methods) + 2)]
-    for r in rows:
-        means = {m: r[m][0] for m in methods if m in r}
-        best = min(means, key=lambda m: _nan_to_inf(means[m]))
-        cells = []
-        for m in methods:
-            if m not in r:
-                cells.append("")
-                continue
-            mean, std = r[m]
-            d = _decimals(mean, digits)          # the std gets the mean's decimals
-            s = f"{mean:.{d}f} ± {std:.{d}f}"
-            cells.append(f"**{s}**" if m == best else s)
-        lines.append(f"| {r['dataset']} | {r['n_rows']} × {r['n_features']} | "
-                     + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def split_rmse(results: dict) -> dict[str, dict[str, np.ndarray]]:
-    """Per data set and method, the test RMSE of every split (``(splits,)``, NaN if diverged)."""
-    return {name: {m: np.array([_num(r["test_rmse"]) for r in e["methods"][m]["splits"]])
-                   for m in e["methods"]}
-            for name, e in results["datasets"].items()}
-
-
-def best_methods(results: dict) -> dict[str, str]:
-    """The method with the lowest mean test RMSE on every data set."""
-    return {r["dataset"]: min((m for m in METHODS if m in r), key=lambda m: _nan_to_inf(r[m][0]))
-            for r in summarize(results)}
-
-
-def paired_wins(results: dict, method: str = "gmp") -> dict[str, dict[str, tuple[int, int]]]:
-    """Per data set and rival: ``(splits where method beats the rival, splits compared)``."""
-    out = {}
-    for name, per in split_rmse(results).items():
-        if method not in per:
-            continue
-        out[name] = {m: (int(np.sum(per[method] < v)), int(np.sum(np.isfinite(per[method] - v))))
-                     for m, v in per.items() if m != method}
-    return out
-
-
-def lr_choice_table(results: dict) -> str:
-    """Markdown: how often cross-validation chose each learning rate, per method."""
-    grid = results["config"]["lr_grid"]
-    counts = {m: dict.fromkeys(grid, 0) for m in METHODS}
-    for e in results["datasets"].values():
-        for m, r in e["methods"].items():
-            for s in r["splits"]:
-                counts[m][s["lr"]] += 1
-    used = [m for m in METHODS if sum(counts[m].values())]
-    lines = ["| method | " + " | ".join(f"{lr:g}" for lr in grid) + " |",
-             "|---|" + "---|" * len(grid)]
-    lines += [f"| {METHOD_LABELS[m]} | " + " | ".join(str(counts[m][lr]) for lr in grid) + " |"
-              for m in used]
-    return "\n".join(lines)
-
-
-def budget_table(results: dict) -> str:
-    """Markdown: per data set, the share of models (CV and final) that used the whole epoch
-    budget (never early-stopped), and the median best epoch of the final models."""
-    cap = results["config"]["max_epochs"]
-    lines = ["| data set | CV models at the cap | final models at the cap | "
-             "median best epoch (final) |", "|---|---|---|---|"]
-    for name, e in results["datasets"].items():
-        finals = [s for r in e["methods"].values() for s in r["splits"]]
-        n_cv = sum(len(s.get("cv_best_epochs", [])) for s in finals) * len(
-            results["config"].get("lr_grid", [0]))
-        cv_cap = sum(s.get("cv_capped", 0) for s in finals)
-        fin_cap = sum(s["stopped_epoch"] >= cap for s in finals)
-        med = float(np.median([s["best_epoch"] for s in finals]))
-        cv = f"{cv_cap / n_cv:.0%}" if n_cv else "–"
-        lines.append(f"| {name} | {cv} | {fin_cap / len(finals):.0%} | {med:.0f} |")
-    return "\n".join(lines)
-
-
-def comparison_table(a: dict, b: dict, label_a: str, label_b: str, digits: int = 3) -> str:
-    """Markdown: mean test RMSE under two result sets and the relative change ``b/a - 1``."""
-    ra = {r["dataset"]: r for r in summarize(a)}
-    rb = {r["dataset"]: r for r in summarize(b)}
-    names = [n for n in ra if n in rb]
-    methods = [m for m in METHODS if all(m in ra[n] and m in rb[n] for n in names)]
-    lines = ["| data set | " + " | ".join(METHOD_LABELS[m] for m in methods) + " |",
-             "|---|" + "---|" * len(methods)]
-    for n in names:
-        cells = []
-        for m in methods:
-            x, y = ra[n][m][0], rb[n][m][0]
-            d = _decimals(x, digits)
-            cells.append(f"{x:.{d}f} → {y:.{d}f} ({y / x - 1:+.0%})")
-        lines.append(f"| {n} | " + " | ".join(cells) + " |")
-    return f"{label_a} → {label_b} (relative change)\n\n" + "\n".join(lines)
-
-
-def provenance_markdown(results: dict) -> str:
-    """Markdown list: how and where the results were produced."""
-    c = normalize(results["created"])  # files of either schema (gmp.provenance.normalize)
-    hw = c["hardware"]
-    rev = (c["git_revision"] or "unknown")[:12] + (" (uncommitted changes)" if c["git_dirty"]
-                                                   else "")
-    walls = {n: e.get("wall_s") for n, e in results["datasets"].items()}
-    total = sum(v for v in walls.values() if v)
-    runs = {normalize(e["run"])["git_revision"] for e in results["datasets"].values()
-            if "run" in e}
-    lines = [f"- command: `{c['command']}`",
-             f"- git revision: `{rev}`" + ("" if len(runs) <= 1 else
-                                            f" (data sets from {len(runs)} revisions)"),
-             f"- started: {c['date_utc']}",
-             f"- hardware: {hw['cpu']}, {hw['logical_cpus']} logical CPUs, "
-             f"{hw['torch_threads']} torch thread(s), load average at start "
-             f"{hw.get('load_avg')}",
-             f"- software: Python {c['software']['python']}, torch {c['software']['torch']}",
-             f"- training time: {total / 60:.1f} min in all ("
-             + ", ".join(f"{n} {v / 60:.1f}" for n, v in walls.items() if v) + " min)"]
-    return "\n".join(lines)
-
-
-def rmse_figure(results: dict, normalize: bool = True):
-    """Per-split test RMSE, one panel per data set; grey lines join the same split.
-
-    With ``normalize`` every split's RMSEs are divided by that split's SP RMSE (paired view).
-    Returns the matplotlib figure.
-    """
-    import matplotlib.pyplot as plt
-
-    per = split_rmse(results)
-    names = list(per)
-    cols = min(4, len(names))
-    rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.4 * rows), squeeze=False)
-    for ax, name in zip(axes.flat, names, strict=False):
-        methods = [m for m in METHODS if m in per[name]]
-        vals = np.stack([per[name][m] for m in methods])           # (methods, splits)
-        if normalize and "sp" in per[name]:
-            vals = vals / per[name]["sp"]
-        xs = np.arange(len(methods))
-        ax.plot(xs, vals, color="0.8", lw=0.8, zorder=1)
-        for i, _ in enumerate(methods):
-            ax.scatter(np.full(vals.shape[1], i), vals[i], s=10, zorder=2, color=f"C{i}")
-            ax.scatter([i], [np.nanmean(vals[i])], marker="_", s=300, color="k", zorder=3)
-        ax.set_xticks(xs, [METHOD_LABELS[m] for m in methods])
-        ax.set_title(name, fontsize=10)
-        ax.tick_params(labelsize=8)
-    for ax in list(axes.flat)[len(names):]:
-        ax.axis("off")
-    axes[0, 0].set_ylabel("test RMSE / SP's" if normalize else "test RMSE")
-    fig.tight_layout()
-    return fig
 
 
 # ---------------------------------------------------------------- CLI
