@@ -1,8 +1,8 @@
-"""Atomic checkpoints and random-number-generator state.
+"""Checkpoint files and random-number-generator state.
 
-A checkpoint is written to a temporary file in the same folder, flushed to disk, then
-renamed over the old one with :func:`os.replace` (atomic on POSIX and Windows): a run killed
-while saving leaves the previous checkpoint intact, never a truncated one.
+Checkpoints are written with :func:`gmp.files.atomic_write`: a run killed while saving leaves
+the previous checkpoint intact, never a truncated one. What a checkpoint holds is
+:func:`gmp.train.engine.save_checkpoint`'s business.
 """
 
 from __future__ import annotations

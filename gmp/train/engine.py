@@ -1,5 +1,9 @@
 """The training loop of ``gmp-train``: one process, or DDP under ``torchrun``.
 
+Laid out as torchvision's reference classification trainer: :func:`train_one_epoch`,
+:func:`evaluate`, :func:`save_checkpoint` / :func:`load_checkpoint`, and :func:`train`, which
+builds the data, model, optimizer and schedule and runs the epochs.
+
 What one run writes into its folder ``--out`` (rank 0 only):
 
 - ``config.json``   the resolved configuration (every default filled in);
@@ -49,7 +53,8 @@ from .distributed import (
     teardown,
 )
 
-__all__ = ["TrainResult", "decay_groups", "train", "accuracy_counts"]
+__all__ = ["TrainResult", "accuracy_counts", "decay_groups", "evaluate", "load_checkpoint",
+           "save_checkpoint", "train", "train_one_epoch"]
 
 CSV_FIELDS = ("epoch", "lr", "train_loss", "train_top1", "train_top5", "train_images",
               "val_loss", "val_top1", "val_top5", "val_images", "images_per_s",
@@ -64,6 +69,16 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     best_top1: float = float("nan")
     out: Path | None = None
+
+
+@dataclass
+class _Progress:
+    """Where a run stands after ``epoch`` completed epochs (saved in every checkpoint)."""
+
+    epoch: int = 0
+    global_step: int = 0          # optimizer steps so far
+    best_top1: float = -1.0       # best validation top-1 so far
+    history: list[dict[str, Any]] = field(default_factory=list)  # one row per epoch
 
 
 # --------------------------------------------------------------------------------------------
@@ -266,7 +281,7 @@ class _Logger:
 
 
 # --------------------------------------------------------------------------------------------
-# the loop
+# one epoch: train, evaluate
 # --------------------------------------------------------------------------------------------
 
 def _memory_format(cfg: TrainConfig, device: torch.device) -> torch.memory_format:
@@ -274,8 +289,67 @@ def _memory_format(cfg: TrainConfig, device: torch.device) -> torch.memory_forma
     return torch.channels_last if on else torch.contiguous_format
 
 
+def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: _Data,
+                    ctx: DistContext, cfg: TrainConfig, amp: bool, epoch: int,
+                    progress: _Progress, logger: _Logger,
+                    on_step: Callable[[int, int], None] | None = None) -> dict[str, float]:
+    """One pass over this rank's shard of the training set (epoch ``epoch``, 0-based).
+
+    Counts the optimizer steps in ``progress.global_step``; raises ``FloatingPointError`` on
+    a non-finite loss. Returns the learning rate, the loss/top-1/top-5 averaged over every
+    image of every rank, the image count, images/s and the epoch's time in seconds.
+    """
+    data.set_epoch(epoch)
+    model.train()
+    lr = optimizer.param_groups[0]["lr"]
+    stats = torch.zeros(4, device=ctx.device, dtype=torch.float64)  # loss·n, top1, top5, n
+    bar = tqdm(total=data.n_train_steps, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+               disable=not (ctx.is_main and cfg.progress), leave=False, dynamic_ncols=True)
+    if ctx.device.type == "cuda":
+        torch.cuda.synchronize(ctx.device)
+    t0 = time.perf_counter()
+    for step, (x, y) in enumerate(data.train_batches()):
+        with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        progress.global_step += 1
+        with torch.no_grad():
+            t1, t5 = accuracy_counts(logits.detach(), y)
+            n = y.numel()
+            stats += torch.stack([loss.detach().double() * n, t1.double(), t5.double(),
+                                  torch.tensor(float(n), device=ctx.device, dtype=torch.float64)])
+        if step % cfg.log_every == 0:
+            lval = float(loss.detach())  # one sync per log_every steps
+            if not math.isfinite(lval):
+                raise FloatingPointError(
+                    f"training diverged: loss {lval} at epoch {epoch + 1}, step {step + 1}; "
+                    f"try a smaller --lr (was {lr})")
+            if ctx.is_main:
+                logger.step(lval, lr, progress.global_step)
+                bar.set_postfix(loss=f"{lval:.3f}", refresh=False)
+        bar.update()
+        if on_step is not None:
+            on_step(epoch, step)
+    if ctx.device.type == "cuda":
+        torch.cuda.synchronize(ctx.device)
+    train_time = time.perf_counter() - t0
+    bar.close()
+    all_reduce_sum(stats, ctx)
+    n_train = float(stats[3])
+    if not math.isfinite(float(stats[0])):
+        raise FloatingPointError(f"training diverged in epoch {epoch + 1} (non-finite loss); "
+                                 f"try a smaller --lr (was {lr})")
+    return {"lr": lr, "train_loss": float(stats[0]) / n_train,
+            "train_top1": float(stats[1]) / n_train, "train_top5": float(stats[2]) / n_train,
+            "train_images": int(n_train), "images_per_s": n_train / train_time,
+            "epoch_time_s": train_time}
+
+
 @torch.no_grad()
-def _evaluate(model: nn.Module, data: _Data, ctx: DistContext, amp: bool) -> dict[str, float]:
+def evaluate(model: nn.Module, data: _Data, ctx: DistContext, amp: bool) -> dict[str, float]:
     """Loss, top-1, top-5 over this rank's shard, summed over ranks: every sample once."""
     was_training = model.training
     model.eval()
@@ -295,6 +369,62 @@ def _evaluate(model: nn.Module, data: _Data, ctx: DistContext, amp: bool) -> dic
             "val_top5": float(stats[2]) / max(n, 1), "val_images": int(n)}
 
 
+# --------------------------------------------------------------------------------------------
+# checkpoints
+# --------------------------------------------------------------------------------------------
+
+def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler, progress: _Progress,
+                    cfg: TrainConfig, ctx: DistContext) -> None:
+    """Write the state after ``progress.epoch`` completed epochs to ``path`` (atomically).
+
+    Every rank calls it (the generator states of all ranks are gathered); rank 0 writes.
+    """
+    rng = ckpt_io.get_rng_state(ctx.device)
+    rngs = [rng]
+    if ctx.distributed:
+        rngs = [None] * ctx.world_size
+        torch.distributed.all_gather_object(rngs, rng)
+    if ctx.is_main:
+        state = {"format": ckpt_io.FORMAT, "epoch": progress.epoch,
+                 "global_step": progress.global_step, "model": model.state_dict(),
+                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "best_top1": progress.best_top1, "config": asdict(cfg), "rng": rngs,
+                 "history": progress.history}
+        ckpt_io.atomic_save(state, path)
+
+
+def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler, cfg: TrainConfig,
+                    ctx: DistContext) -> _Progress:
+    """Restore a :func:`save_checkpoint` of a run with the same settings as ``cfg`` into
+    ``model``, ``optimizer``, ``scheduler`` and the generators of this rank; raises
+    :class:`ConfigError` naming the settings that differ."""
+    state = ckpt_io.load(path)
+    diffs = resume_mismatches(state["config"], cfg)
+    if diffs:
+        raise ConfigError(f"cannot resume {str(path.parent)!r}: settings differ from the saved "
+                          f"run ({'; '.join(diffs)}); use the original flags or a new --out")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    progress = _Progress(int(state["epoch"]), int(state["global_step"]),
+                         float(state["best_top1"]), list(state.get("history", [])))
+    rngs = state["rng"]
+    if len(rngs) != ctx.world_size:
+        _log(ctx, f"note: the run was saved with {len(rngs)} process(es) and resumes with "
+                  f"{ctx.world_size}; the data order after resuming differs from an "
+                  "uninterrupted run")
+    ckpt_io.set_rng_state(rngs[ctx.rank % len(rngs)], ctx.device)
+    _log(ctx, f"resuming {path.parent} after epoch {progress.epoch} (best val top-1 "
+              f"{progress.best_top1:.4f})")
+    return progress
+
+
+# --------------------------------------------------------------------------------------------
+# the run
+# --------------------------------------------------------------------------------------------
+
 def train(cfg: TrainConfig, *, on_step: Callable[[int, int], None] | None = None,
           command: list[str] | None = None) -> TrainResult:
     """Run (or resume) a training run described by ``cfg``; see the module docstring.
@@ -310,14 +440,10 @@ def train(cfg: TrainConfig, *, on_step: Callable[[int, int], None] | None = None
         teardown(ctx)
 
 
-def _train(cfg: TrainConfig, ctx: DistContext, on_step, command: list[str]) -> TrainResult:
-    if cfg.batch_size % ctx.world_size:
-        raise ConfigError(f"--batch-size {cfg.batch_size} (global) is not divisible by the "
-                          f"{ctx.world_size} processes")
-    per_rank = cfg.batch_size // ctx.world_size
+def _prepare_out(cfg: TrainConfig, ctx: DistContext) -> tuple[Path, bool]:
+    """The run folder (created, with ``config.json``) and whether to resume from it."""
     out = Path(cfg.out).expanduser()
     ckpt_path = out / "checkpoint.pt"
-    resuming = cfg.resume and ckpt_path.exists()
     if ckpt_path.exists() and not cfg.resume:
         raise ConfigError(f"{str(out)!r} already holds a run (checkpoint.pt); pass --resume to "
                           "continue it or choose another --out")
@@ -325,59 +451,56 @@ def _train(cfg: TrainConfig, ctx: DistContext, on_step, command: list[str]) -> T
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / "config.json")
     ctx.barrier()
+    return out, cfg.resume and ckpt_path.exists()
+
+
+def _seed_everything(seed: int) -> None:
+    """Python, NumPy and torch generators; the same seed on every rank gives every rank the
+    same initialization (DDP also broadcasts rank 0's)."""
+    import random
+
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def _train(cfg: TrainConfig, ctx: DistContext, on_step, command: list[str]) -> TrainResult:
+    if cfg.batch_size % ctx.world_size:
+        raise ConfigError(f"--batch-size {cfg.batch_size} (global) is not divisible by the "
+                          f"{ctx.world_size} processes")
+    per_rank = cfg.batch_size // ctx.world_size
+    out, resuming = _prepare_out(cfg, ctx)
+    ckpt_path = out / "checkpoint.pt"
 
     amp = cfg.amp == "bf16" or (cfg.amp == "auto" and ctx.device.type == "cuda")
     fmt = _memory_format(cfg, ctx.device)
     if ctx.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.set_float32_matmul_precision("high")  # TF32 for any fp32 matmul left
-
-    # Same seed on every rank: identical initialization (DDP also broadcasts rank 0's).
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed % 2**32)
-    import random as _random
-    _random.seed(cfg.seed)
+    _seed_everything(cfg.seed)
 
     data: _Data = (_ImageNet32Data if cfg.task == "imagenet32" else _ImageNetData)(
         cfg, ctx, per_rank, fmt)
-    model = build_model(cfg.arch, cfg.param, cfg.num_classes, cfg.width)
-    n_params = count_parameters(model)
-    model = model.to(ctx.device, memory_format=fmt)
+    raw = build_model(cfg.arch, cfg.param, cfg.num_classes, cfg.width)
+    n_params = count_parameters(raw)
+    raw = raw.to(ctx.device, memory_format=fmt)
     if ctx.distributed and ctx.device.type == "cuda" and cfg.param == "bn":
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    raw = model
+        raw = nn.SyncBatchNorm.convert_sync_batchnorm(raw)
     optimizer = torch.optim.SGD(decay_groups(raw, cfg.weight_decay), lr=cfg.lr,
                                 momentum=cfg.momentum, nesterov=cfg.nesterov)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.milestones, cfg.gamma)
+    progress = (load_checkpoint(ckpt_path, raw, optimizer, scheduler, cfg, ctx) if resuming
+                else _Progress())
+    start_epoch = progress.epoch
 
-    start_epoch, global_step, best_top1 = 0, 0, -1.0
-    history: list[dict[str, Any]] = []
-    if resuming:
-        state = ckpt_io.load(ckpt_path)
-        diffs = resume_mismatches(state["config"], cfg)
-        if diffs:
-            raise ConfigError(f"cannot resume {str(out)!r}: settings differ from the saved run "
-                              f"({'; '.join(diffs)}); use the original flags or a new --out")
-        raw.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, global_step = int(state["epoch"]), int(state["global_step"])
-        best_top1, history = float(state["best_top1"]), list(state.get("history", []))
-        rngs = state["rng"]
-        if len(rngs) != ctx.world_size:
-            _log(ctx, f"note: the run was saved with {len(rngs)} process(es) and resumes with "
-                      f"{ctx.world_size}; the data order after resuming differs from an "
-                      "uninterrupted run")
-        ckpt_io.set_rng_state(rngs[ctx.rank % len(rngs)], ctx.device)
-        _log(ctx, f"resuming {out} after epoch {start_epoch} (best val top-1 {best_top1:.4f})")
-
+    model = raw
     if ctx.distributed:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         model = DDP(raw, device_ids=ids)
     train_model = torch.compile(model) if cfg.compile else model
-    logger = _Logger(out, cfg, ctx, start_epoch, global_step)
+    logger = _Logger(out, cfg, ctx, start_epoch, progress.global_step)
     _log(ctx, f"gmp-train {cfg.task}: {cfg.arch}/{cfg.param}, {n_params:,} parameters, "
               f"{ctx.world_size} process(es) on {ctx.device.type}, global batch {cfg.batch_size}, "
               f"lr {cfg.lr}, wd {cfg.weight_decay}, bf16 {amp}, channels_last "
@@ -388,92 +511,39 @@ def _train(cfg: TrainConfig, ctx: DistContext, on_step, command: list[str]) -> T
 
     try:
         for epoch in range(start_epoch, cfg.epochs):
-            data.set_epoch(epoch)
-            train_model.train()
-            lr = optimizer.param_groups[0]["lr"]
-            stats = torch.zeros(4, device=ctx.device, dtype=torch.float64)
-            bar = tqdm(total=data.n_train_steps, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                       disable=not (ctx.is_main and cfg.progress), leave=False,
-                       dynamic_ncols=True)
-            if ctx.device.type == "cuda":
-                torch.cuda.synchronize(ctx.device)
-            t0 = time.perf_counter()
-            for step, (x, y) in enumerate(data.train_batches()):
-                with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=amp):
-                    logits = train_model(x)
-                loss = F.cross_entropy(logits.float(), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                global_step += 1
-                with torch.no_grad():
-                    t1, t5 = accuracy_counts(logits.detach(), y)
-                    n = y.numel()
-                    stats += torch.stack([loss.detach().double() * n, t1.double(), t5.double(),
-                                          torch.tensor(float(n), device=ctx.device,
-                                                       dtype=torch.float64)])
-                if step % cfg.log_every == 0:
-                    lval = float(loss.detach())  # one sync per log_every steps
-                    if not math.isfinite(lval):
-                        raise FloatingPointError(
-                            f"training diverged: loss {lval} at epoch {epoch + 1}, step "
-                            f"{step + 1}; try a smaller --lr (was {lr})")
-                    if ctx.is_main:
-                        logger.step(lval, lr, global_step)
-                        bar.set_postfix(loss=f"{lval:.3f}", refresh=False)
-                bar.update()
-                if on_step is not None:
-                    on_step(epoch, step)
-            if ctx.device.type == "cuda":
-                torch.cuda.synchronize(ctx.device)
-            train_time = time.perf_counter() - t0
-            bar.close()
-            all_reduce_sum(stats, ctx)
-            n_train = float(stats[3])
-            if not math.isfinite(float(stats[0])):
-                raise FloatingPointError(f"training diverged in epoch {epoch + 1} (non-finite "
-                                         f"loss); try a smaller --lr (was {lr})")
+            tr = train_one_epoch(train_model, optimizer, data, ctx, cfg, amp, epoch, progress,
+                                 logger, on_step)
             broadcast_buffers(raw, ctx)
-            val = _evaluate(raw, data, ctx, amp)
+            val = evaluate(raw, data, ctx, amp)
             scheduler.step()
-            row = {"epoch": epoch + 1, "lr": lr,
-                   "train_loss": float(stats[0]) / n_train,
-                   "train_top1": float(stats[1]) / n_train,
-                   "train_top5": float(stats[2]) / n_train, "train_images": int(n_train),
-                   **val, "images_per_s": n_train / train_time, "epoch_time_s": train_time,
+            row = {"epoch": epoch + 1, "lr": tr["lr"], "train_loss": tr["train_loss"],
+                   "train_top1": tr["train_top1"], "train_top5": tr["train_top5"],
+                   "train_images": tr["train_images"], **val,
+                   "images_per_s": tr["images_per_s"], "epoch_time_s": tr["epoch_time_s"],
                    "gpu_mem_gib": (torch.cuda.max_memory_allocated(ctx.device) / 2**30
                                    if ctx.device.type == "cuda" else 0.0),
                    "max_rank_param_diff": max_param_difference(raw, ctx)}
-            history.append(row)
-            logger.epoch(row, global_step)
-            improved = row["val_top1"] > best_top1
-            best_top1 = max(best_top1, row["val_top1"])
-            _log(ctx, f"epoch {epoch + 1}/{cfg.epochs}  lr {lr:.4g}  train loss "
+            progress.history.append(row)
+            progress.epoch = epoch + 1
+            logger.epoch(row, progress.global_step)
+            improved = row["val_top1"] > progress.best_top1
+            progress.best_top1 = max(progress.best_top1, row["val_top1"])
+            _log(ctx, f"epoch {epoch + 1}/{cfg.epochs}  lr {row['lr']:.4g}  train loss "
                       f"{row['train_loss']:.4f} top1 {row['train_top1']:.4f}  val loss "
                       f"{row['val_loss']:.4f} top1 {row['val_top1']:.4f} top5 "
                       f"{row['val_top5']:.4f} ({row['val_images']} images)  "
                       f"{row['images_per_s']:.0f} img/s")
-            rng = ckpt_io.get_rng_state(ctx.device)
-            rngs = [rng]
-            if ctx.distributed:
-                rngs = [None] * ctx.world_size
-                torch.distributed.all_gather_object(rngs, rng)
+            save_checkpoint(ckpt_path, raw, optimizer, scheduler, progress, cfg, ctx)
             if ctx.is_main:
-                state = {"format": ckpt_io.FORMAT, "epoch": epoch + 1,
-                         "global_step": global_step, "model": raw.state_dict(),
-                         "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(), "best_top1": best_top1,
-                         "config": asdict(cfg), "rng": rngs, "history": history}
-                ckpt_io.atomic_save(state, ckpt_path)
                 if improved:
                     ckpt_io.atomic_copy(ckpt_path, out / "best.pt")
-                _write_summary(out, cfg, info, history, best_top1)
+                _write_summary(out, cfg, info, progress.history, progress.best_top1)
             ctx.barrier()
     finally:
         logger.close()
     if start_epoch >= cfg.epochs:
         _log(ctx, f"{out} already completed {start_epoch} epoch(s) (--epochs {cfg.epochs})")
-    return TrainResult(raw, history, best_top1, out)
+    return TrainResult(raw, progress.history, progress.best_top1, out)
 
 
 def _write_summary(out: Path, cfg: TrainConfig, info: dict[str, Any],
