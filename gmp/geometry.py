@@ -1,6 +1,6 @@
 """Hyperspherical coordinates: angles to unit vectors, the stable inverse, and the metric.
 
-Notation (Chen & Ge 2024, Sec. 3; NOTES.md Sec. 3). For ``θ ∈ R^{n-1}``
+Notation (Chen & Ge 2024, Sec. 3). For ``θ ∈ R^{n-1}``
 
     u_1 = cos θ_1,
     u_i = (∏_{j<i} sin θ_j) · cos θ_i      for 2 ≤ i ≤ n-1,
@@ -12,14 +12,54 @@ Invariant used everywhere below: ``‖u(θ)‖ = 1`` for *every* real θ (the sq
 All functions accept any leading batch shape ``(..., n-1)``; the last axis holds the angles.
 :func:`scaled_unit_vector` computes ``r·u(θ)`` (the weight of a GmP layer) with one fused
 autograd Function whose backward is closed-form and O(n) per row.
+
+Two interchangeable kernels compute it (:func:`set_weight_kernel`): ``"eager"`` (the default:
+a few PyTorch operations per pass) and ``"compile"`` (the forward's elementwise passes fused
+by ``torch.compile``: C++ on a CPU, Triton on a GPU; eager is used whenever compiling fails).
+Neither synchronizes with the host on an accelerator: the rows that need the exact fallback
+are selected on the device with ``torch.where`` (a CPU, where a host check costs nothing,
+recomputes only those rows).
 """
 
 from __future__ import annotations
 
+import os
+import warnings
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
-__all__ = ["unit_vector", "scaled_unit_vector", "angles", "metric_diagonal", "metric_tensor"]
+__all__ = ["unit_vector", "scaled_unit_vector", "angles", "metric_diagonal", "metric_tensor",
+           "set_weight_kernel", "weight_kernel"]
+
+KERNELS = ("eager", "compile")
+#: The weight kernel in use; ``GMP_WEIGHT_KERNEL=compile`` in the environment opts in at import.
+_kernel = {"name": os.environ.get("GMP_WEIGHT_KERNEL", "eager"), "compiled": None}
+if _kernel["name"] not in KERNELS:
+    raise ValueError(f"GMP_WEIGHT_KERNEL={_kernel['name']!r}; expected one of {KERNELS}")
+
+
+def set_weight_kernel(name: str) -> str:
+    """Choose how :func:`scaled_unit_vector` computes its forward; returns the previous choice.
+
+    ``"eager"`` (default): plain PyTorch operations. ``"compile"``: the forward's passes over
+    the ``(..., n-1)`` angles (sine, cosine, cotangent, products, the weight) fused into one
+    generated kernel by ``torch.compile`` (``dynamic=True``: one compilation for every layer
+    shape; the first call takes seconds). If compilation fails (e.g. no C++ compiler) a
+    warning is issued and eager is used from then on. Results equal eager's up to rounding;
+    the backward (closed form, see ``_ScaledUnitVector``) is the same for both.
+    """
+    if name not in KERNELS:
+        raise ValueError(f"set_weight_kernel: unknown kernel {name!r}; expected one of {KERNELS}")
+    old = _kernel["name"]
+    _kernel["name"] = name
+    return old
+
+
+def weight_kernel() -> str:
+    """The current kernel of :func:`scaled_unit_vector`: ``"eager"`` or ``"compile"``."""
+    return _kernel["name"]
 
 
 def _check_angles(theta: Tensor, fn: str) -> None:
@@ -52,6 +92,63 @@ def _small_sine(dtype: torch.dtype) -> float:
     return torch.finfo(dtype).tiny ** 0.5
 
 
+def _parts_eager(theta: Tensor, r: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """``(w, cot, r·P)`` (shapes ``(..., n)``, ``(..., n-1)``, ``(..., n-1)``) in PyTorch ops.
+
+    Memory traffic is the cost (every op is one pass over an ``(m, n)`` array, and on a CPU
+    every fresh buffer is paid again in page faults): three buffers are allocated, ``w``,
+    ``sin`` (overwritten by ``cot``) and ``r·P``; ``cos`` is written straight into ``w``,
+    which then becomes ``r·P_{k-1}·c_k`` in place.
+    """
+    k = theta.shape[-1]
+    w = theta.new_empty(theta.shape[:-1] + (k + 1,))
+    cos = torch.cos(theta, out=w[..., :-1])
+    sin = torch.sin(theta)
+    r_prod = torch.cumprod(sin, dim=-1)  # P, then r·P
+    cot = torch.div(cos, sin, out=sin)  # ±inf or nan where s = 0 (those rows are redone)
+    if r is not None:
+        r_prod.mul_(r.unsqueeze(-1))
+        w[..., 0].mul_(r)  # w_0 = r·c_0
+    w[..., 1:-1].mul_(r_prod[..., :-1])  # w_k = r·P_{k-1}·c_k
+    w[..., -1] = r_prod[..., -1]  # w_{n-1} = r·P_{n-2}
+    return w, cot, r_prod
+
+
+def _parts_traceable(theta: Tensor, r: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`_parts_eager` without ``out=`` or in-place writes (Dynamo graph-breaks on a
+    strided ``out=``): the form ``torch.compile`` fuses."""
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    r_prod = torch.cumprod(sin, dim=-1)
+    head = cos[..., :1]
+    if r is not None:
+        rr = r.unsqueeze(-1)
+        r_prod = r_prod * rr
+        head = head * rr
+    w = torch.cat([head, r_prod[..., :-1] * cos[..., 1:], r_prod[..., -1:]], dim=-1)
+    return w, cos / sin, r_prod
+
+
+def _compiled_parts() -> Callable[..., tuple[Tensor, Tensor, Tensor]]:
+    if _kernel["compiled"] is None:
+        _kernel["compiled"] = torch.compile(_parts_traceable, dynamic=True)
+    return _kernel["compiled"]
+
+
+def _forward_parts(theta: Tensor, r: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """``(w, cot, r·P)`` with the kernel chosen by :func:`set_weight_kernel`."""
+    if torch.compiler.is_compiling():  # inside a user's torch.compile: let it trace
+        return _parts_traceable(theta, r)
+    if _kernel["name"] == "compile":
+        try:
+            return _compiled_parts()(theta, r)
+        except Exception as err:  # noqa: BLE001 - any backend failure: fall back to eager
+            warnings.warn(f"gmp.geometry: torch.compile of the weight kernel failed "
+                          f"({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+                          "using the eager kernel from now on", RuntimeWarning, stacklevel=3)
+            _kernel["name"] = "eager"
+    return _parts_eager(theta, r)
+
+
 class _ScaledUnitVector(torch.autograd.Function):
     """``w = r·u(θ)``: ``(..., n-1), (...) -> (..., n)`` with ``n ≥ 2``; ``r = None`` gives ``u``.
 
@@ -69,31 +166,14 @@ class _ScaledUnitVector(torch.autograd.Function):
 
     since ``∂u_k/∂θ_k = −P_k`` and ``∂u_i/∂θ_k = (c_k/s_k)·u_i`` for ``i > k``. Every such
     ``u_i`` carries the factor ``s_k``, so ``T_k / s_k`` is exact in floating point unless
-    ``s_k`` is (nearly) zero; those rows are recomputed exactly (:func:`_rows_with_small_sine`,
-    :func:`_exact_rows`). Cost: O(n) per row; no Jacobian is formed.
+    ``s_k`` is (nearly) zero; those rows are recomputed exactly (on a CPU
+    :func:`_rows_with_small_sine` and :func:`_exact_rows`; elsewhere, with no host
+    synchronization, :func:`_exact_rows_on_device`). Cost: O(n) per row; no Jacobian is formed.
     """
 
     @staticmethod
     def forward(theta: Tensor, r: Tensor | None):  # type: ignore[override]
-        # Memory traffic is the cost: every op below is one pass over an (m, n) array.
-        # sin/cos write contiguous outputs (their strided-output kernels scale worse).
-        cos = torch.cos(theta)
-        sin = torch.sin(theta)
-        r_prod = torch.cumprod(sin, dim=-1)  # P, then r·P
-        cot = torch.div(cos, sin, out=sin)  # ±inf or nan where s = 0 (those rows are redone)
-        head = cos[..., :1]  # w_0 = r·c_0
-        if r is not None:
-            rr = r.unsqueeze(-1)
-            r_prod.mul_(rr)
-            head = head * rr
-        if torch.compiler.is_compiling():  # Dynamo rejects strided out= (a graph break)
-            return torch.cat([head, r_prod[..., :-1] * cos[..., 1:], r_prod[..., -1:]],
-                             dim=-1), cot, r_prod
-        w = theta.new_empty(theta.shape[:-1] + (theta.shape[-1] + 1,))
-        w[..., :1] = head
-        torch.mul(r_prod[..., :-1], cos[..., 1:], out=w[..., 1:-1])  # w_k = r·P_{k-1}·c_k
-        w[..., -1] = r_prod[..., -1]  # w_{n-1} = r·P_{n-2}
-        return w, cot, r_prod
+        return _forward_parts(theta, r)
 
     @staticmethod
     def setup_context(ctx, inputs, output):  # type: ignore[override]
@@ -121,10 +201,23 @@ class _ScaledUnitVector(torch.autograd.Function):
             t = tail[..., :-1].mul_(cot)
             grad_theta = torch.addcmul(t, grad_w[..., :-1], r_prod, value=-1)
             del tail, t
-            rows = _rows_with_small_sine(cot, r_prod, r)
-            if rows is not None:
-                grad_theta = _exact_rows(grad_theta, rows, theta, r, grad_w)
+            if _host_checks(theta):
+                rows = _rows_with_small_sine(cot, r_prod, r)
+                if rows is not None:
+                    grad_theta = _exact_rows(grad_theta, rows, theta, r, grad_w)
+            else:
+                grad_theta = _exact_rows_on_device(grad_theta, cot, theta, r, grad_w)
         return grad_theta, grad_r
+
+
+def _host_checks(t: Tensor) -> bool:
+    """Whether the backward may test on the host which rows need the exact fallback.
+
+    On a CPU such a test reads memory the CPU has just written (free), and lets the
+    fallback run on those rows only. On an accelerator it would stall the host until the
+    device catches up (a synchronization per GmP layer per step), so there the fallback
+    rows are selected on the device (:func:`_exact_rows_on_device`)."""
+    return t.device.type == "cpu"
 
 
 def _scan_block(n: int) -> int | None:
@@ -167,6 +260,9 @@ def _grad_r(r_total: Tensor, r: Tensor, theta: Tensor, grad_w: Tensor) -> Tensor
     ``u(θ)``."""
     zero = r.abs() < _small_sine(r.dtype)
     grad_r = r_total / torch.where(zero, torch.ones_like(r), r)
+    if not _host_checks(r):  # every row recomputed, the right one kept: no synchronization
+        fix = (grad_w * _unit_vector_reference(theta)).sum(-1)
+        return torch.where(zero, fix, grad_r)
     if bool(zero.any()):
         k = theta.shape[-1]
         rows = zero.reshape(-1)
@@ -212,6 +308,23 @@ def _exact_rows(grad_theta: Tensor, rows: Tensor, theta: Tensor, r: Tensor | Non
         _, vjp = torch.func.vjp(lambda a: _unit_vector_reference(a) * rr, t)
     (g,) = vjp(grad_w.reshape(-1, k + 1)[rows])
     return grad_theta.reshape(-1, k).index_put((rows,), g).view(grad_theta.shape)
+
+
+def _exact_rows_on_device(grad_theta: Tensor, cot: Tensor, theta: Tensor, r: Tensor | None,
+                          grad_w: Tensor) -> Tensor:
+    """:func:`_exact_rows` without a host synchronization: the rows with some
+    ``|sin θ_k| <`` :func:`_small_sine` (``|cot_k| > 1/(2ε)``, see
+    :func:`_rows_with_small_sine`) are found on the device, the reference vector-Jacobian
+    product is evaluated for every row, and ``torch.where`` keeps it on those rows only.
+    About twice the work of the closed form, in a fixed number of kernels."""
+    rows = (cot.abs() > 0.5 / _small_sine(cot.dtype)).any(dim=-1, keepdim=True)
+    if r is None:
+        _, vjp = torch.func.vjp(_unit_vector_reference, theta)
+    else:
+        rr = r.unsqueeze(-1)
+        _, vjp = torch.func.vjp(lambda a: _unit_vector_reference(a) * rr, theta)
+    (exact,) = vjp(grad_w)
+    return torch.where(rows, exact, grad_theta)
 
 
 def scaled_unit_vector(theta: Tensor, r: Tensor | None = None) -> Tensor:

@@ -273,3 +273,162 @@ def test_metric_diagonal_shapes_and_bounds():
     assert bool(((d >= 0) & (d <= 1)).all()) and bool((d[..., 0] == 1).all())
     assert metric_diagonal(torch.empty(3, 0)).shape == (3, 0)
     assert metric_tensor(theta).shape == (7, 5, 9, 9)
+
+
+# ----- weight kernels: no host synchronization, compiled forward ---------------------------------
+
+def _hard_rows(dtype=F64):
+    """Angles with rows through the exact fallback: zero tails (sin θ_k = 0), a tiny sine, and
+    ordinary rows; radii with a zero."""
+    torch.manual_seed(3)
+    theta = angles(torch.randn(6, 10, dtype=F64))[0]
+    theta[1, 4:] = 0  # zero tail
+    theta[2, 2] = math.pi  # sin = 1.2e-16, not zero
+    theta[3, 0] = 1e-300  # sine below the threshold, non-zero
+    r = torch.rand(6, dtype=F64) + 0.5
+    r[4] = 0
+    return theta.to(dtype), r.to(dtype)
+
+
+def test_backward_reads_nothing_on_the_host_off_cpu():
+    """On the meta device every host read (``bool``, ``.item()``, boolean-mask indexing)
+    raises: forward and backward must run there as they would on a GPU."""
+    theta = torch.empty(5, 7, device="meta", requires_grad=True)
+    r = torch.empty(5, device="meta", requires_grad=True)
+    scaled_unit_vector(theta, r).backward(torch.empty(5, 8, device="meta"))
+    assert theta.grad.shape == (5, 7) and r.grad.shape == (5,)
+    u = torch.empty(3, 4, device="meta", requires_grad=True)
+    unit_vector(u).sum().backward()
+    assert u.grad.shape == (3, 4)
+    with pytest.raises(RuntimeError):  # the guard itself: a host read does fail on meta
+        bool((theta > 0).any())
+
+
+@pytest.fixture
+def device_path(monkeypatch):
+    """Run the accelerator's backward (fallback rows selected with torch.where) on the CPU."""
+    import gmp.geometry as geo
+
+    monkeypatch.setattr(geo, "_host_checks", lambda t: False)
+
+
+def _forbid_host_reads(monkeypatch):
+    def forbidden(*_a, **_k):
+        raise AssertionError("host read of a tensor in the device path")
+
+    for name in ("__bool__", "item", "tolist"):
+        monkeypatch.setattr(torch.Tensor, name, forbidden)
+
+
+def test_device_path_gradcheck_with_small_sine_rows(device_path):
+    theta, r = _hard_rows()
+    theta.requires_grad_()
+    r.requires_grad_()
+    torch.autograd.gradcheck(scaled_unit_vector, (theta, r), raise_exception=True)
+    torch.autograd.gradcheck(unit_vector, (theta,), raise_exception=True)
+
+
+@pytest.mark.parametrize("host", [True, False], ids=["cpu-path", "device-path"])
+def test_fallback_rows_are_exact(monkeypatch, host):
+    """Rows with a (near) zero sine and the zero radius get the reference composition's
+    gradient to the last bit, on either path; the device path reads nothing on the host."""
+    import gmp.geometry as geo
+
+    theta, r = _hard_rows()
+    g = torch.randn(6, 10, dtype=F64)
+    t1, r1 = theta.clone().requires_grad_(), r.clone().requires_grad_()
+    with monkeypatch.context() as m:
+        if not host:
+            m.setattr(geo, "_host_checks", lambda t: False)
+            _forbid_host_reads(m)
+        scaled_unit_vector(t1, r1).backward(g)
+    t2, r2 = theta.clone().requires_grad_(), r.clone().requires_grad_()
+    (_unit_vector_reference(t2) * r2[:, None]).backward(g)
+    for row in (1, 3):  # fallback rows: bitwise equal
+        assert torch.equal(t1.grad[row], t2.grad[row])
+    assert torch.equal(r1.grad[4], r2.grad[4])
+    torch.testing.assert_close(t1.grad, t2.grad, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(r1.grad, r2.grad, rtol=1e-12, atol=1e-14)
+
+
+def test_set_weight_kernel_validates_and_restores():
+    from gmp.geometry import set_weight_kernel, weight_kernel
+
+    with pytest.raises(ValueError, match="unknown kernel 'triton'"):
+        set_weight_kernel("triton")
+    old = set_weight_kernel("eager")
+    try:
+        assert weight_kernel() == "eager"
+    finally:
+        set_weight_kernel(old)
+
+
+def test_compile_failure_falls_back_to_eager(monkeypatch):
+    import gmp.geometry as geo
+
+    def broken(*_a):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setitem(geo._kernel, "compiled", broken)
+    monkeypatch.setitem(geo._kernel, "name", "compile")
+    theta = torch.randn(3, 4, dtype=F64)
+    with pytest.warns(RuntimeWarning, match="no compiler here"):
+        u = unit_vector(theta)
+    assert geo.weight_kernel() == "eager"
+    torch.testing.assert_close(u, _unit_vector_reference(theta), rtol=0, atol=1e-15)
+
+
+def _can_compile() -> bool:
+    import shutil
+
+    return any(shutil.which(c) for c in ("g++", "c++", "clang++"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _can_compile(), reason="torch.compile (inductor) needs a C++ compiler")
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_compiled_kernel_matches_eager(monkeypatch, dtype):
+    """The inductor-generated forward (C++ on this CPU) gives eager's weight and, through
+    the shared closed-form backward, its gradients; fallback rows stay exact."""
+    import gmp.geometry as geo
+
+    monkeypatch.setitem(geo._kernel, "name", "compile")
+    theta, r = _hard_rows(dtype)
+    g = torch.randn(6, 10, dtype=dtype)
+    grads = {}
+    for name in ("compile", "eager"):
+        monkeypatch.setitem(geo._kernel, "name", name)
+        t, rr = theta.clone().requires_grad_(), r.clone().requires_grad_()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # no silent fallback to eager
+            w = scaled_unit_vector(t, rr)
+        w.backward(g)
+        grads[name] = (w.detach(), t.grad, rr.grad)
+    assert geo._kernel["compiled"] is not None
+    tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 1e-12,
+                                                                       "atol": 1e-14}
+    for a, b in zip(grads["compile"], grads["eager"], strict=True):
+        torch.testing.assert_close(a, b, **tol)
+    if dtype == F64:
+        monkeypatch.setitem(geo._kernel, "name", "compile")
+        t, rr = theta.clone().requires_grad_(), r.clone().requires_grad_()
+        assert torch.autograd.gradcheck(scaled_unit_vector, (t, rr))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_backward_has_no_synchronization():
+    """Forward and backward of a GmP weight raise on any host synchronization."""
+    theta = angles(torch.randn(64, 300, device="cuda"))[0].requires_grad_()
+    r = torch.rand(64, device="cuda").requires_grad_()
+    g = torch.randn(64, 300, device="cuda")
+    scaled_unit_vector(theta, r).backward(g)  # warm-up (lazy initializations may sync)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        theta.grad = r.grad = None
+        scaled_unit_vector(theta, r).backward(g)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    t2, r2 = theta.detach().clone().requires_grad_(), r.detach().clone().requires_grad_()
+    (_unit_vector_reference(t2) * r2[:, None]).backward(g)
+    torch.testing.assert_close(theta.grad, t2.grad, rtol=1e-4, atol=1e-5)
