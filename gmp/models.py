@@ -1,6 +1,6 @@
 """The convolutional networks of the paper's ImageNet experiments, under every parameterization.
 
-Two architectures (Chen & Ge 2024, Sec. 4.2; NOTES.md Sec. 5):
+Two architectures (Chen & Ge 2024, Sec. 4.2.2–4.2.3, App. C.2–C.3):
 
 - ``vgg6`` (Table 2, ImageNet32): conv3×3 128, 128, maxpool; 256, 256, maxpool; 512, 512,
   maxpool; global average pool; linear. "Same" padding, ReLU after every conv.

@@ -1,6 +1,6 @@
 """The 2-D Banana classification data of the paper's Fig. 3.
 
-Chen & Ge 2024, Sec. 4.1.2 (NOTES.md Sec. 5). The Banana benchmark (Rätsch et al. 2001):
+Chen & Ge 2024, Sec. 4.1.2 and Fig. 3. The Banana benchmark (Rätsch et al. 2001):
 5,300 points in the plane, columns ``At1, At2, Class`` with ``Class ∈ {-1, +1}``; labels are
 mapped to ``{0, 1}`` (``+1 → 1``). The file is the copy in the authors' repository, pinned by
 commit and SHA-256 and fetched through :mod:`gmp.data.store` (``GMP_DATA_DIR``, cache,

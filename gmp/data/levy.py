@@ -1,6 +1,6 @@
 """The 1-D Levy function and the regression data of the paper's Fig. 2.
 
-Chen & Ge 2024, Sec. 4.1.1 (NOTES.md Sec. 5). The Levy test function
+Chen & Ge 2024, Sec. 4.1.1 and Fig. 2. The Levy test function
 (Surjanovic & Bingham, *Virtual Library of Simulation Experiments*) restricted to one input:
 
     w = 1 + (x - 1)/4,    f(x) = sin²(πw) + (w - 1)²·(1 + sin²(2πw)).

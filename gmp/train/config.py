@@ -1,6 +1,6 @@
 """Training configuration of the ImageNet experiments, with the paper's defaults.
 
-Defaults follow Chen & Ge (2024), Sec. 4.2 and App. C (NOTES.md Sec. 5):
+Defaults follow Chen & Ge (2024), Sec. 4.2.2–4.2.3 and App. C.2–C.3:
 
 - SGD, momentum 0.9, 90 epochs, learning rate ×0.1 after epochs 30, 60 and 80;
 - ImageNet32 / VGG-6: initial LR 0.1 for GmP variants, 0.01 for the others;
