@@ -6,7 +6,7 @@ file; layout: ``{"config", "created", "datasets": {name: {"n_rows", "n_features"
 "wall_s"}}}``) and returns Markdown, arrays or a figure; nothing here trains. A diverged
 model's RMSE is stored as ``null`` and read as NaN; NaN ranks last.
 
-- :func:`summarize`, :func:`markdown_table`: Table 1 (Chen & Ge 2024, Sec. 4.2), mean ± std;
+- :func:`summarize`, :func:`markdown_table`: Table 1 (Chen & Ge 2024, Sec. 4.2.1), mean ± std;
 - :func:`split_rmse`, :func:`best_methods`, :func:`paired_wins`, :func:`rmse_figure`: the
   per-split view;
 - :func:`lr_choice_table`, :func:`budget_table`: what cross-validation chose and whether the
