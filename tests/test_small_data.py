@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import torch
 from gmp.data import DataCorruptError, DataNotFoundError
 from gmp.data.banana import BANANA, BananaFormatError, banana_splits, load_banana
 from gmp.data.levy import levy, levy_data
+from gmp.data.store import RemoteFile, fetch
 
 
 # ---------------------------------------------------------------------------------------
@@ -171,6 +173,21 @@ def test_banana_corrupt(tmp_path, monkeypatch):
     monkeypatch.setenv("GMP_OFFLINE", "1")
     with pytest.raises(DataCorruptError, match="corrupt"):
         load_banana()
+
+
+def test_download_is_checked_before_it_lands_in_the_cache(tmp_path, monkeypatch):
+    src = tmp_path / "upstream.csv"
+    src.write_bytes(b"At1,At2,Class\n1.0,2.0,1\n")
+    good = RemoteFile("x/upstream.csv", src.as_uri(), hashlib.sha256(src.read_bytes()).hexdigest())
+    monkeypatch.delenv("GMP_DATA_DIR", raising=False)
+    monkeypatch.setenv("GMP_CACHE_DIR", str(tmp_path / "cache"))
+    path = fetch(good, download=True)
+    assert path == tmp_path / "cache" / "x" / "upstream.csv"
+    assert path.read_bytes() == src.read_bytes()
+    bad = RemoteFile("y/upstream.csv", src.as_uri(), "0" * 64)
+    with pytest.raises(DataCorruptError, match="download of .* is corrupt"):
+        fetch(bad, download=True)
+    assert not (tmp_path / "cache" / "y").exists() or not any((tmp_path / "cache" / "y").iterdir())
 
 
 @pytest.mark.parametrize("text, match", [

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
+
+from ..files import atomic_write
 
 __all__ = ["RemoteFile", "DataNotFoundError", "DataCorruptError", "cache_dir", "fetch"]
 
@@ -64,16 +65,19 @@ def _verify(path: Path, rf: RemoteFile) -> Path:
 
 
 def _download(rf: RemoteFile, dest: Path, timeout: float = 60.0) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(rf.url, timeout=timeout) as resp:
-            shutil.copyfileobj(resp, out)
-        _verify(Path(tmp), rf)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Download ``rf`` to ``dest`` with :func:`gmp.files.atomic_write`, checking the SHA-256
+    while streaming: a failed or corrupt download never replaces or creates ``dest``."""
+    def write(out: IO[bytes]) -> None:
+        h = hashlib.sha256()
+        with urllib.request.urlopen(rf.url, timeout=timeout) as resp:
+            for block in iter(lambda: resp.read(1 << 20), b""):
+                h.update(block)
+                out.write(block)
+        if h.hexdigest() != rf.sha256:
+            raise DataCorruptError(f"the download of {rf.url} is corrupt: SHA-256 "
+                                   f"{h.hexdigest()} does not match the pinned {rf.sha256}")
+
+    atomic_write(dest, write)
 
 
 def fetch(rf: RemoteFile, *, download: bool | None = None) -> Path:
