@@ -1,6 +1,6 @@
 """The perturbation experiment of Fig. 1(b–e): how far does a small parameter step move a CAB?
 
-Chen & Ge 2024, Sec. 2.3 and 3.3 (NOTES.md Sec. 2). Protocol:
+Chen & Ge 2024, Sec. 2.3 (Props. 2.3-2.5, Fig. 1(b-e)) and Sec. 3.3 (Thm 3.7). Protocol:
 
 1. draw ``m`` units with weights ``w ∈ Rⁿ`` and biases ``b`` i.i.d. ``N(0, std²)``, by default
    ``std = 1e-3`` (variance 1e-6) in ``n = 2`` dimensions: *small* weights, as weight decay
@@ -47,6 +47,10 @@ __all__ = [
     "run_perturbation",
     "perturbation_grid",
     "summarize",
+    "STEP_METHODS",
+    "gradient_identities",
+    "StepTurns",
+    "optimizer_step_turns",
 ]
 
 _F64 = torch.float64
@@ -212,3 +216,186 @@ def summarize(results: Iterable[PerturbationResult]) -> list[dict[str, float | s
             "max_shift": float(np.max(r.location_shift)),
         })
     return rows
+
+
+# --------------------------------------------------------------------------------------
+# From perturbations to optimizer steps
+# --------------------------------------------------------------------------------------
+STEP_METHODS: tuple[str, ...] = ("sp", "wn", "gmp")
+
+
+def gradient_identities(n: int = 6, m: int = 4, batch: int = 32, seed: int = 0
+                        ) -> dict[str, float]:
+    """Check the gradient formulas of SP, WN, BN and GmP with autograd, in float64.
+
+    For one random ``(m, n)`` layer, a random input batch ``(batch, n)`` and the loss
+    ``L = Σ c ⊙ ReLU(pre-activation)`` (random ``c``), with ``g_w = ∇_w L`` the gradient with
+    respect to the *effective* weight ``w`` of a unit:
+
+    - WN, ``w = g·v/‖v‖``: ``vᵀ∇_v L = 0`` and ``∇_v L = (g/‖v‖)(I - vvᵀ/‖v‖²)g_w``;
+    - BN (batch standardization of ``wᵀx`` with ``γ = 1.5``, ``β = 0.2``, BN's ``eps = 0``):
+      ``wᵀ∇_w L = 0``;
+    - GmP, ``w = r·u(θ)``, ``b = r·λ``: ``∇_θ L = r·J(θ)ᵀg_w``, ``∇_r L = u(θ)ᵀg_w + λ g_b``,
+      ``∇_λ L = r·g_b``.
+
+    Returns:
+        dict of maximal absolute errors (each ~1e-15 when the formula holds), keyed
+        ``wn_orthogonal``, ``wn_formula``, ``bn_orthogonal``, ``gmp_theta``, ``gmp_r``,
+        ``gmp_lambda``.
+    """
+    from . import geometry
+    gen = torch.Generator().manual_seed(int(seed))
+    x = torch.randn(batch, n, generator=gen, dtype=_F64)
+    c = torch.randn(batch, m, generator=gen, dtype=_F64)
+
+    def loss_of(pre: Tensor) -> Tensor:
+        return (c * torch.relu(pre)).sum()
+
+    out: dict[str, float] = {}
+    # WN
+    v = torch.randn(m, n, generator=gen, dtype=_F64, requires_grad=True)
+    g = torch.rand(m, generator=gen, dtype=_F64).add(0.5).requires_grad_(True)
+    b = torch.randn(m, generator=gen, dtype=_F64)
+    nv = v.norm(dim=1, keepdim=True)
+    w = g.unsqueeze(1) * v / nv
+    w.retain_grad()
+    loss_of(x @ w.T + b).backward()
+    gw = w.grad
+    vd = v.detach()
+    nvd = nv.detach()
+    closed = g.detach().unsqueeze(1) / nvd * (gw - vd * (vd * gw).sum(1, keepdim=True) / nvd**2)
+    out["wn_orthogonal"] = float((vd * v.grad).sum(1).abs().max())
+    out["wn_formula"] = float((v.grad - closed).abs().max())
+    # BN
+    wb = torch.randn(m, n, generator=gen, dtype=_F64, requires_grad=True)
+    z = x @ wb.T
+    zhat = (z - z.mean(0)) / z.var(0, unbiased=False).sqrt()  # BN's training-mode map, eps = 0
+    loss_of(zhat * 1.5 + 0.2).backward()
+    out["bn_orthogonal"] = float((wb.detach() * wb.grad).sum(1).abs().max())
+    # GmP (weight form: pre-activation r·uᵀx + r·λ)
+    layer = GmPLinear(n, m).double()
+    with torch.no_grad():
+        layer.r.copy_(torch.rand(m, generator=gen, dtype=_F64) * 3 - 1)  # some r < 0 too
+        layer.lam.copy_(torch.randn(m, generator=gen, dtype=_F64))
+    loss_of(layer(x)).backward()
+    theta, r, lam = (p.detach() for p in (layer.theta, layer.r, layer.lam))
+    u = geometry.unit_vector(theta)
+    w_eff = (r.unsqueeze(1) * u).requires_grad_(True)
+    b_eff = (r * lam).requires_grad_(True)
+    loss_of(x @ w_eff.T + b_eff).backward()
+    gw, gb = w_eff.grad, b_eff.grad
+    jac = torch.stack([torch.func.jacrev(geometry.unit_vector)(t) for t in theta])  # (m, n, n-1)
+    theta_closed = r.unsqueeze(1) * (jac.transpose(1, 2) @ gw.unsqueeze(2)).squeeze(2)
+    out["gmp_theta"] = float((layer.theta.grad - theta_closed).abs().max())
+    out["gmp_r"] = float((layer.r.grad - ((u * gw).sum(1) + lam * gb)).abs().max())
+    out["gmp_lambda"] = float((layer.lam.grad - r * gb).abs().max())
+    return out
+
+
+@dataclass(frozen=True)
+class StepTurns:
+    """Per-step movement of the second hidden layer's CABs during training.
+
+    Attributes (``T`` steps, ``m`` units of the measured layer, fan-in ``n``):
+        method, optimizer, lr, n: the run.
+        turn: ``(T, m)`` angle (radians) between each unit's CAB direction before and after
+            the step.
+        weight_norm: ``(T, m)`` ``‖w‖`` of the effective weight before the step.
+        theta_step: ``(T, m)`` ``‖Δθ‖₂`` (GmP only, else NaN).
+        theta_step_max: ``(T, m)`` ``‖Δθ‖_∞`` (GmP only, else NaN).
+        param_norm: ``(T + 1, m)`` norm of the trained weight parameter before each step and
+            after the last: ``‖w‖`` (SP), ``‖v‖`` (WN), ``|r|`` (GmP).
+        loss: ``(T,)`` training loss before each step.
+    """
+
+    method: str
+    optimizer: str
+    lr: float
+    n: int
+    turn: np.ndarray
+    weight_norm: np.ndarray
+    theta_step: np.ndarray
+    theta_step_max: np.ndarray
+    param_norm: np.ndarray
+    loss: np.ndarray
+
+
+def _step_net(method: str, width: int, init_scale: float, seed: int) -> nn.Sequential:
+    """``1 → width → width → 1`` ReLU net with IMN before the second hidden layer; the same
+    function for every method at initialization (WN and GmP converted from SP)."""
+    from .nn import InputMeanNorm
+    torch.manual_seed(int(seed))
+    f64 = {"dtype": _F64}
+    l1, l2 = nn.Linear(1, width, **f64), nn.Linear(width, width, **f64)
+    out = nn.Linear(width, 1, **f64)
+    with torch.no_grad():
+        l2.weight.mul_(init_scale)
+        l2.bias.mul_(init_scale)
+    if method == "wn":
+        l1 = nn.utils.parametrizations.weight_norm(l1)
+        l2 = nn.utils.parametrizations.weight_norm(l2)
+    elif method == "gmp":
+        l1, l2 = GmPLinear.from_linear(l1), GmPLinear.from_linear(l2)
+    return nn.Sequential(l1, nn.ReLU(), InputMeanNorm(width), l2, nn.ReLU(), out).double()
+
+
+def optimizer_step_turns(method: str, optimizer: str = "adam", lr: float = 1e-2,
+                         steps: int = 300, width: int = 32, init_scale: float = 1.0,
+                         seed: int = 0) -> StepTurns:
+    """Train a small ReLU net on the Levy data (Sec. 4.1) and record how far every step
+    turns the CABs of its second hidden layer (fan-in ``n = width``).
+
+    Full-batch training on the 50 standardized Levy points, MSE loss, ``torch.optim.Adam``
+    or ``torch.optim.SGD`` with learning rate ``lr``. The second hidden layer's weight (and
+    bias) is multiplied by ``init_scale`` at initialization (``init_scale < 1``: small weights,
+    as weight decay produces). Float64 on the CPU, deterministic given ``seed``; the global
+    torch RNG is reseeded with ``seed``.
+    """
+    from .data.levy import levy_data
+    method = check_method(method)
+    if method not in STEP_METHODS:
+        raise ValueError(f"method must be one of {STEP_METHODS}, got {method!r}")
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    if steps < 1 or width < 2 or not lr > 0 or not init_scale > 0:
+        raise ValueError("need steps >= 1, width >= 2, lr > 0 and init_scale > 0, got "
+                         f"steps={steps}, width={width}, lr={lr}, init_scale={init_scale}")
+    data = levy_data(seed=seed)
+    x = torch.as_tensor(data.x_train, dtype=_F64)
+    y = torch.as_tensor(data.y_train, dtype=_F64)
+    x, y = (x - x.mean()) / x.std(), (y - y.mean()) / y.std()
+    net = _step_net(method, width, init_scale, seed)
+    layer = net[3]
+    opt_cls = torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
+    opt = opt_cls(net.parameters(), lr=lr)
+    def param_norm() -> np.ndarray:
+        if method == "gmp":
+            return layer.r.detach().abs().numpy().copy()
+        if method == "wn":
+            return layer.parametrizations.weight.original1.detach().norm(dim=1).numpy()
+        return layer.weight.detach().norm(dim=1).numpy()
+
+    turn, norms, dth, dth_max, losses, pnorm = [], [], [], [], [], [param_norm()]
+    for _ in range(steps):
+        w0, _ = effective_weight_bias(layer)
+        d0 = directions(layer)
+        th0 = layer.theta.detach().clone() if method == "gmp" else None
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.mse_loss(net(x), y)
+        loss.backward()
+        opt.step()
+        turn.append(angular_change(d0, directions(layer)).numpy())
+        norms.append(w0.norm(dim=1).numpy())
+        if th0 is not None:
+            step = layer.theta.detach() - th0
+            dth.append(step.norm(dim=1).numpy())
+            dth_max.append(step.abs().amax(dim=1).numpy())
+        else:
+            dth.append(np.full(width, np.nan))
+            dth_max.append(np.full(width, np.nan))
+        losses.append(float(loss.detach()))
+        pnorm.append(param_norm())
+    return StepTurns(method=method, optimizer=optimizer, lr=float(lr), n=width,
+                     turn=np.stack(turn), weight_norm=np.stack(norms),
+                     theta_step=np.stack(dth), theta_step_max=np.stack(dth_max),
+                     param_norm=np.stack(pnorm), loss=np.asarray(losses))

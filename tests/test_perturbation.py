@@ -161,3 +161,45 @@ def test_grid_and_summary():
     gmp_rows = [r for r in rows if r["method"] == "gmp"]
     np.testing.assert_allclose([r["median_angle_deg"] for r in gmp_rows],
                                np.degrees(DELTAS), rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------
+# from perturbations to optimizer steps
+# ---------------------------------------------------------------------------------------
+def test_gradient_identities_hold():
+    from gmp.perturbation import gradient_identities
+    errs = gradient_identities(n=5, m=3, seed=1)
+    assert set(errs) == {"wn_orthogonal", "wn_formula", "bn_orthogonal", "gmp_theta", "gmp_r",
+                         "gmp_lambda"}
+    assert max(errs.values()) < 1e-12
+
+
+def test_optimizer_step_turns_bounds_and_shapes():
+    from gmp.perturbation import optimizer_step_turns
+    r = optimizer_step_turns("gmp", "adam", lr=1e-2, steps=20, width=8, init_scale=0.01)
+    assert r.turn.shape == r.theta_step.shape == (20, 8) and r.param_norm.shape == (21, 8)
+    # Thm 3.7, finite form: the turn never exceeds the angle step
+    assert np.all(r.turn <= r.theta_step + 1e-12)
+    # Adam's per-coordinate step is at most lr·(1-β1)/sqrt(1-β2) (Kingma & Ba, Sec. 2.1)
+    assert np.nanmax(r.theta_step_max) <= 1e-2 * 0.1 / np.sqrt(1e-3) * (1 + 1e-6)
+    sp = optimizer_step_turns("sp", "adam", lr=1e-2, steps=20, width=8, init_scale=0.01)
+    assert np.isnan(sp.theta_step).all() and sp.loss.shape == (20,)
+    # same function at initialization for every method
+    assert sp.loss[0] == pytest.approx(r.loss[0], rel=1e-12)
+
+
+def test_wn_norm_never_shrinks_under_sgd():
+    from gmp.perturbation import optimizer_step_turns
+    r = optimizer_step_turns("wn", "sgd", lr=1e-2, steps=30, width=8, init_scale=0.01)
+    assert np.all(np.diff(r.param_norm, axis=0) >= -1e-12)
+    assert np.any(r.param_norm[-1] > r.param_norm[0])  # dead units keep theirs
+
+
+def test_optimizer_step_turns_bad_arguments():
+    from gmp.perturbation import optimizer_step_turns
+    with pytest.raises(ValueError, match="method must be one of"):
+        optimizer_step_turns("bn")
+    with pytest.raises(ValueError, match="optimizer must be"):
+        optimizer_step_turns("sp", optimizer="rmsprop")
+    with pytest.raises(ValueError, match="steps >= 1"):
+        optimizer_step_turns("sp", steps=0)
