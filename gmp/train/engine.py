@@ -464,6 +464,18 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
+def _build_model(cfg: TrainConfig, ctx: DistContext, fmt: torch.memory_format
+                 ) -> tuple[nn.Module, int]:
+    """The network on the training device (BN synchronized across GPUs under DDP) and its
+    parameter count."""
+    model = build_model(cfg.arch, cfg.param, cfg.num_classes, cfg.width)
+    n_params = count_parameters(model)
+    model = model.to(ctx.device, memory_format=fmt)
+    if ctx.distributed and ctx.device.type == "cuda" and cfg.param == "bn":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model, n_params
+
+
 def _train(cfg: TrainConfig, ctx: DistContext, on_step, command: list[str]) -> TrainResult:
     if cfg.batch_size % ctx.world_size:
         raise ConfigError(f"--batch-size {cfg.batch_size} (global) is not divisible by the "
@@ -481,11 +493,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, on_step, command: list[str]) -> T
 
     data: _Data = (_ImageNet32Data if cfg.task == "imagenet32" else _ImageNetData)(
         cfg, ctx, per_rank, fmt)
-    raw = build_model(cfg.arch, cfg.param, cfg.num_classes, cfg.width)
-    n_params = count_parameters(raw)
-    raw = raw.to(ctx.device, memory_format=fmt)
-    if ctx.distributed and ctx.device.type == "cuda" and cfg.param == "bn":
-        raw = nn.SyncBatchNorm.convert_sync_batchnorm(raw)
+    raw, n_params = _build_model(cfg, ctx, fmt)
     optimizer = torch.optim.SGD(decay_groups(raw, cfg.weight_decay), lr=cfg.lr,
                                 momentum=cfg.momentum, nesterov=cfg.nesterov)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.milestones, cfg.gamma)
