@@ -1,70 +1,104 @@
-"""The four parameterizations compared in the paper's small experiments, as layer builders.
+"""The one-hidden-layer networks of the paper's small experiments, under each parameterization.
 
-``method`` is one of :data:`METHODS`:
+``param`` is one of :data:`gmp.params.PARAMS` and ``preset`` one of :data:`gmp.params.PRESETS`
+(default ``"authors"``: the networks of the authors' code). Under every preset:
 
-- ``"sp"``: standard parameterization, ``nn.Linear``;
-- ``"wn"``: weight normalization, torch's own
-  :func:`torch.nn.utils.parametrizations.weight_norm` on an ``nn.Linear``;
-- ``"bn"``: ``nn.Linear`` followed by ``nn.BatchNorm1d`` on the pre-activation;
-- ``"gmp"``: :class:`gmp.nn.GmPLinear`.
+- ``"sp"``: ``nn.Linear`` → ReLU → ``nn.Linear``;
+- ``"wn"``: both layers weight-normalized with torch's own
+  :func:`torch.nn.utils.parametrizations.weight_norm` (the authors' ``DenseWN`` read-out);
+- ``"bn"``: ``nn.Linear`` → ``nn.BatchNorm1d`` on the pre-activation → ReLU → ``nn.Linear``;
+- ``"gmp"``: a :class:`gmp.nn.GmPLinear` hidden layer, in the preset's unit form (the paper's
+  ``r·ReLU(uᵀx + λ)`` has the ReLU inside the layer, and ``act`` is then the identity), and
+  the preset's read-out.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from .nn import GmPLinear
+from .params import PARAMS, Preset, check_param, get_preset
 
-__all__ = ["METHODS", "check_method", "hidden_layer", "output_layer", "OneHiddenLayerMLP", "mlp"]
+__all__ = ["METHODS", "check_method", "linear", "hidden_layer", "output_layer",
+           "OneHiddenLayerMLP", "mlp"]
 
-METHODS: tuple[str, ...] = ("sp", "wn", "bn", "gmp")
-
-
-def check_method(method: str) -> str:
-    """Return ``method`` lower-cased, or raise a ValueError naming the valid choices."""
-    m = str(method).lower()
-    if m not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
-    return m
+#: Alias of :data:`gmp.params.PARAMS` (the small experiments' parameterizations).
+METHODS: tuple[str, ...] = PARAMS
+#: Alias of :func:`gmp.params.check_param`.
+check_method = check_param
 
 
-def hidden_layer(method: str, in_features: int, out_features: int) -> nn.Module:
-    """The pre-activation of a hidden layer under ``method``: input ``(N, in)`` → ``(N, out)``."""
-    m = check_method(method)
-    if m == "sp":
-        return nn.Linear(in_features, out_features)
-    if m == "wn":
-        return weight_norm(nn.Linear(in_features, out_features))
-    if m == "bn":
-        return nn.Sequential(nn.Linear(in_features, out_features), nn.BatchNorm1d(out_features))
-    return GmPLinear(in_features, out_features)
+@torch.no_grad()
+def linear(in_features: int, out_features: int, init: str = "keras") -> nn.Linear:
+    """``nn.Linear`` initialized as Keras' ``Dense`` (``"keras"``: Glorot-uniform weight, zero
+    bias) or as torch does (``"torch"``)."""
+    layer = nn.Linear(in_features, out_features)
+    if init == "keras":
+        nn.init.xavier_uniform_(layer.weight)
+        layer.bias.zero_()
+    elif init != "torch":
+        raise ValueError(f"unknown init {init!r}; expected 'keras' or 'torch'")
+    return layer
 
 
-def output_layer(method: str, in_features: int, out_features: int) -> nn.Module:
-    """The linear read-out under ``method`` (BN uses a plain ``nn.Linear``: no norm on outputs)."""
-    m = check_method(method)
-    return hidden_layer("sp" if m == "bn" else m, in_features, out_features)
+def hidden_layer(param: str, in_features: int, out_features: int,
+                 preset: str | Preset | None = None) -> nn.Module:
+    """The hidden layer under ``param``: input ``(N, in)`` → ``(N, out)``.
+
+    The pre-activation, except for GmP in the preset's ``"paper"`` unit form, whose layer
+    includes its ReLU (``r·ReLU(uᵀx + λ)``); :attr:`OneHiddenLayerMLP.act` accounts for it.
+    """
+    p, pre = check_param(param), get_preset(preset)
+    if p == "gmp":
+        act = nn.ReLU() if pre.gmp_unit == "paper" else None
+        return GmPLinear(in_features, out_features, init=pre.gmp_init, activation=act)
+    lin = linear(in_features, out_features, pre.baseline_init)
+    if p == "wn":
+        return weight_norm(lin)
+    if p == "bn":
+        return nn.Sequential(lin, nn.BatchNorm1d(out_features, eps=pre.bn_eps,
+                                                 momentum=pre.bn_momentum))
+    return lin
+
+
+def output_layer(param: str, in_features: int, out_features: int,
+                 preset: str | Preset | None = None) -> nn.Module:
+    """The linear read-out under ``param``: WN reads out with a WN layer, GmP with a plain
+    layer (``"dense"``) or a GmP layer in weight form (``"gmp"``), SP and BN with a plain one."""
+    p, pre = check_param(param), get_preset(preset)
+    if p == "gmp" and pre.gmp_readout == "gmp":
+        return GmPLinear(in_features, out_features, init=pre.gmp_init)
+    lin = linear(in_features, out_features, pre.baseline_init)
+    return weight_norm(lin) if p == "wn" else lin
 
 
 class OneHiddenLayerMLP(nn.Module):
-    """``x ↦ out(ReLU(hidden(x)))``: input ``(N, in_features)``, output ``(N, out_features)``.
+    """``x ↦ out(act(hidden(x)))``: input ``(N, in_features)``, output ``(N, out_features)``.
 
-    ``self.hidden`` is the layer whose characteristic activation boundaries are studied.
+    ``self.hidden`` is the layer whose characteristic activation boundaries are studied;
+    ``self.act`` is ReLU, or the identity when ``hidden`` includes its activation (GmP in the
+    paper's unit form). ``self.method`` is the parameterization, ``self.preset`` the preset.
     """
 
-    def __init__(self, method: str, in_features: int, hidden: int, out_features: int = 1):
+    def __init__(self, method: str, in_features: int, hidden: int, out_features: int = 1,
+                 preset: str | Preset | None = None):
         super().__init__()
-        self.method = check_method(method)
-        self.hidden = hidden_layer(self.method, in_features, hidden)
-        self.act = nn.ReLU()
-        self.out = output_layer(self.method, hidden, out_features)
+        self.method = check_param(method)
+        self.preset = get_preset(preset).name
+        self.hidden = hidden_layer(self.method, in_features, hidden, preset)
+        unit_form = isinstance(self.hidden, GmPLinear) and self.hidden.activation is not None
+        self.act = nn.Identity() if unit_form else nn.ReLU()
+        self.out = output_layer(self.method, hidden, out_features, preset)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.out(self.act(self.hidden(x)))
 
 
-def mlp(method: str, in_features: int, hidden: int = 100,
-        out_features: int = 1) -> OneHiddenLayerMLP:
-    """One-hidden-layer ReLU network under ``method`` (see :class:`OneHiddenLayerMLP`)."""
-    return OneHiddenLayerMLP(method, in_features, hidden, out_features)
+def mlp(method: str, in_features: int, hidden: int = 100, out_features: int = 1,
+        preset: str | Preset | None = None) -> OneHiddenLayerMLP:
+    """One-hidden-layer ReLU network under ``method`` and ``preset`` (default ``"authors"``).
+
+    Random numbers come from torch's global generator (``torch.manual_seed`` fixes them)."""
+    return OneHiddenLayerMLP(method, in_features, hidden, out_features, preset)

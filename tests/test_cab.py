@@ -223,8 +223,10 @@ def test_baseline_hidden_layers(method):
     net = mlp(method, 2, hidden=6)
     x = torch.randn(16, 2)
     w, b = cab.effective_weight_bias(net.hidden, x)
-    torch.testing.assert_close(x.double() @ w.T + b, net.hidden(x).double(),
-                               rtol=1e-5, atol=1e-5)
+    # ReLU(wᵀx + b) is the hidden unit's output (GmP in the paper's unit form includes its
+    # ReLU; r > 0 at initialization, where both forms agree)
+    torch.testing.assert_close(torch.relu(x.double() @ w.T + b),
+                               net.act(net.hidden(x)).double(), rtol=1e-5, atol=1e-5)
     assert cab.spatial_locations(net.hidden, x).shape == (6, 2)
 
 

@@ -24,6 +24,7 @@ from gmp.experiments.batched import (
     nanmax,
 )
 from gmp.experiments.small import BananaConfig, LevyConfig, SmallRunResult, run
+from gmp.params import PRESETS
 
 F64 = torch.float64
 
@@ -294,43 +295,61 @@ def test_members_are_independent():
     _assert_same_run(together[1], alone)
 
 
-def test_gmp_variants_run():
-    cfg = LevyConfig(hidden=5, epochs=5, gmp_init="glorot", gmp_readout="linear")
-    r = run("levy", "gmp", [0], config=cfg, progress=False)[0]
-    assert isinstance(r.model.out, torch.nn.Linear)
-    assert r.model.hidden.init == "glorot"
-    with pytest.raises(ValueError, match="gmp_readout"):
-        LevyConfig(gmp_readout="conv")
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_gmp_presets_run(preset):
+    cfg = LevyConfig(hidden=5, epochs=5)
+    r = run("levy", "gmp", [0], config=cfg, preset=preset, progress=False)[0]
+    p = PRESETS[preset]
+    assert r.preset == preset and r.config["preset"] == preset
+    assert isinstance(r.model.out, torch.nn.Linear) == (p.gmp_readout == "dense")
+    assert r.model.hidden.init == p.gmp_init
+    assert (r.model.hidden.activation is not None) == (p.gmp_unit == "paper")
 
 
 # ---------------------------------------------------------------------------------------
 # early stopping keeps the best weights
 # ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("method, lr", [("sp", 0.5), ("gmp", 1.0)])
-def test_levy_keeps_best_weights(method, lr):
+def test_levy_restores_best_weights_when_stopped(method, lr):
     # a large learning rate makes the loss bounce, so the best epoch is not the last one
     cfg = LevyConfig(hidden=8, epochs=60, plateau_patience=100, stop_patience=10)
     r = run("levy", method, [0], lr=lr, config=cfg, dtype=F64, progress=False)[0]
     hist = r.history["train_loss"]
-    assert r.best_epoch == int(np.argmin(hist))
-    assert r.best_epoch < r.epochs_run - 1
-    assert r.kept_step == r.best_epoch  # the weights before that epoch's step
-    # the kept weights are the ones that produced the best training loss
-    assert r.metrics["train_mae"] == pytest.approx(hist.min(), rel=1e-12)
-    d = small.levy_data(0)
-    with torch.no_grad():
-        mae = (r.model(d.x_train.double()) - d.y_train.double()).abs().mean()
-    assert float(mae) == pytest.approx(hist.min(), rel=1e-12)
+    assert r.stopped_early and r.best_epoch == int(np.argmin(hist))
+    assert r.epochs_run == r.best_epoch + 1 + cfg.stop_patience
+    # Keras keeps the weights at the end of the best epoch: after its step
+    assert r.kept_step == r.best_epoch + 1
+    again = run("levy", method, [0], lr=lr, dtype=F64, progress=False,
+                config=LevyConfig(hidden=8, epochs=r.best_epoch + 1, plateau_patience=100,
+                                  stop_patience=10))[0]
+    assert not again.stopped_early and again.kept_step == r.best_epoch + 1
+    assert r.metrics["train_mae"] == pytest.approx(again.metrics["train_mae"], rel=1e-12)
+    assert r.metrics["test_rmse"] == pytest.approx(again.metrics["test_rmse"], rel=1e-12)
 
 
-def test_banana_keeps_best_weights():
+def test_levy_keeps_last_weights_at_the_epoch_limit():
+    probe = run("levy", "sp", [0], lr=0.5, dtype=F64, progress=False,
+                config=LevyConfig(hidden=8, epochs=60, plateau_patience=100, stop_patience=10))
+    b = probe[0].best_epoch
+    cfg = LevyConfig(hidden=8, epochs=b + 5, plateau_patience=100, stop_patience=1000)
+    r = run("levy", "sp", [0], lr=0.5, config=cfg, dtype=F64, progress=False)[0]
+    assert not r.stopped_early and r.epochs_run == b + 5 and r.kept_step == b + 5
+    assert r.best_epoch == b < b + 4  # the best epoch is not the last ...
+    d = small.make_data("levy", 0)
+    with torch.no_grad():  # ... but the last weights are kept, as Keras does
+        mae = float((r.model(d.x_train) - d.y_train).abs().mean())
+    assert r.metrics["train_mae"] == pytest.approx(mae, rel=1e-12)
+    assert r.metrics["test_rmse"] != pytest.approx(probe[0].metrics["test_rmse"], rel=1e-6)
+
+
+def test_banana_restores_best_weights():
     cfg = BananaConfig(hidden=4, epochs=30, batch_size=8, plateau_patience=50,
                        stop_patience=6)
     r = run("banana", "sp", [0], lr=0.5, config=cfg, dtype=F64, progress=False,
-            data=BANANA_DATA)[0]
-    acc = r.history["val_acc"]
+            data=BANANA_DATA, protocol="honest")[0]
+    acc = r.history["monitor_acc"]
     assert r.best_epoch == int(np.argmax(acc))  # first maximum: later ties do not improve
-    assert r.metrics["val_acc"] == pytest.approx(acc.max())
+    assert r.metrics["monitor_acc"] == pytest.approx(acc.max())
     assert r.stopped_early and r.epochs_run == r.best_epoch + 1 + cfg.stop_patience
     assert r.kept_step == (r.best_epoch + 1) * 5  # 40 points in batches of 8
 
@@ -408,23 +427,25 @@ def test_cli_levy(tmp_path, capsys):
                "--hidden", "4", "--no-progress", "--output", str(out)])
     assert rc == 0
     text = capsys.readouterr().out
-    assert "gmp" in text and "sp" in text and "test RMSE" in text
+    assert "GmP" in text and "SP" in text and "test_rmse" in text and "median" in text
+    assert len([ln for ln in text.splitlines() if ln.startswith(("GmP ", "SP "))]) == 6
     doc = json.loads(out.read_text())
     prov = doc["provenance"]
     assert prov["command"].startswith("python -m gmp.experiments levy --method gmp sp")
-    assert {"git_revision", "date", "hardware"} <= prov.keys()
+    assert {"git_revision", "git_dirty", "date_utc", "hardware", "software"} <= prov.keys()
     assert len(doc["runs"]) == 4 and doc["runs"][0]["epochs_run"] == 5
     assert doc["runs"][0]["lr"] == 0.1 and doc["runs"][2]["lr"] == 0.01  # paper's defaults
     assert doc["runs"][0]["config"]["hidden"] == 4
 
 
 def test_cli_banana_lr_grid(monkeypatch, capsys):
-    monkeypatch.setattr(small, "banana_splits", lambda seed, *a, **k: BANANA_DATA[seed])
+    monkeypatch.setattr(small, "banana_splits_authors", lambda seed, *a, **k: BANANA_DATA[seed])
     rc = main(["banana", "--method", "wn", "--seed", "1", "--lr", "0.01", "0.1",
                "--epochs", "2", "--hidden", "3", "--no-progress", "--no-tracks"])
     assert rc == 0
     lines = capsys.readouterr().out.splitlines()
-    assert "test accuracy" in lines[0] and len([ln for ln in lines if ln.startswith("wn")]) == 2
+    assert "test_acc" in lines[0] and len([ln for ln in lines if ln.startswith("WN ")]) == 4
+    assert any("TEST split" in ln for ln in lines)  # the official protocol is flagged
 
 
 def test_cli_errors(capsys):
@@ -451,7 +472,7 @@ def test_cli_subprocess(tmp_path):
                            "--epochs", "3", "--hidden", "3", "--no-progress"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "sp" in proc.stdout
+    assert "SP " in proc.stdout
 
 
 # ---------------------------------------------------------------------------------------
@@ -459,9 +480,9 @@ def test_cli_subprocess(tmp_path):
 # ---------------------------------------------------------------------------------------
 def _fake(task: str, method: str, seed: int, score: float, lr: float = 0.1) -> SmallRunResult:
     key = "test_rmse" if task == "levy" else "test_acc"
-    return SmallRunResult(task, method, seed, lr, 1, 0, 0, False, {"lr": np.array([lr])},
-                          {key: score}, np.array([0]), np.zeros((1, 2, 1)), np.zeros(0),
-                          np.zeros(0), {})
+    return SmallRunResult(task, method, "authors", "official", seed, seed, lr, 1, 0, 0, False,
+                          {"lr": np.array([lr])}, {key: score}, np.array([0]),
+                          np.zeros((1, 2, 1)), np.zeros(0), np.zeros(0), {})
 
 
 def test_reference_comparison_sentences():
@@ -510,7 +531,7 @@ def test_figures_draw():
     one = figures.select(levy, lr=0.1)
     figs = [figures.characteristic_points_figure(one, seed=0),
             figures.max_change_figure(one, seed=1),
-            figures.levy_fits_figure(one, small.levy_data(0), seed=0),
+            figures.levy_fits_figure(one, small.make_data("levy", 0), seed=0),
             figures.cab_trajectories_figure(banana, BANANA_DATA[0]),
             figures.decision_boundary_figure(banana, BANANA_DATA[0]),
             figures.max_change_figure(banana),

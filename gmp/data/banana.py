@@ -24,7 +24,8 @@ from torch import Tensor
 
 from .store import RemoteFile, fetch
 
-__all__ = ["BANANA", "BananaFormatError", "load_banana", "BananaSplits", "banana_splits"]
+__all__ = ["BANANA", "BananaFormatError", "load_banana", "BananaSplits", "banana_splits",
+           "banana_splits_authors"]
 
 BANANA = RemoteFile(
     relpath="banana/banana.csv",
@@ -39,16 +40,18 @@ class BananaFormatError(ValueError):
     """The Banana file could be read but does not have the expected columns or values."""
 
 
-def load_banana(path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_banana(path: str | Path | None = None, dtype: type = np.float32
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Read the Banana data.
 
     Args:
         path: a CSV file with header ``At1,At2,Class``; default: the pinned file, fetched and
             checked by :func:`gmp.data.store.fetch` (raises ``DataNotFoundError`` when it is
             missing and cannot be downloaded, ``DataCorruptError`` when its SHA-256 is wrong).
+        dtype: numpy dtype of the features (``np.float64`` keeps the file's values exactly).
 
     Returns:
-        ``(x, y)``: float32 features ``(N, 2)`` and int64 labels ``(N,)`` in ``{0, 1}``.
+        ``(x, y)``: features ``(N, 2)`` of ``dtype`` and int64 labels ``(N,)`` in ``{0, 1}``.
 
     Raises:
         BananaFormatError: wrong header, a row that is not three numbers, or a label that is
@@ -81,7 +84,7 @@ def load_banana(path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]
         raise BananaFormatError(f"{p}: labels must be -1 or +1; data row {i + 1} has {labels[i]}")
     if not np.isfinite(arr[:, :2]).all():
         raise BananaFormatError(f"{p}: features contain non-finite values")
-    return arr[:, :2].astype(np.float32), (labels > 0).astype(np.int64)
+    return arr[:, :2].astype(dtype), (labels > 0).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,58 @@ def banana_splits(seed: int = 0, n_subsample: int = 1000, test_fraction: float =
 
     def feats(i: np.ndarray) -> Tensor:
         return torch.from_numpy(((x[i] - mean) / std).astype(np.float32))
+
+    def labs(i: np.ndarray) -> Tensor:
+        return torch.from_numpy(y[i].astype(np.float32))
+
+    return BananaSplits(feats(i_train), labs(i_train), feats(i_val), labs(i_val),
+                        feats(i_test), labs(i_test), mean, std, seed)
+
+
+def banana_splits_authors(seed: int = 0, validation: bool = False, val_fraction: float = 0.2,
+                          n_subsample: int = 1000, test_fraction: float = 0.2,
+                          data: tuple[np.ndarray, np.ndarray] | None = None) -> BananaSplits:
+    """The authors' notebook's Banana sample and split, exactly, in float64.
+
+    ``np.random.seed(seed)``; ``np.random.choice(5300, n_subsample, replace=False)`` picks the
+    subsample; scikit-learn's ``train_test_split(test_size=test_fraction, random_state=seed)``
+    splits it (reproduced without scikit-learn: a fresh ``RandomState(seed).permutation``, the
+    first ``ceil(test_fraction·n)`` positions are the test part); features are standardized with
+    the training part's mean and population standard deviation (``tf.math.reduce_std``).
+
+    Args:
+        seed: the notebook's ``GLOBAL_SEED`` (0 is the authors' own sample).
+        validation: False (the notebook: ``x_val``/``y_val`` are empty; the notebook monitors
+            the test part) or True (the honest protocol: a further ``val_fraction`` of the
+            training part, chosen by ``np.random.default_rng(seed)``, becomes the validation
+            split and is left out of training; the statistics are those of the points trained
+            on).
+        val_fraction, n_subsample, test_fraction: as above.
+        data: ``(x, y)`` as returned by :func:`load_banana` (default: the pinned file, float64).
+
+    Returns:
+        :class:`BananaSplits` of float64 features and float32 labels.
+    """
+    x, y = load_banana(dtype=np.float64) if data is None else data
+    if not 0 < n_subsample <= len(x):
+        raise ValueError(f"n_subsample must be in [1, {len(x)}], got {n_subsample}")
+    if not 0 < test_fraction < 1 or not 0 < val_fraction < 1:
+        raise ValueError("need 0 < test_fraction < 1 and 0 < val_fraction < 1, got "
+                         f"{test_fraction} and {val_fraction}")
+    idx = np.random.RandomState(seed).choice(len(x), size=n_subsample, replace=False)
+    n_test = int(np.ceil(test_fraction * n_subsample))
+    perm = np.random.RandomState(seed).permutation(n_subsample)
+    i_test, i_train = idx[perm[:n_test]], idx[perm[n_test:]]
+    i_val = i_train[:0]
+    if validation:
+        carve = np.random.default_rng(seed).permutation(len(i_train))
+        n_val = int(round(val_fraction * len(i_train)))
+        i_val, i_train = i_train[carve[:n_val]], i_train[carve[n_val:]]
+    mean = x[i_train].astype(np.float64).mean(axis=0)
+    std = x[i_train].astype(np.float64).std(axis=0)
+
+    def feats(i: np.ndarray) -> Tensor:
+        return torch.from_numpy((x[i].astype(np.float64) - mean) / std)
 
     def labs(i: np.ndarray) -> Tensor:
         return torch.from_numpy(y[i].astype(np.float32))

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["levy", "LevyData", "levy_data"]
+__all__ = ["levy", "LevyData", "levy_data", "levy_data_authors"]
 
 ArrayT = TypeVar("ArrayT", np.ndarray, Tensor)
 
@@ -35,7 +35,8 @@ def levy(x: ArrayT) -> ArrayT:
 
 @dataclass(frozen=True)
 class LevyData:
-    """Training sample and test grid, float32 tensors of shape ``(N, 1)``."""
+    """Training sample and test grid, tensors of shape ``(N, 1)`` (float32 from
+    :func:`levy_data`, float64 from :func:`levy_data_authors`)."""
 
     x_train: Tensor
     y_train: Tensor
@@ -82,3 +83,24 @@ def levy_data(seed: int = 0, n_train: int = 50, noise_std: float = 0.1, low: flo
         return torch.from_numpy(a.astype(np.float32))
 
     return LevyData(f32(x), f32(y), f32(xt), f32(levy(xt)), seed, float(noise_std))
+
+
+def levy_data_authors(seed: int = 0, n_train: int = 50, noise_std: float = 0.1) -> LevyData:
+    """The Levy sample exactly as the authors' notebook draws it, in float64.
+
+    ``np.random.seed(seed)``, then ``x ~ U(-10, 10)`` of shape ``(n_train, 1)``, then the noise
+    ``N(0, noise_std²)`` of the same shape, in that order, from numpy's legacy global generator
+    (reproduced here with a private ``np.random.RandomState(seed)``, which draws the same
+    numbers without touching the global state). The test grid is ``np.arange(-10, 10.1, 0.1)``
+    (201 points, as in the notebook). ``seed = 0`` is the authors' own data set.
+    """
+    if n_train < 1:
+        raise ValueError(f"n_train must be a positive integer, got {n_train}")
+    if noise_std < 0:
+        raise ValueError(f"noise_std must be non-negative, got {noise_std}")
+    rs = np.random.RandomState(seed)
+    x = rs.uniform(low=-10.0, high=10.0, size=[n_train, 1])
+    eps = rs.normal(loc=0.0, scale=noise_std, size=[n_train, 1])
+    xt = np.arange(-10.0, 10.1, 0.1).reshape(-1, 1)
+    t = torch.from_numpy
+    return LevyData(t(x), t(levy(x) + eps), t(xt), t(levy(xt)), seed, float(noise_std))

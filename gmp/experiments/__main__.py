@@ -2,36 +2,69 @@
 
 Examples::
 
-    python -m gmp.experiments levy --method gmp --seed 0
-    python -m gmp.experiments banana --method all --seeds 0 1 2 3 4 --output banana.json
+    python -m gmp.experiments levy --preset authors --protocol official --method gmp \
+        --seeds 0-19 --out results/levy_gmp.json
+    python -m gmp.experiments levy --method all --seeds 0-19 --data-seed 0   # fixed data
+    python -m gmp.experiments banana --protocol honest --method all --seeds 0-19
     python -m gmp.experiments uci ...        # handled by gmp.experiments.uci.main
 
-``levy`` and ``banana`` train with the paper's protocol (:mod:`gmp.experiments.small`), print
-a summary table (mean ± std over seeds) and optionally write every run, with the command,
-git revision, date and hardware, to a JSON file.
+``levy`` and ``banana`` train as the authors' notebooks do (:mod:`gmp.experiments.small`), print
+one line per run and a summary per method (median, range, mean ± std over seeds), and
+optionally write every run, with the command, git revision, date and hardware
+(:func:`gmp.provenance.record`), to a JSON file.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib
-import os
-import platform
-import shlex
+import math
 import sys
 from collections.abc import Sequence
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from ..baselines import METHODS
-from ..provenance import revision_string
-from .small import TASKS, BananaConfig, LevyConfig, run, save_results, summarize
+from ..params import LABELS, PARAMS, PRESETS
+from ..provenance import record
+from .small import (
+    PROTOCOLS,
+    TASKS,
+    BananaConfig,
+    LevyConfig,
+    SmallRunResult,
+    run,
+    save_results,
+    summarize,
+)
 
-__all__ = ["main", "build_parser", "provenance"]
+__all__ = ["main", "build_parser", "parse_seeds"]
+
+
+def parse_seeds(items: Sequence[str]) -> list[int]:
+    """Seeds from ``["0-19"]``, ``["0", "1", "5"]`` or ``["0,1,5"]`` (ranges inclusive)."""
+    out: list[int] = []
+    for item in items:
+        for part in str(item).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            lo, sep, hi = part.partition("-")
+            try:
+                if sep and lo:
+                    a, b = int(lo), int(hi)
+                    if b < a:
+                        raise ValueError
+                    out.extend(range(a, b + 1))
+                else:
+                    out.append(int(part))
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    f"bad seed {part!r}: use integers, ranges like 0-19, or commas") from None
+    if not out:
+        raise argparse.ArgumentTypeError("no seeds given")
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,13 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
     for task in TASKS:
         cfg = LevyConfig() if task == "levy" else BananaConfig()
         p = sub.add_parser(task, help=f"the {task} experiment",
-                           description=f"Train SP/WN/BN/GmP on {task} with the paper's protocol.")
+                           description=f"Train SP/WN/BN/GmP on {task} as the authors' notebook "
+                                       "does.")
         p.add_argument("--method", "--methods", dest="methods", nargs="+", default=["all"],
-                       metavar="M", help=f"methods among {', '.join(METHODS)} or 'all' "
+                       metavar="M", help=f"methods among {', '.join(PARAMS)} or 'all' "
                                          "(default: all)")
+        p.add_argument("--preset", choices=tuple(PRESETS), default="authors",
+                       help="network preset, named after its source (default: authors)")
+        p.add_argument("--protocol", choices=PROTOCOLS, default="official",
+                       help="official: the notebook as published (Banana selects on the test "
+                            "split); honest: selection on a validation split carved from the "
+                            "training part (default: official)")
         seeds = p.add_mutually_exclusive_group()
         seeds.add_argument("--seed", type=int, help="one seed (default 0)")
-        seeds.add_argument("--seeds", type=int, nargs="+", help="several seeds, e.g. 0 1 2 3 4")
+        seeds.add_argument("--seeds", nargs="+", metavar="S",
+                           help="initialization seeds: 0-19, 0 1 2, or 0,1,2")
+        p.add_argument("--data-seed", type=int, default=None,
+                       help="one data sample for every run (0 is the authors' own); default: "
+                            "each run's data seed is its seed")
         p.add_argument("--lr", type=float, nargs="+", metavar="LR",
                        help="learning rate(s); several values run every one for every seed "
                             "(default: 0.1 for GmP, 0.01 for the others)")
@@ -63,12 +107,6 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--stop-patience", type=int, default=cfg.stop_patience,
                        help=f"epochs without improvement before stopping "
                             f"(default {cfg.stop_patience})")
-        p.add_argument("--gmp-init", choices=("sphere", "glorot"), default=cfg.gmp_init,
-                       help="GmP initialization: Remark 3.5 ('sphere', default) or the "
-                            "authors' code ('glorot')")
-        p.add_argument("--gmp-readout", choices=("gmp", "linear"), default=cfg.gmp_readout,
-                       help="GmP output layer: GmP ('gmp', default) or plain nn.Linear "
-                            "('linear', as in the authors' notebooks)")
         p.add_argument("--engine", choices=("batched", "module"), default="batched",
                        help="train all seeds of a method at once (default) or one module at "
                             "a time (reference)")
@@ -78,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "per-step maxima are always kept)")
         p.add_argument("--no-tracks", action="store_true",
                        help="leave the CAB arrays out of the JSON")
-        p.add_argument("--output", "-o", type=Path, help="write all runs to this JSON file")
+        p.add_argument("--out", "--output", "-o", dest="output", type=Path,
+                       help="write all runs to this JSON file")
         p.add_argument("--threads", type=int, default=1,
                        help="torch CPU threads (default 1: these models are tiny)")
         p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -87,27 +126,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def provenance(argv: Sequence[str], threads: int | None = None) -> dict[str, Any]:
-    """Command, git revision, date and hardware of this invocation."""
-    rev = revision_string()
-    return {
-        "command": "python -m gmp.experiments " + shlex.join(argv),
-        "git_revision": rev,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "hardware": {"machine": platform.machine(), "processor": platform.processor(),
-                     "cpu_count": os.cpu_count(),
-                     "torch_threads": threads or torch.get_num_threads(),
-                     "python": platform.python_version(), "torch": torch.__version__},
-    }
-
-
 def _config(args: argparse.Namespace) -> LevyConfig | BananaConfig:
     cfg = LevyConfig() if args.task == "levy" else BananaConfig()
     names = {f.name for f in fields(cfg)}
     over = {k: getattr(args, k) for k in ("epochs", "hidden", "plateau_patience",
-                                          "stop_patience", "gmp_init", "gmp_readout")
-            if k in names}
+                                          "stop_patience") if k in names}
     return replace(cfg, **over)
+
+
+def print_runs(results: Sequence[SmallRunResult]) -> None:
+    """One line per run, then the summary per method (median, range, mean ± std)."""
+    if not results:
+        return
+    task = results[0].task
+    key = "test_rmse" if task == "levy" else "test_acc"
+    print(f"{'method':<7}{'seed':>5}{'data':>5}{'lr':>8}{'epochs':>7}{'stopped':>8}"
+          f"{key:>11}{'r<0':>5}")
+    for r in results:
+        neg = r.metrics.get("r_negative", math.nan)
+        print(f"{LABELS[r.method]:<7}{r.seed:>5}{r.data_seed:>5}{r.lr:>8.3g}{r.epochs_run:>7}"
+              f"{'yes' if r.stopped_early else 'no':>8}{r.metrics[key]:>11.4f}"
+              f"{'' if math.isnan(neg) else int(neg):>5}")
+    print()
+    print(f"summary ({key}; preset {results[0].preset}, protocol {results[0].protocol})")
+    print(f"{'method':<7}{'lr':>8}{'n':>4}{'median':>9}{'min':>9}{'max':>9}{'mean':>9}"
+          f"{'std':>9}")
+    for row in summarize(results):
+        print(f"{LABELS[row['method']]:<7}{row['lr']:>8.3g}{row['n']:>4}{row['median']:>9.4f}"
+              f"{row['min']:>9.4f}{row['max']:>9.4f}{row['mean']:>9.4f}{row['std']:>9.4f}")
+    if task == "banana" and results[0].protocol == "official":
+        print("note: the official protocol selects (LR schedule, early stopping) on the TEST "
+              "split, as the authors' notebook does; use --protocol honest for scores that "
+              "never saw the test split before the end")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -126,28 +176,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     methods = "all" if "all" in args.methods else args.methods
-    seeds = args.seeds if args.seeds is not None else [0 if args.seed is None else args.seed]
+    try:
+        seeds = (parse_seeds(args.seeds) if args.seeds is not None
+                 else [0 if args.seed is None else args.seed])
+    except argparse.ArgumentTypeError as e:
+        parser.error(str(e))
     lr = None if args.lr is None else (args.lr[0] if len(args.lr) == 1 else args.lr)
     try:
         cfg = _config(args)
-        results = run(args.task, methods, seeds, lr, cfg, engine=args.engine,
+        results = run(args.task, methods, seeds, lr, cfg, preset=args.preset,
+                      protocol=args.protocol, data_seed=args.data_seed, engine=args.engine,
                       track_every=args.track_every, dtype=getattr(torch, args.dtype),
                       progress=not args.no_progress, threads=args.threads)
     except ValueError as e:
         parser.error(str(e))
-    metric = "test RMSE" if args.task == "levy" else "test accuracy"
-    print(f"{args.task}: {metric}, mean ± std over seeds {seeds}")
-    print(f"{'method':<8}{'lr':>10}{'n':>4}{'mean':>10}{'std':>10}")
-    for row in summarize(results):
-        print(f"{row['method']:<8}{row['lr']:>10.4g}{row['n']:>4}{row['mean']:>10.4f}"
-              f"{row['std']:>10.4f}")
+    print_runs(results)
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        save_results(str(args.output), results, provenance(argv, args.threads),
-                     tracks=not args.no_tracks)
+        prov = record(["python", "-m", "gmp.experiments", *argv], ignore=args.output,
+                      threads=args.threads)
+        save_results(str(args.output), results, prov, tracks=not args.no_tracks)
         print(f"wrote {len(results)} runs to {args.output}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

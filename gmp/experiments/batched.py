@@ -46,6 +46,9 @@ _F64 = torch.float64
 
 def _kind(layer: nn.Module) -> str:
     if isinstance(layer, GmPLinear):
+        if layer.activation is not None and type(layer.activation) is not nn.ReLU:
+            raise TypeError("StackedLinear: a GmP layer in unit form must use nn.ReLU, got "
+                            f"{type(layer.activation).__name__}")
         return "gmp"
     if isinstance(layer, nn.Linear):
         if parametrize.is_parametrized(layer, "weight"):
@@ -69,7 +72,9 @@ class StackedLinear(nn.Module):
     - SP: ``weight (S, m, n)``, ``bias (S, m)``.
     - WN: ``g (S, m, 1)``, ``v (S, m, n)``, ``bias (S, m)``; ``w = g·v/‖v‖`` row-wise.
     - GmP: ``theta (S, m, n-1)``, ``lam (S, m)``, ``r (S, m)`` and, for ``n = 1``, the fixed
-      buffer ``direction (S, m, 1)``; ``w = r·u(θ)``, ``b = r·λ``.
+      buffer ``direction (S, m, 1)``; ``w = r·u(θ)``, ``b = r·λ``. In the paper's unit form
+      (layers built with ``activation=nn.ReLU()``, :attr:`unit_form`) the forward returns
+      ``r·ReLU(u(θ)ᵀx + λ)`` instead of the pre-activation ``wᵀx + b``.
     """
 
     def __init__(self, layers: Sequence[nn.Module]):
@@ -81,6 +86,10 @@ class StackedLinear(nn.Module):
             raise TypeError("StackedLinear: all layers must share one parameterization, got "
                             f"{kinds}")
         self.kind = kinds.pop()
+        forms = {getattr(layer, "activation", None) is not None for layer in layers}
+        if len(forms) != 1:
+            raise TypeError("StackedLinear: GmP layers mix the unit and the weight form")
+        self.unit_form = forms.pop()
         shapes = {(l.out_features, l.in_features) for l in layers}
         if len(shapes) != 1:
             raise ValueError(f"StackedLinear: layers have different shapes {shapes}")
@@ -118,7 +127,11 @@ class StackedLinear(nn.Module):
         return self.r.unsqueeze(-1) * u, self.r * self.lam
 
     def forward(self, x: Tensor) -> Tensor:
-        """``x (S, N, n) -> (S, N, m)``."""
+        """``x (S, N, n) -> (S, N, m)``: ``wᵀx + b``, or ``r·ReLU(uᵀx + λ)`` in unit form."""
+        if self.unit_form:
+            u = self.direction if self.in_features == 1 else _unit_vector_autograd(self.theta)
+            z = torch.baddbmm(self.lam.unsqueeze(1), x, u.transpose(1, 2))
+            return self.r.unsqueeze(1) * torch.relu(z)
         w, b = self.weight_and_bias()
         return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
 
@@ -255,6 +268,8 @@ class BatchedMLP(nn.Module):
             raise ValueError(f"BatchedMLP expected input (S={self.size}, N, "
                              f"{self.hidden.in_features}), got {tuple(x.shape)}")
         z = self.hidden(x)
+        if self.hidden.unit_form:        # r·ReLU(uᵀx + λ): the layer applied its activation
+            return self.out(z)
         if self.bn is not None:
             z = self.bn(z, update)
         return self.out(torch.relu(z))
@@ -346,12 +361,14 @@ def nanmax(x: Tensor, dim: int) -> Tensor:
 class BatchedAdam:
     """Adam (Kingma & Ba 2015) on stacked parameters with a learning rate per member.
 
-    Mirrors :class:`torch.optim.Adam` (no weight decay, no AMSGrad): with ``t`` steps,
-    ``m ← β₁m + (1-β₁)g``, ``v ← β₂v + (1-β₂)g²`` and
-    ``p ← p - lr/(1-β₁ᵗ) · m / (√v/√(1-β₂ᵗ) + ε)``. Axis 0 of every parameter indexes the
-    members; ``lr`` is an ``(S,)`` float64 tensor that schedulers change in place. Members
-    outside ``active`` keep their parameters; a member that left the active set must not be
-    brought back (its moments keep moving and are no longer meaningful).
+    With ``t`` steps, ``m ← β₁m + (1-β₁)g``, ``v ← β₂v + (1-β₂)g²`` and (no weight decay, no
+    AMSGrad), for ``eps_mode="torch"`` as :class:`torch.optim.Adam`:
+    ``p ← p - lr/(1-β₁ᵗ) · m / (√v/√(1-β₂ᵗ) + ε)``; for ``eps_mode="keras"`` as Keras' Adam
+    (and :class:`gmp.experiments.small.KerasAdam`), with ``ε`` added before the bias
+    correction: ``p ← p - lr·√(1-β₂ᵗ)/(1-β₁ᵗ) · m / (√v + ε)``. Axis 0 of every parameter
+    indexes the members; ``lr`` is an ``(S,)`` float64 tensor that schedulers change in
+    place. Members outside ``active`` keep their parameters; a member that left the active
+    set must not be brought back (its moments keep moving and are no longer meaningful).
 
     The moments live in one flat ``(S, P)`` buffer, so a step costs a dozen tensor
     operations however many parameter tensors there are. Empty parameters are ignored; every
@@ -359,7 +376,11 @@ class BatchedAdam:
     """
 
     def __init__(self, params: Sequence[Tensor], lr: Tensor,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 eps_mode: str = "torch"):
+        if eps_mode not in ("torch", "keras"):
+            raise ValueError(f"eps_mode must be 'torch' or 'keras', got {eps_mode!r}")
+        self.eps_mode = eps_mode
         self.params = [p for p in params if p.requires_grad and p.numel() > 0]
         self.lr = lr.detach().clone().to(torch.float64)
         S = len(self.lr)
@@ -396,8 +417,13 @@ class BatchedAdam:
         g = torch.cat([p.grad.reshape(S, -1) for p in self.params], dim=1)
         self.exp_avg.lerp_(g, 1 - b1)
         self.exp_avg_sq.mul_(b2).addcmul_(g, g, value=1 - b2)
-        denom = self.exp_avg_sq.sqrt().div_(math.sqrt(1 - b2 ** self.t)).add_(self.eps)
-        step_size = (self.lr / (1 - b1 ** self.t)).to(g.dtype).unsqueeze(1)   # (S, 1)
+        if self.eps_mode == "torch":
+            denom = self.exp_avg_sq.sqrt().div_(math.sqrt(1 - b2 ** self.t)).add_(self.eps)
+            step_size = (self.lr / (1 - b1 ** self.t)).to(g.dtype).unsqueeze(1)   # (S, 1)
+        else:
+            denom = self.exp_avg_sq.sqrt().add_(self.eps)
+            step_size = (self.lr * (math.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t))
+                         ).to(g.dtype).unsqueeze(1)
         update = step_size * (self.exp_avg / denom)
         if active is not None:
             update = torch.where(active.unsqueeze(1), update, torch.zeros((), dtype=g.dtype))
@@ -407,19 +433,31 @@ class BatchedAdam:
 
 
 class BatchedPlateau:
-    """Per-member :class:`torch.optim.lr_scheduler.ReduceLROnPlateau` (relative threshold).
+    """Per-member :class:`torch.optim.lr_scheduler.ReduceLROnPlateau`.
 
-    A value is an improvement when it beats the best so far by the relative ``threshold``
-    (``a < best·(1 - threshold)`` in ``"min"`` mode, ``a > best·(1 + threshold)`` in
-    ``"max"``); after more than ``patience`` epochs without one the member's learning rate is
-    multiplied by ``factor`` (not below ``min_lr``, and only if it changes by more than
-    ``eps``) and the count restarts. NaN is never an improvement.
+    A value is an improvement when it beats the best so far by ``threshold``: relative
+    (``threshold_mode="rel"``, torch's default: ``a < best·(1 - threshold)`` in ``"min"``
+    mode, ``a > best·(1 + threshold)`` in ``"max"``) or absolute (``"abs"``:
+    ``a < best - threshold``, ``a > best + threshold``). After more than ``patience`` epochs
+    without one the member's learning rate is multiplied by ``factor`` (not below ``min_lr``,
+    and only if it changes by more than ``eps``) and the count restarts. NaN is never an
+    improvement.
+
+    Keras' ``ReduceLROnPlateau(patience=p, min_delta=d)`` reduces after ``p`` epochs without an
+    absolute improvement by ``d``: it is ``threshold_mode="abs", threshold=d, patience=p-1,
+    eps=0`` here (:meth:`keras`).
     """
 
     def __init__(self, lr: Tensor, mode: str = "min", factor: float = 0.1, patience: int = 10,
-                 threshold: float = 1e-4, min_lr: float = 0.0, eps: float = 1e-8):
+                 threshold: float = 1e-4, min_lr: float = 0.0, eps: float = 1e-8,
+                 threshold_mode: str = "rel"):
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        if threshold_mode not in ("rel", "abs"):
+            raise ValueError(f"threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
+        if patience < 0:
+            raise ValueError(f"patience must be >= 0, got {patience}")
+        self.threshold_mode = threshold_mode
         if not 0 < factor < 1:
             raise ValueError(f"factor must be in (0, 1), got {factor}")
         self.lr, self.mode, self.factor, self.patience = lr, mode, factor, patience
@@ -427,15 +465,26 @@ class BatchedPlateau:
         self.best = torch.full_like(lr, math.inf if mode == "min" else -math.inf, dtype=_F64)
         self.num_bad = torch.zeros_like(lr, dtype=torch.long)
 
+    @classmethod
+    def keras(cls, lr: Tensor, mode: str = "min", factor: float = 0.1, patience: int = 10,
+              min_delta: float = 1e-4) -> BatchedPlateau:
+        """Keras' ``ReduceLROnPlateau(mode, factor, patience, min_delta)`` (cooldown 0,
+        min_lr 0)."""
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1, got {patience}")
+        return cls(lr, mode, factor, patience - 1, threshold=min_delta, eps=0.0,
+                   threshold_mode="abs")
+
     @torch.no_grad()
     def step(self, metric: Tensor, active: Tensor | None = None) -> None:
         """``metric (S,)``; members outside ``active`` are left alone. Changes ``lr`` in place."""
         a = metric.detach().to(_F64)
         act = torch.ones_like(self.num_bad, dtype=torch.bool) if active is None else active
+        rel = self.threshold_mode == "rel"
         if self.mode == "min":
-            better = a < self.best * (1 - self.threshold)
+            better = a < (self.best * (1 - self.threshold) if rel else self.best - self.threshold)
         else:
-            better = a > self.best * (1 + self.threshold)
+            better = a > (self.best * (1 + self.threshold) if rel else self.best + self.threshold)
         better &= act
         self.best = torch.where(better, a, self.best)
         self.num_bad = torch.where(better, 0, torch.where(act, self.num_bad + 1, self.num_bad))

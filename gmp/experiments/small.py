@@ -1,30 +1,50 @@
 """The paper's illustrative experiments: 1-D Levy regression (Fig. 2), 2-D Banana (Fig. 3).
 
-Chen & Ge 2024, Sec. 4.1 (NOTES.md Sec. 5). A one-hidden-layer ReLU network under SP, WN, BN
-or GmP (:func:`gmp.baselines.mlp`) is trained with Adam while the characteristic activation
-boundaries (CABs) of its hidden units are recorded after every optimizer step.
+Chen & Ge 2024, Sec. 4.1. A one-hidden-layer ReLU network under SP, WN, BN or GmP
+(:func:`gmp.baselines.mlp`, built with a *preset* of :mod:`gmp.params`, default ``"authors"``)
+is trained with Adam while the characteristic activation boundaries (CABs) of its hidden units
+are recorded after every optimizer step.
 
-Protocols (the defaults of :class:`LevyConfig` and :class:`BananaConfig`):
+Training follows the authors' notebooks (Keras) setting by setting:
 
-- **Levy**: 100 hidden units, linear output, full-batch Adam on the MAE, up to 10,000
-  epochs; learning rate ×0.1 after more than 500 epochs without improvement of the training
-  loss; early stopping after 1,000 epochs without improvement, keeping the best weights.
-  The loss of epoch ``t`` is the full-batch loss of the weights *before* that epoch's step,
-  so the weights kept are exactly those that achieved the best loss.
-- **Banana**: 10 hidden units, one logit output (sigmoid + binary cross-entropy, computed
-  as BCE-with-logits), Adam with mini-batches of 128, up to 5,000 epochs; learning rate ×0.1
-  after more than 50 epochs without improvement of the validation accuracy; early stopping
-  after 100 epochs without improvement. The validation set is carved from the training part
-  (:func:`gmp.data.banana.banana_splits`); the test split is used only for the final score.
+- **Levy**: 100 hidden units, linear output, full-batch Adam on the MAE, up to 10,000 epochs;
+  learning rate ×0.1 after 500 epochs without an improvement of the training loss by more
+  than 1e-4 (absolute); early stopping after 1,000 epochs without improvement of the training
+  loss. The data: 50 points ``x ~ U(-10, 10)`` with noise ``N(0, 0.1²)``, drawn in the
+  notebook's order (:func:`gmp.data.levy.levy_data_authors`); test RMSE on the noise-free grid.
+- **Banana**: 10 hidden units, one logit output (sigmoid + binary cross-entropy, computed as
+  BCE-with-logits), Adam with shuffled mini-batches of 128, up to 5,000 epochs; learning rate
+  ×0.1 after 50 epochs without an improvement of the monitored accuracy by more than 1e-4;
+  early stopping after 100 epochs without improvement. The sample and split of
+  :func:`gmp.data.banana.banana_splits_authors`.
+- Keras semantics throughout: Adam's ``ε = 1e-7`` added before the bias correction
+  (:class:`KerasAdam`); an epoch's training loss is the mean of the losses computed during it
+  (before each step); the weights remembered for an improving epoch are those at the *end* of
+  that epoch; they are restored only if early stopping triggers (a run that reaches the epoch
+  limit keeps its last weights).
 
-Learning rates default to the paper's cross-validated choice: 0.1 for GmP, 0.01 otherwise.
+Two **protocols**, named after their source:
+
+- ``"official"``: the notebooks as published. For Banana this passes the **test** split as
+  Keras' ``validation_data``, so the learning-rate schedule and early stopping select on test
+  accuracy (a leak; every output of this protocol says so).
+- ``"honest"``: the same training with every selection on data carved from the training part:
+  for Banana 20 % of the training part becomes a validation split (not trained on), and the
+  test split is touched once, for the final score. The Levy notebook selects on the training
+  loss only, so for Levy both protocols are the same computation.
+
+Learning rates default to the paper's cross-validated choice (0.1 for GmP, 0.01 otherwise).
+
+A run has an initialization seed (``torch.manual_seed``, and the mini-batch order) and a data
+seed (the notebooks' ``np.random.seed``); by default they are equal, and fixing the data seed
+varies only the initialization (``data_seed=0`` is the authors' own data set).
 
 Two engines compute the same thing: ``"module"`` trains each run as an ordinary PyTorch
-module with :class:`torch.optim.Adam`, :class:`~torch.optim.lr_scheduler.ReduceLROnPlateau`
-and a :class:`gmp.cab.CABTracker` attached to the optimizer (the reference), and
-``"batched"`` (default) trains all seeds and learning rates of one method at once with
-:mod:`gmp.experiments.batched`, finished members frozen by a mask. The test suite checks that
-both give the same trajectories.
+module (:class:`KerasAdam`, torch's :class:`~torch.optim.lr_scheduler.ReduceLROnPlateau` in
+Keras' configuration, and a :class:`gmp.cab.CABTracker` attached to the optimizer: the
+reference), and ``"batched"`` (default) trains all seeds and learning rates of one method at
+once with :mod:`gmp.experiments.batched`, finished members frozen by a mask. The test suite
+checks that both give the same trajectories.
 
 Every run yields a :class:`SmallRunResult`.
 """
@@ -41,24 +61,27 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..baselines import METHODS, OneHiddenLayerMLP, check_method, mlp
+from ..baselines import OneHiddenLayerMLP, mlp
 from ..cab import CABTracker
-from ..data.banana import BananaSplits, banana_splits
-from ..data.levy import LevyData, levy_data
+from ..data.banana import BananaSplits, banana_splits_authors
+from ..data.levy import LevyData, levy_data_authors
 from ..files import jsonable, write_json
-from ..nn import GmPLinear
+from ..params import PAPER_LR, PARAMS, check_param, get_preset
 from .batched import BatchedAdam, BatchedEarlyStopping, BatchedMLP, BatchedPlateau
 
 __all__ = [
     "DEFAULT_LR",
     "TASKS",
+    "PROTOCOLS",
     "LevyConfig",
     "BananaConfig",
+    "KerasAdam",
     "SmallRunResult",
     "default_lr",
+    "make_data",
     "run_levy",
     "run_banana",
     "run",
@@ -67,27 +90,21 @@ __all__ = [
     "load_results",
 ]
 
-#: Learning rates chosen by cross-validation in the paper (NOTES.md Sec. 5).
-DEFAULT_LR: dict[str, float] = {"sp": 0.01, "wn": 0.01, "bn": 0.01, "gmp": 0.1}
+#: Learning rates chosen by cross-validation in the paper (Sec. 4.1).
+DEFAULT_LR: dict[str, float] = dict(PAPER_LR)
 TASKS: tuple[str, ...] = ("levy", "banana")
+PROTOCOLS: tuple[str, ...] = ("official", "honest")
 ENGINES: tuple[str, ...] = ("batched", "module")
 
 
 def default_lr(method: str) -> float:
     """The paper's learning rate for ``method`` (0.1 for GmP, 0.01 for SP, WN, BN)."""
-    return DEFAULT_LR[check_method(method)]
+    return DEFAULT_LR[check_param(method)]
 
 
 @dataclass(frozen=True)
 class LevyConfig:
-    """Protocol of the Levy experiment (Fig. 2); the defaults are the paper's.
-
-    ``gmp_init`` and ``gmp_readout`` change the GmP network only: ``"sphere"`` is the
-    initialization of Remark 3.5 (uniform direction, ``λ = 0``, ``r = 1``) and ``"glorot"``
-    the authors' code (Glorot-uniform weights converted, ``r = ‖w‖``); ``"gmp"`` makes the
-    output layer a GmP layer too (:func:`gmp.baselines.mlp`) and ``"linear"`` a plain
-    ``nn.Linear``, as in the authors' notebooks.
-    """
+    """Settings of the Levy experiment (Fig. 2); the defaults are the authors' notebook's."""
 
     hidden: int = 100
     epochs: int = 10_000
@@ -96,8 +113,8 @@ class LevyConfig:
     factor: float = 0.1
     n_train: int = 50
     noise_std: float = 0.1
-    gmp_init: str = "sphere"
-    gmp_readout: str = "gmp"
+    adam_eps: float = 1e-7
+    min_delta: float = 1e-4
 
     def __post_init__(self) -> None:
         _check_common(self)
@@ -105,10 +122,10 @@ class LevyConfig:
 
 @dataclass(frozen=True)
 class BananaConfig:
-    """Protocol of the Banana experiment (Fig. 3); the defaults are the paper's.
+    """Settings of the Banana experiment (Fig. 3); the defaults are the authors' notebook's.
 
-    ``gmp_init`` and ``gmp_readout``: as in :class:`LevyConfig`.
-    """
+    ``val_fraction`` is the share of the training part carved out for validation under the
+    honest protocol."""
 
     hidden: int = 10
     epochs: int = 5000
@@ -119,16 +136,15 @@ class BananaConfig:
     n_subsample: int = 1000
     test_fraction: float = 0.2
     val_fraction: float = 0.2
-    gmp_init: str = "sphere"
-    gmp_readout: str = "gmp"
+    adam_eps: float = 1e-7
+    min_delta: float = 1e-4
 
     def __post_init__(self) -> None:
         _check_common(self)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.val_fraction <= 0:
-            raise ValueError("the Banana protocol monitors a validation split: val_fraction "
-                             f"must be > 0, got {self.val_fraction}")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
 
 
 def _check_common(cfg: LevyConfig | BananaConfig) -> None:
@@ -138,44 +154,93 @@ def _check_common(cfg: LevyConfig | BananaConfig) -> None:
             raise ValueError(f"{name}.{key} must be >= 1, got {getattr(cfg, key)}")
     if not 0 < cfg.factor < 1:
         raise ValueError(f"{name}.factor must be in (0, 1), got {cfg.factor}")
-    if cfg.gmp_init not in ("sphere", "glorot"):
-        raise ValueError(f"{name}.gmp_init must be 'sphere' or 'glorot', got {cfg.gmp_init!r}")
-    if cfg.gmp_readout not in ("gmp", "linear"):
-        raise ValueError(f"{name}.gmp_readout must be 'gmp' or 'linear', got "
-                         f"{cfg.gmp_readout!r}")
+    if not cfg.adam_eps > 0 or cfg.min_delta < 0:
+        raise ValueError(f"{name}: need adam_eps > 0 and min_delta >= 0, got {cfg.adam_eps} "
+                         f"and {cfg.min_delta}")
+
+
+def check_protocol(protocol: str) -> str:
+    """``protocol`` if it is one of :data:`PROTOCOLS`, else a ValueError naming them."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+    return protocol
+
+
+class KerasAdam(torch.optim.Optimizer):
+    """Adam as Keras computes it: ``ε`` added to ``√v`` before the bias correction.
+
+    ``m ← β₁m + (1-β₁)g``, ``v ← β₂v + (1-β₂)g²``,
+    ``p ← p - lr·√(1-β₂ᵗ)/(1-β₁ᵗ) · m/(√v + ε)`` (``tf.keras.optimizers.Adam``; torch's
+    :class:`~torch.optim.Adam` adds ``ε`` after the correction, which differs in the first
+    steps). Keras' default ``ε`` is 1e-7. Works with torch's LR schedulers.
+    """
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-7):
+        if not lr > 0 or not eps > 0:
+            raise ValueError(f"KerasAdam: need lr > 0 and eps > 0, got {lr} and {eps}")
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
+
+    @torch.no_grad()
+    def step(self, closure=None):  # type: ignore[override]
+        loss = None if closure is None else closure()
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                st = self.state[p]
+                if not st:
+                    st["t"] = 0
+                    st["m"] = torch.zeros_like(p)
+                    st["v"] = torch.zeros_like(p)
+                st["t"] += 1
+                t = st["t"]
+                st["m"].lerp_(p.grad, 1 - b1)
+                st["v"].mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+                alpha = group["lr"] * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+                p.sub_(alpha * (st["m"] / (st["v"].sqrt() + group["eps"])))
+        return loss
 
 
 @dataclass
 class SmallRunResult:
-    """One training run (one method, seed and learning rate).
+    """One training run (one method, preset, protocol, seed pair and learning rate).
 
     Attributes:
         task: ``"levy"`` or ``"banana"``.
-        method, seed, lr: the run's parameterization, seed (initialization, data sample and
-            shuffling) and initial learning rate.
+        method: the parameterization (:data:`gmp.params.PARAMS`).
+        preset, protocol: the network preset (:mod:`gmp.params`) and the protocol.
+        seed: initialization seed (``torch.manual_seed``; also the mini-batch order).
+        data_seed: seed of the data sample (the notebooks' ``np.random.seed``).
+        lr: initial learning rate.
         epochs_run: epochs trained (≤ the configured maximum; fewer when stopped early).
-        best_epoch: 0-based epoch whose weights were kept (-1 if no epoch improved on the
-            start, e.g. a loss that is NaN from the first step; the last weights are kept).
-        kept_step: number of optimizer steps behind the kept weights (Levy: ``best_epoch``,
-            as the loss of an epoch is that of the weights before its step; Banana: the end
-            of epoch ``best_epoch``).
-        stopped_early: whether early stopping ended the run.
+        best_epoch: 0-based epoch with the best monitored value (-1 if none improved on the
+            start, e.g. a loss that is NaN from the first step).
+        kept_step: number of optimizer steps behind the final weights (the end of
+            ``best_epoch`` if early stopping triggered and restored them, else every step).
+        stopped_early: whether early stopping ended the run (and restored the best weights).
         history: per-epoch arrays ``(epochs_run,)``: ``"train_loss"``, ``"lr"`` (the rate used
-            in that epoch) and for Banana ``"val_acc"``.
-        metrics: final scores with the kept weights (Levy: ``test_rmse``, ``train_mae``,
-            ``train_rmse``; Banana: ``test_acc``, ``val_acc``, ``train_acc``).
+            in that epoch) and for Banana ``"monitor_acc"`` (accuracy on the monitored split:
+            the test split under ``official``, the validation split under ``honest``).
+        metrics: final scores (Levy: ``test_rmse``, ``train_mae``, ``train_rmse``; Banana:
+            ``test_acc``, ``monitor_acc``, ``train_acc``); for GmP also ``r_negative``, the
+            number of hidden units that end with ``r < 0``.
         steps: ``(T,)`` optimizer-step numbers of the recorded CAB states (0 = initial).
         locations: ``(T, m, n)`` spatial locations ``φ`` of the hidden CABs at ``steps``.
         max_location_change: ``(steps_run,)`` max over units of ``‖Δφ‖`` at each step.
         max_angular_change: ``(steps_run,)`` max over units of the change of the CAB
             direction at each step, in degrees.
-        config: the protocol settings and engine.
-        model: the trained network with the kept weights (not serialized).
+        config: the settings, preset, protocol and engine.
+        model: the trained network with the final weights (not serialized).
     """
 
     task: str
     method: str
+    preset: str
+    protocol: str
     seed: int
+    data_seed: int
     lr: float
     epochs_run: int
     best_epoch: int
@@ -222,8 +287,9 @@ class SmallRunResult:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SmallRunResult:
         """Inverse of :meth:`to_dict` (missing track arrays come back empty)."""
-        kw = {k: d[k] for k in ("task", "method", "seed", "lr", "epochs_run", "best_epoch",
-                                "kept_step", "stopped_early", "config")}
+        kw = {k: d[k] for k in ("task", "method", "preset", "protocol", "seed", "data_seed",
+                                "lr", "epochs_run", "best_epoch", "kept_step", "stopped_early",
+                                "config")}
         kw["metrics"] = {k: (math.nan if v is None else float(v)) for k, v in d["metrics"].items()}
         kw["history"] = {k: _nan_array(v) for k, v in d["history"].items()}
         kw["steps"] = np.asarray(d.get("steps", []), dtype=np.int64)
@@ -238,6 +304,20 @@ def _nan_array(x: Any) -> np.ndarray:
     return np.where(a == None, np.nan, a).astype(np.float64)  # noqa: E711 (elementwise)
 
 
+def make_data(task: str, seed: int, protocol: str = "official",
+              config: LevyConfig | BananaConfig | None = None) -> LevyData | BananaSplits:
+    """The data of one run: the authors' sample for ``seed`` (see the module docstring)."""
+    check_protocol(protocol)
+    if task == "levy":
+        cfg = config or LevyConfig()
+        return levy_data_authors(seed, cfg.n_train, cfg.noise_std)
+    if task == "banana":
+        cfg = config or BananaConfig()
+        return banana_splits_authors(seed, validation=protocol == "honest",
+                                     val_fraction=cfg.val_fraction,
+                                     n_subsample=cfg.n_subsample,
+                                     test_fraction=cfg.test_fraction)
+    raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -245,13 +325,17 @@ def _nan_array(x: Any) -> np.ndarray:
 # ---------------------------------------------------------------------------------------
 @dataclass
 class _Problem:
-    """Data of every member, stacked: ``x_*: (S, N, n)``, ``y_*: (S, N, 1)``."""
+    """Data of every member, stacked: ``x_*: (S, N, n)``, ``y_*: (S, N, 1)``.
+
+    ``x_mon``/``y_mon`` is what the schedule and early stopping look at for Banana (the test
+    split under the official protocol, the validation split under the honest one); None for
+    Levy (which monitors its training loss)."""
 
     task: str
     x_train: Tensor
     y_train: Tensor
-    x_val: Tensor | None
-    y_val: Tensor | None
+    x_mon: Tensor | None
+    y_mon: Tensor | None
     x_test: Tensor
     y_test: Tensor
 
@@ -259,18 +343,21 @@ class _Problem:
         def pick(t):
             return None if t is None else t[s: s + 1]
         return _Problem(self.task, *(pick(getattr(self, k)) for k in
-                                     ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")))
+                                     ("x_train", "y_train", "x_mon", "y_mon", "x_test", "y_test")))
 
 
-def _stack_problem(task: str, datas: Sequence[LevyData | BananaSplits], dtype: torch.dtype
-                   ) -> _Problem:
+def _stack_problem(task: str, protocol: str, datas: Sequence[LevyData | BananaSplits],
+                   dtype: torch.dtype) -> _Problem:
     def st(name: str) -> Tensor:
         t = torch.stack([getattr(d, name) for d in datas]).to(dtype)
         return t if t.dim() == 3 else t.unsqueeze(-1)
 
     if task == "levy":
         return _Problem(task, st("x_train"), st("y_train"), None, None, st("x_test"), st("y_test"))
-    return _Problem(task, st("x_train"), st("y_train"), st("x_val"), st("y_val"),
+    mon = "test" if protocol == "official" else "val"
+    if any(len(getattr(d, f"x_{mon}")) == 0 for d in datas):
+        raise ValueError(f"the {protocol} protocol monitors the {mon} split, which is empty")
+    return _Problem(task, st("x_train"), st("y_train"), st(f"x_{mon}"), st(f"y_{mon}"),
                     st("x_test"), st("y_test"))
 
 
@@ -287,7 +374,9 @@ def _accuracy(out: Tensor, y: Tensor) -> Tensor:
 
 @torch.no_grad()
 def _final_metrics(task: str, predict: Callable[[Tensor], Tensor], p: _Problem) -> list[dict]:
-    """Scores of every member with its current weights; ``predict(x (S,N,n)) -> (S,N,1)``."""
+    """Scores of every member with its final weights; ``predict(x (S,N,n)) -> (S,N,1)``.
+
+    The only place where test targets are read."""
     if task == "levy":
         def rmse(x, y):
             return torch.sqrt(((predict(x) - y) ** 2).to(torch.float64).mean(dim=(1, 2)))
@@ -296,23 +385,38 @@ def _final_metrics(task: str, predict: Callable[[Tensor], Tensor], p: _Problem) 
         return [{"test_rmse": float(a), "train_mae": float(b), "train_rmse": float(c)}
                 for a, b, c in zip(test, train_mae, train_rmse, strict=True)]
     accs = [_accuracy(predict(x), y) for x, y in
-            ((p.x_test, p.y_test), (p.x_val, p.y_val), (p.x_train, p.y_train))]
-    return [{"test_acc": float(a), "val_acc": float(b), "train_acc": float(c)}
+            ((p.x_test, p.y_test), (p.x_mon, p.y_mon), (p.x_train, p.y_train))]
+    return [{"test_acc": float(a), "monitor_acc": float(b), "train_acc": float(c)}
             for a, b, c in zip(*accs, strict=True)]
 
 
 def _init_model(method: str, seed: int, n_in: int, cfg: LevyConfig | BananaConfig,
-                dtype: torch.dtype) -> OneHiddenLayerMLP:
-    """The module version of a run: ``torch.manual_seed(seed)``, then :func:`gmp.baselines.mlp`
-    (with the GmP variations of ``cfg`` applied). The caller's global RNG state is kept."""
+                preset: str, dtype: torch.dtype) -> OneHiddenLayerMLP:
+    """The module version of a run: ``torch.manual_seed(seed)``, then
+    :func:`gmp.baselines.mlp` with ``preset``. The caller's global RNG state is kept."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = mlp(method, n_in, cfg.hidden, 1)
-        if method == "gmp" and cfg.gmp_init == "glorot":
-            model.hidden = GmPLinear(n_in, cfg.hidden, init="glorot")
-        if method == "gmp" and cfg.gmp_readout == "linear":
-            model.out = nn.Linear(cfg.hidden, 1)
-        return model.to(dtype)
+        return mlp(method, n_in, cfg.hidden, 1, preset=preset).to(dtype)
+
+
+def _schedules(task: str, cfg, lr: Tensor, size: int):
+    """Keras' ReduceLROnPlateau and EarlyStopping of the notebooks, per member."""
+    mode = "min" if task == "levy" else "max"
+    return (BatchedPlateau.keras(lr, mode, cfg.factor, cfg.plateau_patience, cfg.min_delta),
+            BatchedEarlyStopping(size, mode=mode, patience=cfg.stop_patience))
+
+
+def _kept_step(task: str, best_epoch: int, stopped: bool, batch_size: int, n: int,
+               steps_run: int) -> int:
+    if not stopped or best_epoch < 0:
+        return steps_run
+    return (best_epoch + 1) * (1 if task == "levy" else math.ceil(n / batch_size))
+
+
+def _config_dict(cfg, preset: str, protocol: str, engine: str, track_every: int,
+                 dtype: torch.dtype) -> dict[str, Any]:
+    return asdict(cfg) | {"preset": preset, "protocol": protocol, "engine": engine,
+                          "track_every": track_every, "dtype": str(dtype).removeprefix("torch.")}
 
 
 # ---------------------------------------------------------------------------------------
@@ -323,30 +427,30 @@ def _gather(x: Tensor, idx: Tensor) -> Tensor:
     return torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
-def _train_batched(task: str, method: str, members: Sequence[tuple[int, float]], cfg,
-                   problem: _Problem, dtype: torch.dtype, track_every: int,
-                   progress: bool) -> list[SmallRunResult]:
+def _train_batched(task: str, method: str, members: Sequence[tuple[int, int, float]], cfg,
+                   preset: str, protocol: str, problem: _Problem, dtype: torch.dtype,
+                   track_every: int, progress: bool) -> list[SmallRunResult]:
     S = len(members)
     n_in = problem.x_train.shape[-1]
-    models = [_init_model(method, seed, n_in, cfg, dtype) for seed, _ in members]
+    models = [_init_model(method, seed, n_in, cfg, preset, dtype) for seed, _, _ in members]
     net = BatchedMLP.from_modules(models).train()
     params = list(net.parameters())
-    adam = BatchedAdam(params, torch.tensor([lr for _, lr in members], dtype=torch.float64))
+    adam = BatchedAdam(params, torch.tensor([lr for _, _, lr in members], dtype=torch.float64),
+                       eps=cfg.adam_eps, eps_mode="keras")
     levy = task == "levy"
-    plateau = BatchedPlateau(adam.lr, mode="min" if levy else "max", factor=cfg.factor,
-                             patience=cfg.plateau_patience)
-    stopper = BatchedEarlyStopping(S, mode="min" if levy else "max", patience=cfg.stop_patience)
+    plateau, stopper = _schedules(task, cfg, adam.lr, S)
     # the weights to keep: every floating tensor of the model, flattened to (S, P)
     saved = [t for t in (*params, *net.buffers()) if t.is_floating_point() and t.numel() > 0]
     best = torch.cat([t.detach().reshape(S, -1) for t in saved], dim=1)
-    gens = [torch.Generator().manual_seed(seed) for seed, _ in members]
+    gens = [torch.Generator().manual_seed(seed) for seed, _, _ in members]
     x_ref = problem.x_train if method == "bn" else None
 
     cab_prev = net.cab_state(x_ref)
     rec_steps, rec_loc = [0], [cab_prev[0].clone()]
     loc_change: list[Tensor] = []
     ang_change: list[Tensor] = []
-    hist: dict[str, list[Tensor]] = {"train_loss": [], "lr": []} | ({} if levy else {"val_acc": []})
+    hist: dict[str, list[Tensor]] = {"train_loss": [], "lr": []} | (
+        {} if levy else {"monitor_acc": []})
     epochs_run = torch.zeros(S, dtype=torch.long)
     steps_run = torch.zeros(S, dtype=torch.long)
     step = 0
@@ -367,11 +471,6 @@ def _train_batched(task: str, method: str, members: Sequence[tuple[int, float]],
             rec_steps.append(step)
             rec_loc.append(cab[0].clone())
 
-    def snapshot(mask: Tensor) -> None:
-        nonlocal best
-        cur = torch.cat([t.detach().reshape(S, -1) for t in saved], dim=1)
-        best = torch.where(mask.unsqueeze(1), cur, best)
-
     bar = tqdm(range(cfg.epochs), desc=f"{task} {method} ×{S}", disable=not progress,
                leave=False, dynamic_ncols=True)
     for _ in bar:
@@ -380,102 +479,98 @@ def _train_batched(task: str, method: str, members: Sequence[tuple[int, float]],
             break
         hist["lr"].append(adam.lr.clone())
         epochs_run.add_(active.long())
-        if levy:
+        perm = (None if levy else
+                torch.stack([torch.randperm(n, generator=g) for g in gens]))
+        total = torch.zeros(S, dtype=torch.float64)
+        for i in range(0, n, bs):
+            idx = None if levy else perm[:, i: i + bs]
+            xb = problem.x_train if levy else _gather(problem.x_train, idx)
+            yb = problem.y_train if levy else _gather(problem.y_train, idx)
             adam.zero_grad()
-            loss = _loss(task, net(problem.x_train, update=active), problem.y_train)
+            loss = _loss(task, net(xb, update=active), yb)
             loss.sum().backward()
-            improved, _ = stopper.update(loss.detach())
-            snapshot(improved)  # the weights that produced this loss (before the step)
+            total += loss.detach().to(torch.float64) * xb.shape[1]
             tracked_step(active)
-            plateau.step(loss.detach(), active)
-            hist["train_loss"].append(loss.detach())
+        train_loss = total / n
+        if levy:
+            metric = train_loss
         else:
-            perm = torch.stack([torch.randperm(n, generator=g) for g in gens])
-            total = torch.zeros(S, dtype=torch.float64)
-            for i in range(0, n, bs):
-                idx = perm[:, i: i + bs]
-                adam.zero_grad()
-                loss = _loss(task, net(_gather(problem.x_train, idx), update=active),
-                             _gather(problem.y_train, idx))
-                loss.sum().backward()
-                total += loss.detach().to(torch.float64) * idx.shape[1]
-                tracked_step(active)
             net.eval()
             with torch.no_grad():
-                val_acc = _accuracy(net(problem.x_val), problem.y_val)
+                metric = _accuracy(net(problem.x_mon), problem.y_mon)
             net.train()
-            improved, _ = stopper.update(val_acc)
-            snapshot(improved)
-            plateau.step(val_acc, active)
-            hist["train_loss"].append(total / n)
-            hist["val_acc"].append(val_acc)
+            hist["monitor_acc"].append(metric)
+        plateau.step(metric, active)
+        improved, _ = stopper.update(metric)
+        # Keras remembers the weights at the end of an improving epoch
+        cur = torch.cat([t.detach().reshape(S, -1) for t in saved], dim=1)
+        best = torch.where(improved.unsqueeze(1), cur, best)
+        hist["train_loss"].append(train_loss)
         if progress:
             bar.set_postfix(active=int((~stopper.stopped).sum()), refresh=False)
     bar.close()
 
-    # keep the best weights (members that never improved, e.g. NaN from the start, keep
-    # their last weights)
-    ever = (stopper.best_epoch >= 0).unsqueeze(1)
+    # Keras restores the best weights only where early stopping triggered
+    restore = (stopper.stopped & (stopper.best_epoch >= 0)).unsqueeze(1)
     with torch.no_grad():
         parts = torch.split(best, [t[0].numel() for t in saved], dim=1)
         for t, b in zip(saved, parts, strict=True):
-            t.copy_(torch.where(ever, b, t.reshape(S, -1)).view_as(t))
+            t.copy_(torch.where(restore, b, t.reshape(S, -1)).view_as(t))
     net.eval()
     metrics = _final_metrics(task, net, problem)
+    if method == "gmp":
+        neg = (net.hidden.r < 0).sum(dim=1)
+        for s in range(S):
+            metrics[s]["r_negative"] = float(neg[s])
 
     locs = torch.stack(rec_loc).transpose(0, 1).cpu().numpy()         # (S, T, m, n)
     steps_arr = np.asarray(rec_steps, dtype=np.int64)
     dl = torch.stack(loc_change).T.cpu().numpy() if loc_change else np.empty((S, 0))
     da = torch.stack(ang_change).T.cpu().numpy() if ang_change else np.empty((S, 0))
     hists = {k: torch.stack(v).T.to(torch.float64).cpu().numpy() for k, v in hist.items()}
-    conf = _config_dict(cfg, "batched", track_every, dtype)
+    conf = _config_dict(cfg, preset, protocol, "batched", track_every, dtype)
     results = []
-    for s, (seed, lr) in enumerate(members):
+    for s, (seed, data_seed, lr) in enumerate(members):
         k, e = int(steps_run[s]), int(epochs_run[s])
+        stopped = bool(stopper.stopped[s])
         keep = steps_arr <= k
         results.append(SmallRunResult(
-            task=task, method=method, seed=seed, lr=float(lr), epochs_run=e,
+            task=task, method=method, preset=preset, protocol=protocol, seed=seed,
+            data_seed=data_seed, lr=float(lr), epochs_run=e,
             best_epoch=int(stopper.best_epoch[s]),
-            kept_step=_kept_step(task, int(stopper.best_epoch[s]), bs, n, k),
-            stopped_early=bool(stopper.stopped[s]),
+            kept_step=_kept_step(task, int(stopper.best_epoch[s]), stopped, bs, n, k),
+            stopped_early=stopped,
             history={name: h[s, :e] for name, h in hists.items()}, metrics=metrics[s],
             steps=steps_arr[keep], locations=locs[s][keep], max_location_change=dl[s, :k],
             max_angular_change=da[s, :k], config=conf, model=net.load_into(models[s], s)))
     return results
 
 
-def _kept_step(task: str, best_epoch: int, batch_size: int, n: int, steps_run: int) -> int:
-    if best_epoch < 0:
-        return steps_run
-    if task == "levy":
-        return best_epoch
-    return (best_epoch + 1) * math.ceil(n / batch_size)
-
-
-def _config_dict(cfg, engine: str, track_every: int, dtype: torch.dtype) -> dict[str, Any]:
-    return asdict(cfg) | {"engine": engine, "track_every": track_every,
-                          "dtype": str(dtype).removeprefix("torch.")}
-
-
 # ---------------------------------------------------------------------------------------
 # the module engine (reference)
 # ---------------------------------------------------------------------------------------
-def _train_module(task: str, method: str, seed: int, lr: float, cfg, problem: _Problem,
-                  dtype: torch.dtype, track_every: int, progress: bool) -> SmallRunResult:
-    """One run as a plain module: torch Adam, torch ReduceLROnPlateau, gmp.cab.CABTracker."""
+def _train_module(task: str, method: str, seed: int, data_seed: int, lr: float, cfg,
+                  preset: str, protocol: str, problem: _Problem, dtype: torch.dtype,
+                  track_every: int, progress: bool) -> SmallRunResult:
+    """One run as a plain module: :class:`KerasAdam`, torch's ReduceLROnPlateau in Keras'
+    configuration, :class:`gmp.cab.CABTracker`."""
     p = problem  # a single member: tensors (1, N, k)
     x_train, y_train = p.x_train[0], p.y_train[0]
-    model = _init_model(method, seed, x_train.shape[-1], cfg, dtype).train()
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model = _init_model(method, seed, x_train.shape[-1], cfg, preset, dtype).train()
+    opt = KerasAdam(model.parameters(), lr=lr, eps=cfg.adam_eps)
     levy = task == "levy"
+    # Keras: reduce after `patience` epochs without an absolute improvement by min_delta
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, mode="min" if levy else "max", factor=cfg.factor, patience=cfg.plateau_patience)
+        opt, mode="min" if levy else "max", factor=cfg.factor,
+        patience=cfg.plateau_patience - 1, threshold=cfg.min_delta, threshold_mode="abs",
+        eps=0.0)
     stopper = BatchedEarlyStopping(1, mode="min" if levy else "max", patience=cfg.stop_patience)
     tracker = CABTracker(model.hidden, every=1,
                          inputs=x_train if method == "bn" else None).attach(opt)
     gen = torch.Generator().manual_seed(seed)
     best_state = None
-    hist: dict[str, list[float]] = {"train_loss": [], "lr": []} | ({} if levy else {"val_acc": []})
+    hist: dict[str, list[float]] = {"train_loss": [], "lr": []} | (
+        {} if levy else {"monitor_acc": []})
     n = x_train.shape[0]
     bs = n if levy else cfg.batch_size
     epochs = 0
@@ -485,52 +580,49 @@ def _train_module(task: str, method: str, seed: int, lr: float, cfg, problem: _P
             break
         epochs += 1
         hist["lr"].append(opt.param_groups[0]["lr"])
-        if levy:
+        perm = torch.arange(n) if levy else torch.randperm(n, generator=gen)
+        total = 0.0
+        for i in range(0, n, bs):
+            idx = perm[i: i + bs]
             opt.zero_grad()
-            loss = _loss(task, model(x_train)[None], y_train[None])[0]
+            loss = _loss(task, model(x_train[idx])[None], y_train[idx][None])[0]
             loss.backward()
-            improved, _ = stopper.update(loss.detach()[None])
-            if bool(improved[0]):
-                best_state = copy.deepcopy(model.state_dict())
+            total += loss.item() * len(idx)
             opt.step()
-            sched.step(loss.item())
-            hist["train_loss"].append(loss.item())
+        if levy:
+            metric = total / n
         else:
-            perm = torch.randperm(n, generator=gen)
-            total = 0.0
-            for i in range(0, n, bs):
-                idx = perm[i: i + bs]
-                opt.zero_grad()
-                loss = _loss(task, model(x_train[idx])[None], y_train[idx][None])[0]
-                loss.backward()
-                total += loss.item() * len(idx)
-                opt.step()
             model.eval()
             with torch.no_grad():
-                val_acc = _accuracy(model(p.x_val[0])[None], p.y_val)
+                metric = _accuracy(model(p.x_mon[0])[None], p.y_mon).item()
             model.train()
-            improved, _ = stopper.update(val_acc)
-            if bool(improved[0]):
-                best_state = copy.deepcopy(model.state_dict())
-            sched.step(val_acc.item())
-            hist["train_loss"].append(total / n)
-            hist["val_acc"].append(val_acc.item())
+            hist["monitor_acc"].append(metric)
+        sched.step(metric)
+        improved, _ = stopper.update(torch.tensor([metric], dtype=torch.float64))
+        if bool(improved[0]):
+            best_state = copy.deepcopy(model.state_dict())
+        hist["train_loss"].append(total / n)
     tracker.detach()
-    if best_state is not None:
+    stopped = bool(stopper.stopped[0])
+    if stopped and best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
     metrics = _final_metrics(task, lambda x: model(x[0])[None], p)[0]
+    if method == "gmp":
+        metrics["r_negative"] = float((model.hidden.r < 0).sum())
     keep = tracker.steps % track_every == 0
     return SmallRunResult(
-        task=task, method=method, seed=seed, lr=float(lr), epochs_run=epochs,
+        task=task, method=method, preset=preset, protocol=protocol, seed=seed,
+        data_seed=data_seed, lr=float(lr), epochs_run=epochs,
         best_epoch=int(stopper.best_epoch[0]),
-        kept_step=_kept_step(task, int(stopper.best_epoch[0]), bs, n, len(tracker.steps) - 1),
-        stopped_early=bool(stopper.stopped[0]),
+        kept_step=_kept_step(task, int(stopper.best_epoch[0]), stopped, bs, n,
+                             len(tracker.steps) - 1),
+        stopped_early=stopped,
         history={k: np.asarray(v, dtype=np.float64) for k, v in hist.items()}, metrics=metrics,
         steps=tracker.steps[keep], locations=tracker.locations[keep],
         max_location_change=tracker.max_location_change(),
         max_angular_change=tracker.max_angular_change(degrees=True),
-        config=_config_dict(cfg, "module", track_every, dtype), model=model)
+        config=_config_dict(cfg, preset, protocol, "module", track_every, dtype), model=model)
 
 
 # ---------------------------------------------------------------------------------------
@@ -538,8 +630,8 @@ def _train_module(task: str, method: str, seed: int, lr: float, cfg, problem: _P
 # ---------------------------------------------------------------------------------------
 def _methods(methods: str | Iterable[str]) -> list[str]:
     if isinstance(methods, str):
-        return list(METHODS) if methods == "all" else [check_method(methods)]
-    out = [check_method(m) for m in methods]
+        return list(PARAMS) if methods == "all" else [check_param(methods)]
+    out = [check_param(m) for m in methods]
     if not out:
         raise ValueError("no methods given")
     return out
@@ -561,7 +653,8 @@ def _lrs(method: str, lr: float | Sequence[float] | dict[str, float] | None) -> 
 
 def run(task: str, methods: str | Iterable[str] = "all", seeds: Iterable[int] = (0,),
         lr: float | Sequence[float] | dict[str, float] | None = None,
-        config: LevyConfig | BananaConfig | None = None, *, engine: str = "batched",
+        config: LevyConfig | BananaConfig | None = None, *, preset: str = "authors",
+        protocol: str = "official", data_seed: int | None = None, engine: str = "batched",
         track_every: int = 1, dtype: torch.dtype = torch.float64, progress: bool = True,
         data: dict[int, LevyData | BananaSplits] | None = None, threads: int | None = 1
         ) -> list[SmallRunResult]:
@@ -569,34 +662,35 @@ def run(task: str, methods: str | Iterable[str] = "all", seeds: Iterable[int] = 
 
     Args:
         task: ``"levy"`` or ``"banana"``.
-        methods: ``"all"``, one method or a list (see :data:`gmp.baselines.METHODS`).
-        seeds: run seeds; seed ``s`` fixes the initialization (``torch.manual_seed(s)``), the
-            data sample (:func:`~gmp.data.levy.levy_data` /
-            :func:`~gmp.data.banana.banana_splits` with seed ``s``) and the shuffling.
+        methods: ``"all"``, one method or a list (see :data:`gmp.params.PARAMS`).
+        seeds: initialization seeds (``torch.manual_seed(s)`` and the mini-batch order).
         lr: ``None`` (the paper's choice per method, :data:`DEFAULT_LR`), one rate, a dict
             per method, or a list of rates (every rate is run for every seed).
-        config: protocol settings; default the paper's (:class:`LevyConfig` /
-            :class:`BananaConfig`).
+        config: settings; default the authors' (:class:`LevyConfig` / :class:`BananaConfig`).
+        preset: network preset (:data:`gmp.params.PRESETS`; default ``"authors"``).
+        protocol: ``"official"`` or ``"honest"`` (see the module docstring).
+        data_seed: None (default: each run's data seed is its seed) or one data seed for
+            every run (``0`` is the authors' own sample), so that only the initialization
+            varies.
         engine: ``"batched"`` (all seeds and rates of a method in one stacked model) or
             ``"module"`` (one plain module at a time; the reference).
         track_every: store the CAB locations every ``track_every`` steps (the per-step
             maximum changes are always computed at every step).
-        dtype: ``torch.float64`` (default, as in the authors' notebooks: these tiny problems
-            cost the same in either precision on a CPU, and long runs of Adam amplify
-            rounding differences) or ``torch.float32``.
+        dtype: ``torch.float64`` (default, as in the authors' notebooks) or ``torch.float32``.
         progress: show a tqdm progress bar.
-        data: optional ``{seed: data}`` overriding the data of given seeds (e.g. synthetic
-            data in tests).
+        data: optional ``{data_seed: data}`` overriding the data of given data seeds (e.g.
+            synthetic data in tests).
         threads: torch intra-op threads while training (restored afterwards); default 1,
-            because these tiny operations only lose from threading (on a busy 2-core machine
-            a batch norm of 50×100 values took 2-50 ms with 2 threads, 0.2 ms with one).
-            ``None`` keeps the current setting.
+            because these tiny operations only lose from threading. ``None`` keeps the
+            current setting.
 
     Returns:
         One :class:`SmallRunResult` per run, ordered by method, then seed, then rate.
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    check_protocol(protocol)
+    preset = get_preset(preset).name
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; expected one of {ENGINES}")
     if isinstance(track_every, bool) or not isinstance(track_every, int) or track_every < 1:
@@ -613,11 +707,11 @@ def run(task: str, methods: str | Iterable[str] = "all", seeds: Iterable[int] = 
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("no seeds given")
+    pairs = [(s, s if data_seed is None else int(data_seed)) for s in seeds]
     data = dict(data or {})
-    for s in seeds:
-        if s not in data:
-            data[s] = (levy_data(s, cfg.n_train, cfg.noise_std) if task == "levy" else
-                       banana_splits(s, cfg.n_subsample, cfg.test_fraction, cfg.val_fraction))
+    for _, d in pairs:
+        if d not in data:
+            data[d] = make_data(task, d, protocol, cfg)
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
                                 or threads < 1):
         raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
@@ -625,26 +719,20 @@ def run(task: str, methods: str | Iterable[str] = "all", seeds: Iterable[int] = 
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return _run_all(task, method_list, seeds, lr, cfg, data, engine, track_every,
-                        dtype, progress)
+        results: list[SmallRunResult] = []
+        for method in method_list:
+            members = [(s, d, lr_) for s, d in pairs for lr_ in _lrs(method, lr)]
+            problem = _stack_problem(task, protocol, [data[d] for _, d, _ in members], dtype)
+            if engine == "batched":
+                results += _train_batched(task, method, members, cfg, preset, protocol,
+                                          problem, dtype, track_every, progress)
+            else:
+                results += [_train_module(task, method, s, d, lr_, cfg, preset, protocol,
+                                          problem.member(i), dtype, track_every, progress)
+                            for i, (s, d, lr_) in enumerate(members)]
+        return results
     finally:
         torch.set_num_threads(before)
-
-
-def _run_all(task, methods, seeds, lr, cfg, data, engine, track_every, dtype, progress
-             ) -> list[SmallRunResult]:
-    results: list[SmallRunResult] = []
-    for method in methods:
-        members = [(s, lr_) for s in seeds for lr_ in _lrs(method, lr)]
-        problem = _stack_problem(task, [data[s] for s, _ in members], dtype)
-        if engine == "batched":
-            results += _train_batched(task, method, members, cfg, problem, dtype, track_every,
-                                      progress)
-        else:
-            results += [_train_module(task, method, s, lr_, cfg, problem.member(i), dtype,
-                                      track_every, progress)
-                        for i, (s, lr_) in enumerate(members)]
-    return results
 
 
 def run_levy(methods: str | Iterable[str] = "all", seeds: Iterable[int] = (0,), lr=None,
@@ -661,25 +749,30 @@ def run_banana(methods: str | Iterable[str] = "all", seeds: Iterable[int] = (0,)
 
 def summarize(results: Sequence[SmallRunResult], metric: str | None = None
               ) -> list[dict[str, Any]]:
-    """Mean and sample standard deviation of a metric per (method, lr) over seeds.
+    """Mean, sample standard deviation, median and range of a metric per group over seeds.
+
+    Groups are (method, preset, protocol, lr) in the order first seen.
 
     Args:
         results: runs of one task.
         metric: a key of ``metrics`` (default the headline: ``test_rmse`` / ``test_acc``).
 
     Returns:
-        Rows ``{"method", "lr", "n", "mean", "std", "values"}`` in the order first seen
-        (``std`` is NaN for a single run).
+        Rows ``{"method", "preset", "protocol", "lr", "n", "mean", "std", "median", "min",
+        "max", "values"}`` (``std`` is NaN for a single run).
     """
-    rows: dict[tuple[str, float], list[float]] = {}
+    rows: dict[tuple, list[float]] = {}
     for r in results:
         key = metric or ("test_rmse" if r.task == "levy" else "test_acc")
-        rows.setdefault((r.method, r.lr), []).append(r.metrics[key])
+        rows.setdefault((r.method, r.preset, r.protocol, r.lr), []).append(r.metrics[key])
     out = []
-    for (method, lr), vals in rows.items():
+    for (method, preset, protocol, lr), vals in rows.items():
         v = np.asarray(vals, dtype=np.float64)
-        out.append({"method": method, "lr": lr, "n": len(v), "mean": float(v.mean()),
-                    "std": float(v.std(ddof=1)) if len(v) > 1 else math.nan, "values": vals})
+        out.append({"method": method, "preset": preset, "protocol": protocol, "lr": lr,
+                    "n": len(v), "mean": float(v.mean()),
+                    "std": float(v.std(ddof=1)) if len(v) > 1 else math.nan,
+                    "median": float(np.median(v)), "min": float(v.min()), "max": float(v.max()),
+                    "values": vals})
     return out
 
 

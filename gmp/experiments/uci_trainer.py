@@ -54,6 +54,12 @@ from torch import Tensor
 from ..baselines import METHODS, OneHiddenLayerMLP, check_method, mlp
 from ..geometry import unit_vector
 
+#: The networks of the committed UCI tables: this book's first edition (``"book-v1"``:
+#: Remark 3.5 init, GmP read-out, weight form, torch's initializations). The stacked engine
+#: below computes the GmP layers in weight form; moving Table 1 to the authors' networks
+#: (``"authors"``) is the next step of the UCI benchmark.
+UCI_PRESET = "book-v1"
+
 __all__ = [
     "PARAM_NAMES",
     "TrainConfig",
@@ -137,14 +143,14 @@ def load_member(params: Params, s: int, model: OneHiddenLayerMLP) -> OneHiddenLa
 def init_params(method: str, in_features: int, seeds: Sequence[int], hidden: int = 100,
                 dtype: torch.dtype = torch.float32) -> Params:
     """Initial parameters of ``len(seeds)`` members, member ``s`` drawn exactly as
-    ``torch.manual_seed(seeds[s]); gmp.baselines.mlp(method, in_features, hidden)`` draws
-    them (the global RNG state is restored afterwards)."""
+    ``torch.manual_seed(seeds[s]); gmp.baselines.mlp(method, in_features, hidden,
+    preset=UCI_PRESET)`` draws them (the global RNG state is restored afterwards)."""
     method = check_method(method)
     models = []
     with torch.random.fork_rng(devices=[]):
         for seed in seeds:
             torch.manual_seed(int(seed))
-            models.append(mlp(method, in_features, hidden))
+            models.append(mlp(method, in_features, hidden, preset=UCI_PRESET))
     return {k: v.to(dtype) for k, v in stack_modules(models).items()}
 
 
@@ -588,7 +594,7 @@ def train_loop(method: str, init: Params, x_fit: Sequence[Tensor], y_fit: Sequen
     for s in range(S):
         xf, yf, xv, yv = x_fit[s], y_fit[s], x_val[s], y_val[s]
         n = xf.shape[1]
-        model = mlp(method, n, _hidden_size(init, method)).to(dtype)
+        model = mlp(method, n, _hidden_size(init, method), preset=UCI_PRESET).to(dtype)
         load_member(init, s, model)
         if method == "bn":
             model.hidden[1].momentum = cfg.bn_momentum
