@@ -225,7 +225,9 @@ class SmallRunResult:
             the test split under ``official``, the validation split under ``honest``).
         metrics: final scores (Levy: ``test_rmse``, ``train_mae``, ``train_rmse``; Banana:
             ``test_acc``, ``monitor_acc``, ``train_acc``); for GmP also ``r_negative``, the
-            number of hidden units that end with ``r < 0``.
+            number of hidden units that end with ``r < 0``; for every run
+            ``max_step_change``, the largest entry of :attr:`max_change` (the run's largest
+            per-step CAB change).
         steps: ``(T,)`` optimizer-step numbers of the recorded CAB states (0 = initial).
         locations: ``(T, m, n)`` spatial locations ``φ`` of the hidden CABs at ``steps``.
         max_location_change: ``(steps_run,)`` max over units of ``‖Δφ‖`` at each step.
@@ -297,6 +299,12 @@ class SmallRunResult:
         kw["max_location_change"] = _nan_array(d.get("max_location_change", []))
         kw["max_angular_change"] = _nan_array(d.get("max_angular_change", []))
         return cls(**kw)
+
+
+def _nanmax(x: np.ndarray) -> float:
+    finite = np.asarray(x, dtype=np.float64)
+    finite = finite[~np.isnan(finite)]
+    return float(finite.max()) if finite.size else math.nan
 
 
 def _nan_array(x: Any) -> np.ndarray:
@@ -730,6 +738,8 @@ def run(task: str, methods: str | Iterable[str] = "all", seeds: Iterable[int] = 
                 results += [_train_module(task, method, s, d, lr_, cfg, preset, protocol,
                                           problem.member(i), dtype, track_every, progress)
                             for i, (s, d, lr_) in enumerate(members)]
+        for r in results:  # the largest per-step CAB change of the run (Fig. 2c / 3i)
+            r.metrics["max_step_change"] = _nanmax(r.max_change)
         return results
     finally:
         torch.set_num_threads(before)
