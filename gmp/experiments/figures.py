@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..baselines import METHODS
+from ..params import LABELS as _ALL_LABELS
+from ..params import PARAMS as METHODS
 from .small import SmallRunResult, summarize
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -34,6 +35,7 @@ __all__ = [
     "cab_trajectories_figure",
     "decision_boundary_figure",
     "lr_sensitivity_figure",
+    "strip_figure",
     "change_stats",
     "results_table",
     "runs_table",
@@ -42,13 +44,13 @@ __all__ = [
     "kept_characteristic_points",
 ]
 
-LABELS = {"sp": "SP", "wn": "WN", "bn": "BN", "gmp": "GmP"}
+LABELS = {m: _ALL_LABELS[m] for m in METHODS}
 #: Okabe-Ito colours (colour-blind safe), one per method.
 COLORS = {"sp": "#0072B2", "wn": "#E69F00", "bn": "#009E73", "gmp": "#D55E00"}
 
-#: Single-seed test scores of the authors' official notebooks as quoted in the project's
-#: issue (NOTES.md Sec. 5): test RMSE for Levy, test accuracy for Banana. Shown next to our
-#: multi-seed results, never used in any computation of ours.
+#: Single-seed test scores printed by the authors' official notebooks (their seed 0, the
+#: ``official`` protocol; Sec. 4.1, Figs. 2-3): test RMSE for Levy, test accuracy for
+#: Banana. Quoted next to our runs, never used in any computation of ours.
 AUTHORS_REPORTED: dict[str, dict[str, float]] = {
     "levy": {"sp": 1.104, "wn": 1.219, "bn": 1.244, "gmp": 0.496},
     "banana": {"sp": 0.800, "wn": 0.810, "bn": 0.875, "gmp": 0.885},
@@ -323,6 +325,63 @@ def lr_sensitivity_figure(results_by_task: dict[str, Sequence[SmallRunResult]]) 
         for ax in row:
             ax.title.set_fontsize(9)
     axes[0][0].legend(fontsize=7)
+    return fig
+
+
+def strip_figure(groups: dict[str, Sequence[float]], ylabel: str, *,
+                 colors: dict[str, str] | None = None, log: bool = False,
+                 threshold: float | None = None, reference: dict[str, float] | None = None,
+                 title: str = "", ax=None) -> Figure:
+    """Every run as a dot, one column per group, over a violin of the group's distribution.
+
+    Args:
+        groups: ``{label: values}`` in display order (NaN values are dropped).
+        ylabel: the axis label.
+        colors: colour per label (default: grey).
+        log: logarithmic value axis.
+        threshold: draw a dashed line there (e.g. the split between two modes).
+        reference: ``{label: value}`` drawn as a black diamond (e.g. a published single run).
+        title: the axes' title.
+        ax: draw into these axes (default: a new figure).
+
+    The horizontal jitter is deterministic (a fixed generator), so the figure is the same at
+    every build.
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(1.1 + 1.0 * len(groups), 2.8), constrained_layout=True)
+    else:
+        fig = ax.figure
+    rng = np.random.default_rng(0)
+    ref_label = "authors' run"
+    for i, (label, vals) in enumerate(groups.items()):
+        v = np.asarray([x for x in vals if not math.isnan(x)], dtype=np.float64)
+        c = (colors or {}).get(label, "0.4")
+        if len(v) > 1 and np.ptp(v) > 0:
+            body = ax.violinplot(np.log10(v) if log else v, positions=[i], widths=0.8,
+                                 showextrema=False)["bodies"][0]
+            body.set(facecolor=c, alpha=0.18, edgecolor="none")
+        x = i + rng.uniform(-0.18, 0.18, size=len(v))
+        ax.scatter(x, np.log10(v) if log else v, s=12, color=c, alpha=0.85, lw=0, zorder=3)
+        if reference and label in reference:
+            r = reference[label]
+            ax.scatter([i], [math.log10(r) if log else r], marker="D", s=28, color="k",
+                       zorder=4, label=ref_label)
+            ref_label = None  # one legend entry
+    if threshold is not None:
+        ax.axhline(math.log10(threshold) if log else threshold, ls="--", lw=0.8, color="0.5")
+    ax.set_xticks(range(len(groups)), list(groups), fontsize=8)
+    if log:  # values were drawn as log10: label the ticks with the values themselves
+        from matplotlib.ticker import FuncFormatter
+
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda t, _: f"{10 ** t:.3g}"))
+        ax.tick_params(axis="y", labelsize=7)
+    ax.set_ylabel(ylabel + (" (log scale)" if log else ""), fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    if reference:
+        ax.legend(fontsize=7, loc="best")
     return fig
 
 
