@@ -256,3 +256,12 @@ def test_make_data_by_protocol():
     assert small.make_data("levy", 0, "honest").x_train.shape == (50, 1)
     with pytest.raises(ValueError, match="unknown task"):
         small.make_data("mnist", 0)
+
+
+def test_units_through_data_counts_boundaries_that_cut_the_inputs():
+    x = torch.linspace(-1, 1, 11, dtype=F64).view(1, -1, 1)
+    w = torch.ones(1, 4, 1, dtype=F64)
+    b = torch.tensor([[0.5, -5.0, 0.0, 0.99]], dtype=F64)  # x* = -0.5, 5, 0, -0.99
+    assert small._units_through(w, b, x).tolist() == [3]
+    r = run("levy", "gmp", [0], config=LevyConfig(hidden=7, epochs=2), progress=False)[0]
+    assert 0 <= r.metrics["units_through_data"] <= 7

@@ -65,7 +65,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..baselines import OneHiddenLayerMLP, mlp
-from ..cab import CABTracker
+from ..cab import CABTracker, effective_weight_bias
 from ..data.banana import BananaSplits, banana_splits_authors
 from ..data.levy import LevyData, levy_data_authors
 from ..files import jsonable, write_json
@@ -226,6 +226,8 @@ class SmallRunResult:
         metrics: final scores (Levy: ``test_rmse``, ``train_mae``, ``train_rmse``; Banana:
             ``test_acc``, ``monitor_acc``, ``train_acc``); for GmP also ``r_negative``, the
             number of hidden units that end with ``r < 0``; for every run
+            ``units_through_data``, the number of hidden units whose CAB passes through the
+            training inputs (the unit is active on some and inactive on others), and
             ``max_step_change``, the largest entry of :attr:`max_change` (the run's largest
             per-step CAB change).
         steps: ``(T,)`` optimizer-step numbers of the recorded CAB states (0 = initial).
@@ -414,6 +416,17 @@ def _schedules(task: str, cfg, lr: Tensor, size: int):
             BatchedEarlyStopping(size, mode=mode, patience=cfg.stop_patience))
 
 
+@torch.no_grad()
+def _units_through(w: Tensor, b: Tensor, x: Tensor) -> Tensor:
+    """Per member, how many hidden units have their CAB through the training inputs: the
+    pre-activation ``wᵀx + b`` takes both signs on ``x``. ``w (S, m, n)``, ``b (S, m)``,
+    ``x (S, N, n)`` -> ``(S,)``. (GmP: ``w = r·u``, ``b = r·λ``, same sign pattern up to
+    ``sign(r)``; BN: its running statistics, as at evaluation.)"""
+    z = torch.baddbmm(b.unsqueeze(1).to(torch.float64), x.to(torch.float64),
+                      w.to(torch.float64).transpose(1, 2))
+    return ((z.amax(dim=1) > 0) & (z.amin(dim=1) < 0)).sum(dim=1)
+
+
 def _kept_step(task: str, best_epoch: int, stopped: bool, batch_size: int, n: int,
                steps_run: int) -> int:
     if not stopped or best_epoch < 0:
@@ -526,6 +539,9 @@ def _train_batched(task: str, method: str, members: Sequence[tuple[int, int, flo
             t.copy_(torch.where(restore, b, t.reshape(S, -1)).view_as(t))
     net.eval()
     metrics = _final_metrics(task, net, problem)
+    through = _units_through(*net.effective_hidden(), problem.x_train)
+    for s in range(S):
+        metrics[s]["units_through_data"] = float(through[s])
     if method == "gmp":
         neg = (net.hidden.r < 0).sum(dim=1)
         for s in range(S):
@@ -616,6 +632,8 @@ def _train_module(task: str, method: str, seed: int, data_seed: int, lr: float, 
         model.load_state_dict(best_state)
     model.eval()
     metrics = _final_metrics(task, lambda x: model(x[0])[None], p)[0]
+    w, b = effective_weight_bias(model.hidden)
+    metrics["units_through_data"] = float(_units_through(w[None], b[None], p.x_train)[0])
     if method == "gmp":
         metrics["r_negative"] = float((model.hidden.r < 0).sum())
     keep = tracker.steps % track_every == 0
