@@ -1,57 +1,105 @@
-"""Measure what GmP costs per training step on this machine (issue #2's speed protocol).
+"""What GmP costs per training step on this machine (issue #15's protocol).
 
-GmPLinear vs nn.Linear vs weight-normalized nn.Linear (torch's parametrizations.weight_norm)
-at 1024→1024 over batch sizes 1…1024; GmPConv2d vs nn.Conv2d at the VGG-6 conv shapes
-(ImageNet32, batch 32); and a whole VGG-6 (every Conv/Linear converted by gmp.convert) vs
-plain, forward + backward at batch 32. Candidates are interleaved (every repeat runs each
-once, rotating the order) and medians are compared: ratios are what matter, since other
-processes on the machine slow every candidate alike. ``--modes eval`` adds inference
-(eval mode, no autograd: GmP layers use their cached weight).
+Every candidate computes the same function: ``nn.Linear``/``nn.Conv2d`` (SP, the baseline of
+every ratio), torch's ``parametrizations.weight_norm`` on it (WN), the layer converted by
+``gmp.convert`` (GmP, eager weight kernel) and the same with the ``torch.compile``'d weight
+kernel (``gmp_compiled``). Two figures per candidate, measured in the same run:
+
+* ``step``: a whole training step as users run it: ``opt.zero_grad(set_to_none=True)``,
+  forward, backward, ``opt.step()`` (Adam for single layers, SGD with momentum for whole
+  networks, as ``gmp-train``); fresh gradient buffers every step are part of the cost;
+* ``train``: forward + backward only, gradients accumulated (the figure of issue #2).
+
+Suites: ``linear`` 1024→1024 at batch 32/256/1024; ``conv`` 3×3 512→512 at 8×8 at batch
+32/128; ``vgg6`` the whole VGG-6 of ``gmp.models`` at batch 32 (1000 classes, 32×32);
+``resnet18`` a narrowed ResNet-18 (width 0.25, 64×64, batch 8: a CPU-sized stand-in).
+Candidates are interleaved (every repeat runs each once, rotating the order) and medians and
+quartiles are reported: ratios are what matter, since other processes on a shared machine
+slow every candidate alike (the load average is recorded).
 
     python benchmarks/layer_overhead.py                       # full protocol, 2 threads
     python benchmarks/layer_overhead.py --quick               # small sizes, seconds
-    python benchmarks/layer_overhead.py --out results.json    # also save rows + metadata
+    python benchmarks/layer_overhead.py --out benchmarks/results/layer_overhead_cpu.json
 
-The JSON file records the command, git revision, date, hardware and torch version.
+The JSON file records the command, git revision, date, hardware, load and torch version.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
-import shlex
 import sys
 from pathlib import Path
 
 import torch
 
-from gmp.overhead import conv_cases, format_rows, linear_cases, measure_layer_overhead, vgg6_cases
-from gmp.provenance import cpu_model, revision_string
+from gmp.overhead import (
+    conv_cases,
+    format_rows,
+    linear_cases,
+    measure_layer_overhead,
+    resnet18_cases,
+    vgg6_cases,
+)
 
-TARGETS = {  # (case prefix, batch, mode) -> maximal gmp/sp ratio, from issue #2
-    ("linear 1024→1024", 256, "train"): 1.5,
-    ("linear 1024→1024", 1024, "train"): 1.2,
-    ("VGG-6", 32, "train"): 1.05,
+TARGETS = {  # (case prefix, batch, mode) -> maximal gmp/sp ratio, from issue #15
+    ("linear 1024→1024", 256, "step"): 1.3,
+    ("linear 1024→1024", 1024, "step"): 1.15,
+    ("VGG-6", 32, "step"): 1.05,
 }
+METHODS = ("sp", "wn", "gmp", "gmp_compiled")
+
+
+def provenance(out: Path | None, extra: dict) -> dict:
+    """The project's provenance record (``gmp.provenance.record`` when present)."""
+    import gmp.provenance as prov
+
+    argv = [Path(sys.executable).name, *sys.argv]
+    if hasattr(prov, "record"):
+        return prov.record(argv, ignore=out, extra=extra)
+    import datetime
+    import platform
+    import shlex
+
+    return {"command": shlex.join(argv), "git_revision": prov.revision_string(out),
+            "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds"),
+            "hardware": {"cpu": prov.cpu_model(), "logical_cpus": os.cpu_count(),
+                         "machine": platform.machine(), "load_avg": list(os.getloadavg())},
+            "software": {"torch": torch.__version__, "python": platform.python_version()},
+            **extra}
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """One line per (case, batch, method): the step and fwd+bwd ratios side by side."""
+    table: dict[tuple, dict] = {}
+    for r in rows:
+        key = (r["case"], r["batch"], r["method"])
+        line = table.setdefault(key, {"case": r["case"], "batch": r["batch"],
+                                      "method": r["method"]})
+        label = {"step": "step", "train": "fwd_bwd", "eval": "eval"}[r["mode"]]
+        line[f"{label}_ratio"] = r["ratio"]
+        line[f"{label}_median_ms"] = r["median_ms"]
+        line[f"{label}_iqr_ms"] = r["q3_ms"] - r["q1_ms"]
+    return list(table.values())
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--suites", nargs="+", default=["linear", "conv", "vgg6"],
-                   choices=["linear", "conv", "vgg6"])
-    p.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16, 64, 256, 1024],
+    p.add_argument("--suites", nargs="+", default=["linear", "conv", "vgg6", "resnet18"],
+                   choices=["linear", "conv", "vgg6", "resnet18"])
+    p.add_argument("--batches", type=int, nargs="+", default=[32, 256, 1024],
                    help="batch sizes of the linear suite")
     p.add_argument("--features", type=int, default=1024, help="linear width")
-    p.add_argument("--conv-batch", type=int, default=32)
+    p.add_argument("--conv-batches", type=int, nargs="+", default=[32, 128])
     p.add_argument("--vgg-batch", type=int, default=32)
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--modes", nargs="+", default=["train"], choices=["train", "eval"])
+    p.add_argument("--modes", nargs="+", default=["step", "train"],
+                   choices=["step", "train", "eval"])
     p.add_argument("--no-input-grad", action="store_true",
                    help="do not compute the input's gradient (a first layer)")
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
@@ -61,43 +109,62 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.quick:
         args.batches, args.features = [4, 64], 128
-        args.conv_batch = args.vgg_batch = 2
-        args.repeats, args.warmup = 5, 1
-    cases = []
+        args.conv_batches, args.vgg_batch = [2], 2
+        args.repeats, args.warmup = 3, 1
+    methods = tuple(args.methods)
+    layer_cases, net_cases = [], []
     if "linear" in args.suites:
-        cases += linear_cases(args.batches, args.features)
+        layer_cases += linear_cases(args.batches, args.features, methods=methods)
     if "conv" in args.suites:
-        cases += conv_cases(args.conv_batch)
+        for b in args.conv_batches:
+            layer_cases += conv_cases(b, shapes=[(64, 64, 4) if args.quick else (512, 512, 8)],
+                                      methods=methods)
     if "vgg6" in args.suites:
-        cases += vgg6_cases(args.vgg_batch, width=0.125 if args.quick else 1.0,
-                            num_classes=10 if args.quick else 1000)
-    started = datetime.datetime.now(datetime.timezone.utc)
-    rows = measure_layer_overhead(cases, repeats=args.repeats, warmup=args.warmup,
-                                  modes=args.modes, input_grad=not args.no_input_grad,
-                                  threads=args.threads, seed=args.seed)
+        net_cases += vgg6_cases(args.vgg_batch, width=0.125 if args.quick else 1.0,
+                                num_classes=10 if args.quick else 1000, methods=methods)
+    if "resnet18" in args.suites:
+        net_cases += (resnet18_cases(2, 0.125, 10, 32, methods=methods) if args.quick
+                      else resnet18_cases(8, 0.25, 1000, 64, methods=methods))
+    load_before = list(os.getloadavg())
+    common = {"repeats": args.repeats, "warmup": args.warmup, "modes": args.modes,
+              "input_grad": not args.no_input_grad, "threads": args.threads, "seed": args.seed}
+    rows = []
+    if layer_cases:
+        rows += measure_layer_overhead(layer_cases, optimizer="adam", **common)
+    if net_cases:
+        rows += measure_layer_overhead(net_cases, optimizer="sgd", **common)
     print(format_rows(rows))
     print()
+    verdicts = []
     for (prefix, batch, mode), limit in TARGETS.items():
         for r in rows:
             if (r["case"].startswith(prefix) and r["batch"] == batch and r["mode"] == mode
-                    and r["method"] == "gmp"):
-                verdict = "met" if r["ratio"] <= limit else "NOT met"
-                print(f"target {r['case']} batch {batch} {mode}: gmp/sp = {r['ratio']:.3f} "
-                      f"(target <= {limit}: {verdict})")
+                    and r["method"] in ("gmp", "gmp_compiled")):
+                met = r["ratio"] <= limit
+                verdicts.append({"case": r["case"], "batch": batch, "mode": mode,
+                                 "method": r["method"], "ratio": r["ratio"], "target": limit,
+                                 "met": met})
+                print(f"target {r['case']} batch {batch} {mode} {r['method']}: "
+                      f"ratio to sp = {r['ratio']:.3f} (target <= {limit}: "
+                      f"{'met' if met else 'NOT met'})")
     if args.out:
-        meta = {
-            "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
-            "git_revision": revision_string(args.out),
-            "date_utc": started.isoformat(timespec="seconds"),
-            "hardware": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(),
-                         "machine": platform.machine()},
-            "torch": torch.__version__, "python": platform.python_version(),
+        meta = provenance(args.out, {
             "threads": args.threads, "repeats": args.repeats, "warmup": args.warmup,
-            "input_grad": not args.no_input_grad,
-        }
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1,
-                                       ensure_ascii=False) + "\n")
+            "input_grad": not args.no_input_grad, "load_avg_before": load_before,
+            "load_avg_after": list(os.getloadavg()),
+            "optimizers": {"layers": "adam", "networks": "sgd (momentum 0.9)"}})
+        payload = {"meta": meta, "summary": summarize(rows), "targets": verdicts,
+                   "rows": rows}
+        try:
+            from gmp.files import write_json
+        except ImportError:  # pragma: no cover - older checkouts
+            import json
+
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(payload, indent=1, ensure_ascii=False) + "\n")
+        else:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            write_json(args.out, payload)
         print(f"wrote {args.out}")
     return 0
 

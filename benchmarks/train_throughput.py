@@ -1,28 +1,31 @@
 """Training throughput (images/s) of every parameterization, relative to SP, in one run.
 
-Each measurement is a few full training steps (forward, cross-entropy, backward, SGD with
-momentum and weight decay — the step of ``gmp-train``) on random data already on the device.
+Two figures per variant, measured in the same interleaved rounds:
+
+* ``step``: full training steps as ``gmp-train`` runs them: ``opt.zero_grad(set_to_none=True)``,
+  forward, cross-entropy, backward, ``opt.step()`` (SGD with momentum and weight decay);
+* ``fwd_bwd``: forward, cross-entropy and backward only, gradients accumulated.
+
 Variants are interleaved round by round (sp, wn, …, gmp_imn, sp, wn, …) so drifts of clock
-speed or machine load hit all of them alike; the table reports the median over rounds and
-the ratio to SP measured in the same run.
+speed or machine load hit all of them alike; the table reports the median and the
+interquartile range over rounds and the ratio of medians to SP measured in the same run.
 
 On a GPU (default when one is visible) the paper's sizes are used: VGG-6 at 32×32, batch
-256; ResNet-18 at 224×224, batch 128; bf16 autocast and channels_last as in ``gmp-train``.
-On a CPU the networks are narrowed and the inputs shrunk so the run takes a minute or two;
-those ratios show the relative cost of the parameterizations' extra work, not GPU speeds.
+256; ResNet-18 at 224×224, batch 256; bf16 autocast and channels_last as in ``gmp-train``
+(``--compile`` adds ``torch.compile`` of the whole model, ``--gmp-kernel compile`` the
+compiled GmP weight kernel of :func:`gmp.geometry.set_weight_kernel`). On a CPU the networks
+are narrowed and the inputs shrunk so the run takes minutes; those ratios show the relative
+cost of the parameterizations' extra work, not GPU speeds.
 
     python benchmarks/train_throughput.py                 # auto device
-    python benchmarks/train_throughput.py --device cpu --rounds 3
-    python benchmarks/train_throughput.py --json results/throughput_h100.json
+    python benchmarks/train_throughput.py --device cpu --rounds 5 --threads 2
+    python benchmarks/train_throughput.py --compile --json results/gpu/throughput_compiled.json
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import platform
-import shlex
+import os
 import statistics
 import sys
 import time
@@ -32,13 +35,20 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from gmp.geometry import set_weight_kernel
 from gmp.models import PARAMS, build_model
-from gmp.provenance import revision_string
-from gmp.train.engine import decay_groups
 
 #              (width, batch, image size) per device type
-SIZES = {"cuda": {"vgg6": (1.0, 256, 32), "resnet18": (1.0, 128, 224)},
+SIZES = {"cuda": {"vgg6": (1.0, 256, 32), "resnet18": (1.0, 256, 224)},
          "cpu": {"vgg6": (0.25, 32, 32), "resnet18": (0.25, 8, 64)}}
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list:
+    try:  # the groups of gmp-train (no decay on biases, norm parameters, GmP angles/offsets)
+        from gmp.train.engine import decay_groups
+    except ImportError:  # pragma: no cover - the training package is being refactored
+        return [{"params": list(model.parameters()), "weight_decay": weight_decay}]
+    return decay_groups(model, weight_decay)
 
 
 def _sync(device: torch.device) -> None:
@@ -50,30 +60,57 @@ class Bench:
     """One variant's model, optimizer and a fixed random batch on ``device``."""
 
     def __init__(self, arch: str, param: str, width: float, batch: int, size: int,
-                 device: torch.device, amp: bool, channels_last: bool) -> None:
+                 device: torch.device, amp: bool, channels_last: bool,
+                 compile_model: bool = False) -> None:
         torch.manual_seed(0)
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         self.model = build_model(arch, param, 1000, width).to(device, memory_format=fmt).train()
-        self.opt = torch.optim.SGD(decay_groups(self.model, 5e-4), lr=1e-3, momentum=0.9)
+        self.opt = torch.optim.SGD(_param_groups(self.model, 5e-4), lr=1e-3, momentum=0.9)
+        self.run = torch.compile(self.model) if compile_model else self.model
         self.x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=fmt)
         self.y = torch.randint(0, 1000, (batch,), device=device)
         self.device, self.amp, self.batch = device, amp, batch
 
-    def step(self) -> None:
+    def _loss(self) -> torch.Tensor:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            logits = self.model(self.x)
-        loss = F.cross_entropy(logits.float(), self.y)
+            logits = self.run(self.x)
+        return F.cross_entropy(logits.float(), self.y)
+
+    def step(self) -> None:
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        self._loss().backward()
         self.opt.step()
 
-    def images_per_s(self, steps: int) -> float:
+    def fwd_bwd(self) -> None:
+        self._loss().backward()
+
+    def images_per_s(self, steps: int, fn) -> float:
         _sync(self.device)
         t0 = time.perf_counter()
         for _ in range(steps):
-            self.step()
+            fn()
         _sync(self.device)
         return steps * self.batch / (time.perf_counter() - t0)
+
+
+def _iqr(xs: list[float]) -> float:
+    if len(xs) < 2:
+        return 0.0
+    q1, _, q3 = statistics.quantiles(xs, n=4)
+    return q3 - q1
+
+
+def _provenance(out: str | None, argv: list[str], extra: dict) -> dict:
+    import gmp.provenance as prov
+
+    if hasattr(prov, "record"):
+        return prov.record(argv, ignore=out, extra=extra)
+    import datetime as dt
+    import shlex
+
+    return {"command": shlex.join(argv), "git_revision": prov.revision_string(out),
+            "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "hardware": {"cpu": prov.cpu_model(), "logical_cpus": os.cpu_count()}, **extra}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,6 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--image-size", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="CPU threads (torch)")
+    p.add_argument("--amp", choices=["auto", "bf16", "off"], default="auto",
+                   help="bf16 autocast (auto: on for CUDA)")
+    p.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto")
+    p.add_argument("--compile", action="store_true", help="torch.compile each model")
+    p.add_argument("--gmp-kernel", choices=["eager", "compile"], default="eager",
+                   help="GmP weight kernel (gmp.geometry.set_weight_kernel)")
+    p.add_argument("--no-fwd-bwd", action="store_true",
+                   help="time only full steps (skip the fwd+bwd column)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = p.parse_args(argv)
 
@@ -99,52 +144,77 @@ def main(argv: list[str] | None = None) -> int:
     gpu = device.type == "cuda"
     if gpu:
         torch.backends.cudnn.benchmark = True
+    amp = gpu if args.amp == "auto" else args.amp == "bf16"
+    channels_last = gpu if args.channels_last == "auto" else args.channels_last == "on"
+    set_weight_kernel(args.gmp_kernel)
     steps = args.steps or (20 if gpu else 3)
     params = [q.strip() for q in args.params.split(",") if q.strip()]
     if "sp" not in params:
         params.insert(0, "sp")  # the baseline of every ratio
     archs = [a.strip() for a in args.archs.split(",") if a.strip()]
     hw = (torch.cuda.get_device_name(device) if gpu
-          else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} thread(s)")
-    print(f"device: {device.type} ({hw}); torch {torch.__version__}; bf16+channels_last: {gpu}")
+          else f"CPU, {torch.get_num_threads()} thread(s)")
+    print(f"device: {device.type} ({hw}); torch {torch.__version__}; bf16: {amp}; "
+          f"channels_last: {channels_last}; compile: {args.compile}; "
+          f"gmp kernel: {args.gmp_kernel}")
+    load_before = list(os.getloadavg())
+    kinds = ["step"] + ([] if args.no_fwd_bwd else ["fwd_bwd"])
 
     rows = []
     for arch in archs:
-        width, batch, size = SIZES[device.type][arch]
+        width, batch, size = SIZES["cuda" if gpu else "cpu"][arch]
         width = args.width or width
         batch = args.batch_size or batch
         size = args.image_size or size
-        benches = {q: Bench(arch, q, width, batch, size, device, gpu, gpu) for q in params}
+        benches = {q: Bench(arch, q, width, batch, size, device, amp, channels_last,
+                            args.compile) for q in params}
         for b in benches.values():
             for _ in range(args.warmup):
                 b.step()
-        samples: dict[str, list[float]] = {q: [] for q in params}
+        samples = {k: {q: [] for q in params} for k in kinds}
         for _ in tqdm(range(args.rounds), desc=f"{arch} rounds", leave=False):
-            for q, b in benches.items():
-                samples[q].append(b.images_per_s(steps))
-        base = statistics.median(samples["sp"])
+            for kind in kinds:
+                for q, b in benches.items():
+                    fn = b.step if kind == "step" else b.fwd_bwd
+                    if kind == "fwd_bwd":
+                        b.opt.zero_grad(set_to_none=True)
+                    samples[kind][q].append(b.images_per_s(steps, fn))
+        base = {k: statistics.median(samples[k]["sp"]) for k in kinds}
         for q in params:
-            med = statistics.median(samples[q])
-            rows.append({"arch": arch, "param": q, "width": width, "batch": batch,
-                         "image_size": size, "images_per_s": med, "ratio_vs_sp": med / base,
-                         "samples": samples[q]})
+            row = {"arch": arch, "param": q, "width": width, "batch": batch,
+                   "image_size": size}
+            for k in kinds:
+                med = statistics.median(samples[k][q])
+                row[f"{k}_images_per_s"] = med
+                row[f"{k}_iqr"] = _iqr(samples[k][q])
+                row[f"{k}_ratio_vs_sp"] = med / base[k]
+                row[f"{k}_samples"] = samples[k][q]
+            rows.append(row)
         del benches
         if gpu:
             torch.cuda.empty_cache()
 
     print(f"\n{'arch':9} {'param':8} {'width':>5} {'batch':>5} {'size':>4} "
-          f"{'images/s':>10} {'vs sp':>6}")
+          f"{'step img/s':>10} {'vs sp':>6} {'fwd+bwd img/s':>13} {'vs sp':>6}")
     for r in rows:
+        fb = (f"{r['fwd_bwd_images_per_s']:13.1f} {r['fwd_bwd_ratio_vs_sp']:6.3f}"
+              if "fwd_bwd_images_per_s" in r else "")
         print(f"{r['arch']:9} {r['param']:8} {r['width']:5.2f} {r['batch']:5d} "
-              f"{r['image_size']:4d} {r['images_per_s']:10.1f} {r['ratio_vs_sp']:6.2f}")
+              f"{r['image_size']:4d} {r['step_images_per_s']:10.1f} "
+              f"{r['step_ratio_vs_sp']:6.3f} {fb}")
     if args.json:
-        out = {"command": " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]),
-               "git_revision": revision_string(args.json),
-               "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-               "hardware": hw, "device": device.type,
-               "torch": torch.__version__, "rounds": args.rounds, "steps": steps, "rows": rows}
+        command = [Path(sys.executable).name, *sys.argv] if argv is None else \
+            ["benchmarks/train_throughput.py", *argv]
+        out = _provenance(args.json, command, {
+            "device": device.type, "device_name": hw, "amp_bf16": amp,
+            "channels_last": channels_last, "compile": args.compile,
+            "gmp_kernel": args.gmp_kernel, "rounds": args.rounds, "steps": steps,
+            "warmup": args.warmup, "load_avg_before": load_before,
+            "load_avg_after": list(os.getloadavg()), "rows": rows})
+        from gmp.files import write_json
+
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        write_json(args.json, out)
         print(f"wrote {args.json}")
     return 0
 

@@ -46,8 +46,10 @@ def set_weight_kernel(name: str) -> str:
     ``"eager"`` (default): plain PyTorch operations. ``"compile"``: the forward's passes over
     the ``(..., n-1)`` angles (sine, cosine, cotangent, products, the weight) fused into one
     generated kernel by ``torch.compile`` (``dynamic=True``: one compilation for every layer
-    shape; the first call takes seconds). If compilation fails (e.g. no C++ compiler) a
-    warning is issued and eager is used from then on. Results equal eager's up to rounding;
+    shape; the first call takes seconds). Weights of fewer than 2^15 angles keep the eager
+    kernel (there a compiled call's fixed cost exceeds the saving). If compilation fails
+    (e.g. no C++ compiler) a warning is issued and eager is used from then on. Results equal
+    eager's up to rounding;
     the backward (closed form, see ``_ScaledUnitVector``) is the same for both.
     """
     if name not in KERNELS:
@@ -128,6 +130,11 @@ def _parts_traceable(theta: Tensor, r: Tensor | None) -> tuple[Tensor, Tensor, T
     return w, cos / sin, r_prod
 
 
+#: Smaller weights keep the eager kernel under ``"compile"``: a compiled call's fixed cost
+#: (guards, launch) exceeds what fusing saves on them.
+_COMPILE_MIN_NUMEL = 1 << 15
+
+
 def _compiled_parts() -> Callable[..., tuple[Tensor, Tensor, Tensor]]:
     if _kernel["compiled"] is None:
         _kernel["compiled"] = torch.compile(_parts_traceable, dynamic=True)
@@ -138,7 +145,7 @@ def _forward_parts(theta: Tensor, r: Tensor | None) -> tuple[Tensor, Tensor, Ten
     """``(w, cot, r·P)`` with the kernel chosen by :func:`set_weight_kernel`."""
     if torch.compiler.is_compiling():  # inside a user's torch.compile: let it trace
         return _parts_traceable(theta, r)
-    if _kernel["name"] == "compile":
+    if _kernel["name"] == "compile" and theta.numel() >= _COMPILE_MIN_NUMEL:
         try:
             return _compiled_parts()(theta, r)
         except Exception as err:  # noqa: BLE001 - any backend failure: fall back to eager

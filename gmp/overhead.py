@@ -2,12 +2,19 @@
 
 A GmP layer rebuilds ``weight = r·u(θ)`` from its angles at every forward, O(mn) work beside
 the O(batch·mn) product (Remark 3.4). :func:`measure_layer_overhead` times candidates that
-compute the same function side by side, forward + backward, interleaved (every repeat runs
-each candidate once, in a rotating order, so drifts in machine load hit all of them alike)
-and reports medians and ratios to the first candidate (the plain layer).
+compute the same function side by side, interleaved (every repeat runs each candidate once,
+in a rotating order, so drifts in machine load hit all of them alike) and reports medians,
+quartiles and ratios to the first candidate (the plain layer).
+
+Modes: ``"step"`` a whole training step as users run it (``opt.zero_grad(set_to_none=True)``,
+forward, backward, ``opt.step()``; fresh gradient buffers every step are part of the cost);
+``"train"`` forward + backward only (gradients accumulated in place); ``"eval"`` an inference
+forward.
 
 Candidates (``method``): ``"sp"`` plain ``nn.Linear``/``nn.Conv2d``; ``"wn"`` torch's
-``parametrizations.weight_norm`` on it; ``"gmp"`` the same layer after :func:`gmp.convert`.
+``parametrizations.weight_norm`` on it; ``"gmp"`` the same layer after :func:`gmp.convert`;
+``"gmp_compiled"`` that layer with the ``torch.compile``'d weight kernel
+(:func:`gmp.geometry.set_weight_kernel`).
 
 Typical use (small sizes run in seconds)::
 
@@ -30,10 +37,11 @@ from torch import Tensor, nn
 from .convert import convert
 
 __all__ = ["Case", "VGG6_CONV_SHAPES", "linear_cases", "conv_cases", "vgg6_cases",
-           "measure_layer_overhead", "format_rows"]
+           "resnet18_cases", "measure_layer_overhead", "format_rows"]
 
-METHODS = ("sp", "wn", "gmp")
-MODES = ("train", "eval")
+METHODS = ("sp", "wn", "gmp", "gmp_compiled")
+MODES = ("train", "eval", "step")
+OPTIMIZERS = ("adam", "sgd")
 
 #: The convolutions of VGG-6 on 32×32 inputs, as (in, out, spatial size).
 VGG6_CONV_SHAPES: tuple[tuple[int, int, int], ...] = (
@@ -77,7 +85,7 @@ def _derive(plain: nn.Module, method: str) -> nn.Module:
         return model
     if method == "wn":
         return _weight_norm_all(model)
-    if method == "gmp":
+    if method in ("gmp", "gmp_compiled"):
         return convert(model)
     raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
 
@@ -107,10 +115,33 @@ def vgg6_cases(batch: int = 32, width: float = 1.0, num_classes: int = 1000, siz
                  lambda: vgg6("sp", num_classes=num_classes, width=width), tuple(methods))]
 
 
-def _step(model: nn.Module, x: Tensor, mode: str, grad_out: Tensor | None) -> None:
+def resnet18_cases(batch: int = 8, width: float = 0.25, num_classes: int = 1000,
+                   size: int = 64, methods: Sequence[str] = ("sp", "gmp")) -> list[Case]:
+    """The whole ResNet-18 of :mod:`gmp.models` (every conv and the classifier converted)."""
+    from .models import resnet18
+
+    name = f"ResNet-18 (width {width:g}, {num_classes} classes) @{size}×{size}"
+    return [Case(name, batch, (batch, 3, size, size),
+                 lambda: resnet18("sp", num_classes=num_classes, width=width), tuple(methods))]
+
+
+def _optimizer(model: nn.Module, name: str) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=1e-4)
+    return torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+
+
+def _step(model: nn.Module, x: Tensor, mode: str, grad_out: Tensor | None,
+          opt: torch.optim.Optimizer | None = None) -> None:
     if mode == "eval":
         with torch.no_grad():
             model(x)
+        return
+    if mode == "step":
+        opt.zero_grad(set_to_none=True)
+        x.grad = None
+        model(x).backward(grad_out)
+        opt.step()
         return
     for p in model.parameters():
         p.grad = None
@@ -118,15 +149,32 @@ def _step(model: nn.Module, x: Tensor, mode: str, grad_out: Tensor | None) -> No
     model(x).backward(grad_out)
 
 
+def _run(method: str, model: nn.Module, x: Tensor, mode: str, grad_out: Tensor | None,
+         opt: torch.optim.Optimizer | None) -> None:
+    """One step of ``method``, with the compiled weight kernel for ``"gmp_compiled"``."""
+    from .geometry import set_weight_kernel
+
+    if method != "gmp_compiled":
+        _step(model, x, mode, grad_out, opt)
+        return
+    old = set_weight_kernel("compile")
+    try:
+        _step(model, x, mode, grad_out, opt)
+    finally:
+        set_weight_kernel(old)
+
+
 def measure_layer_overhead(cases: Iterable[Case], *, repeats: int = 15, warmup: int = 2,
                            modes: Sequence[str] = ("train",), input_grad: bool = True,
                            threads: int | None = None, seed: int = 0,
-                           progress: bool = True) -> list[dict]:
+                           progress: bool = True, optimizer: str = "adam") -> list[dict]:
     """Time every candidate of every case, interleaved, and return one row per candidate.
 
-    ``train`` mode times forward + backward (parameters' gradients, and the input's with
-    ``input_grad``, as for a hidden layer); ``eval`` times an inference forward
-    (``model.eval()`` under ``torch.no_grad``, where GmP layers use their cached weight).
+    ``step`` mode times a whole training step (``zero_grad(set_to_none=True)``, forward,
+    backward, ``optimizer`` step); ``train`` mode times forward + backward (parameters'
+    gradients, and the input's with ``input_grad``, as for a hidden layer); ``eval`` times
+    an inference forward (``model.eval()`` under ``torch.no_grad``, where GmP layers use
+    their cached weight).
 
     Args:
         cases: workloads (:func:`linear_cases`, :func:`conv_cases`, :func:`vgg6_cases`).
@@ -137,10 +185,12 @@ def measure_layer_overhead(cases: Iterable[Case], *, repeats: int = 15, warmup: 
         threads: ``torch.set_num_threads`` for the measurement (restored afterwards).
         seed: seeds weights and inputs.
         progress: show a tqdm bar.
+        optimizer: ``"adam"`` or ``"sgd"`` (momentum 0.9), the step of ``step`` mode.
 
     Returns:
         Rows ``{"case", "batch", "mode", "method", "median_ms", "q1_ms", "q3_ms", "ratio",
-        "cpu_median_ms", "cpu_ratio", "repeats", "threads", "max_abs_diff"}``: wall-clock
+        "cpu_median_ms", "cpu_ratio", "repeats", "threads", "max_abs_diff", "optimizer"}``
+        (``optimizer`` None outside ``step`` mode): wall-clock
         medians and quartiles, ``ratio`` = median / the first method's median; ``cpu_*`` the
         same for the process's CPU time (less sensitive to other processes time-slicing the
         cores, but it counts the threads' spin-waiting); ``max_abs_diff`` compares outputs
@@ -154,6 +204,8 @@ def measure_layer_overhead(cases: Iterable[Case], *, repeats: int = 15, warmup: 
     for mode in modes:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {OPTIMIZERS}")
     for case in cases:
         for method in case.methods:
             if method not in METHODS:
@@ -173,19 +225,24 @@ def measure_layer_overhead(cases: Iterable[Case], *, repeats: int = 15, warmup: 
             x = torch.randn(case.input_shape)
             for mode in modes:
                 for model in models.values():
-                    model.train(mode == "train")
-                xin = x.detach().requires_grad_(mode == "train" and input_grad)
+                    model.train(mode != "eval")
+                opts = {m: _optimizer(model, optimizer) if mode == "step" else None
+                        for m, model in models.items()}
+                xin = x.detach().requires_grad_(mode != "eval" and input_grad)
                 with torch.no_grad():
                     outs = {m: model(xin) for m, model in models.items()}
                 base_out = outs[case.methods[0]]
                 grad_out = torch.randn_like(base_out)
+                if "gmp_compiled" in models:  # compile outside the timed and warm-up runs
+                    _run("gmp_compiled", models["gmp_compiled"], xin,
+                         "eval" if mode == "eval" else "train", grad_out, None)
                 times: dict[str, list[float]] = {m: [] for m in case.methods}
                 cpu: dict[str, list[float]] = {m: [] for m in case.methods}
                 order = list(case.methods)
                 for i in range(warmup + repeats):
                     for method in order:
                         start, start_cpu = time.perf_counter(), time.process_time()
-                        _step(models[method], xin, mode, grad_out)
+                        _run(method, models[method], xin, mode, grad_out, opts[method])
                         elapsed = time.perf_counter() - start
                         elapsed_cpu = time.process_time() - start_cpu
                         if i >= warmup:
@@ -208,6 +265,7 @@ def measure_layer_overhead(cases: Iterable[Case], *, repeats: int = 15, warmup: 
                         "repeats": repeats,
                         "threads": torch.get_num_threads(),
                         "max_abs_diff": float((outs[method] - base_out).abs().max()),
+                        "optimizer": optimizer if mode == "step" else None,
                     })
     finally:
         bar.close()

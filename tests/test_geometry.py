@@ -371,6 +371,7 @@ def test_compile_failure_falls_back_to_eager(monkeypatch):
 
     monkeypatch.setitem(geo._kernel, "compiled", broken)
     monkeypatch.setitem(geo._kernel, "name", "compile")
+    monkeypatch.setattr(geo, "_COMPILE_MIN_NUMEL", 0)
     theta = torch.randn(3, 4, dtype=F64)
     with pytest.warns(RuntimeWarning, match="no compiler here"):
         u = unit_vector(theta)
@@ -392,7 +393,7 @@ def test_compiled_kernel_matches_eager(monkeypatch, dtype):
     the shared closed-form backward, its gradients; fallback rows stay exact."""
     import gmp.geometry as geo
 
-    monkeypatch.setitem(geo._kernel, "name", "compile")
+    monkeypatch.setattr(geo, "_COMPILE_MIN_NUMEL", 0)  # compile even these small rows
     theta, r = _hard_rows(dtype)
     g = torch.randn(6, 10, dtype=dtype)
     grads = {}
