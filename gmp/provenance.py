@@ -30,7 +30,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["record", "normalize", "git_revision", "revision_string", "cpu_model", "KEYS"]
+__all__ = ["record", "normalize", "describe", "git_revision", "revision_string", "cpu_model",
+           "KEYS"]
 
 #: The keys every :func:`record` has (the caller's ``extra`` keys come on top).
 KEYS = ("command", "git_revision", "git_dirty", "date_utc", "hardware", "software")
@@ -179,3 +180,18 @@ def normalize(rec: Mapping[str, Any]) -> dict[str, Any]:
             sw.setdefault(key, hw.pop(key))
     out["hardware"], out["software"] = hw, sw
     return out
+
+
+def describe(rec: Mapping[str, Any]) -> str:
+    """One Markdown line saying how a results file was made: command, revision, date,
+    hardware and (when recorded) the wall time. Accepts any schema :func:`normalize` reads."""
+    c = normalize(rec)
+    hw, sw = c["hardware"], c["software"]
+    rev = f"`{(c['git_revision'] or 'unknown')[:10]}`" + (
+        " with uncommitted changes" if c["git_dirty"] else "")
+    wall = c.get("wall_s")
+    threads = hw.get("torch_threads")
+    return (f"`{c['command']}` at revision {rev} on {c['date_utc']}, {hw.get('cpu')}"
+            + (f" ({threads} torch thread(s))" if threads else "")
+            + (f", torch {sw['torch']}" if sw.get("torch") else "")
+            + (f", {wall / 60:.1f} min" if wall else ""))

@@ -122,3 +122,12 @@ def test_committed_uci_results_read_in_the_current_schema():
         rec = provenance.normalize(json.loads(path.read_text())["created"])
         assert set(provenance.KEYS) <= set(rec) and len(rec["git_revision"]) == 40
         assert rec["date_utc"].startswith("20") and rec["hardware"]["logical_cpus"] >= 1
+
+
+def test_describe_one_line_any_schema():
+    rec = provenance.record(["prog", "--x"], extra={"wall_s": 90.0})
+    line = provenance.describe(rec)
+    assert line.startswith("`prog --x` at revision") and line.endswith("1.5 min")
+    old = {"command": "c", "git_revision": "abc+dirty", "date": "2026-01-01",
+           "hardware": {"processor": "cpu0"}}
+    assert "`abc` with uncommitted changes on 2026-01-01, cpu0" in provenance.describe(old)

@@ -20,6 +20,7 @@ import argparse
 import importlib
 import math
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import fields, replace
 from pathlib import Path
@@ -182,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except argparse.ArgumentTypeError as e:
         parser.error(str(e))
     lr = None if args.lr is None else (args.lr[0] if len(args.lr) == 1 else args.lr)
+    t0 = time.perf_counter()
     try:
         cfg = _config(args)
         results = run(args.task, methods, seeds, lr, cfg, preset=args.preset,
@@ -194,7 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         prov = record(["python", "-m", "gmp.experiments", *argv], ignore=args.output,
-                      threads=args.threads)
+                      threads=args.threads,
+                      extra={"wall_s": round(time.perf_counter() - t0, 1)})
         save_results(str(args.output), results, prov, tracks=not args.no_tracks)
         print(f"wrote {len(results)} runs to {args.output}")
     return 0
