@@ -14,6 +14,10 @@ builds ``_build/html`` from the notebooks' committed outputs. For each page:
   book must work offline), none failed or answered an HTTP error, and no script threw;
 - a screenshot is saved to ``_build/screenshots/`` for a person to look at.
 
+On every chapter page (a page built from a notebook) the launch buttons are checked against
+``_config.yml``: one Binder and one Colab link, each opening that page's notebook in the
+configured repository and branch, and a repository button pointing at ``repository.url``.
+
 A separate test scans the HTML and CSS for external scripts, styles, fonts and images.
 
 The suite is opt-in (``GMP_BROWSER_TEST=1`` or ``required``, set by the Makefile): a plain
@@ -34,6 +38,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+import yaml
 from chromium_cdp import Chromium, find_chromium
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,6 +68,32 @@ PAGES = sorted(
     for p in HTML.rglob("*.html")
     if not ASSET_DIRS & set(p.relative_to(HTML).parts[:-1])
 )
+
+# Launch buttons: what _config.yml asks for, computed here independently of the theme.
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf8"))
+REPO_URL = CONFIG["repository"]["url"].rstrip("/")
+BRANCH = CONFIG["repository"].get("branch", "main")
+BOOK_DIR = (CONFIG["repository"].get("path_to_book") or "").strip("/")
+LAUNCH = CONFIG["launch_buttons"]
+# Chapter pages: built from a notebook of the repository (they get launch buttons).
+CHAPTERS = {
+    page: nb for page in PAGES
+    if (nb := "/".join(filter(None, [BOOK_DIR, page.removesuffix(".html") + ".ipynb"])))
+    and (ROOT / nb).is_file()
+}
+
+
+def expected_launch_links(notebook: str) -> dict[str, str]:
+    """The Binder and Colab links for ``notebook`` (a path in the repository)."""
+    owner_repo = REPO_URL.removeprefix("https://github.com/")
+    ui = "lab/tree" if LAUNCH.get("notebook_interface") == "jupyterlab" else "tree"
+    return {
+        "Launch on Binder": (f"{LAUNCH['binderhub_url'].rstrip('/')}/v2/gh/{owner_repo}/{BRANCH}"
+                             f"?urlpath={ui}/{notebook}"),
+        "Launch on Colab": (f"{LAUNCH['colab_url'].rstrip('/')}/github/{owner_repo}/blob/"
+                            f"{BRANCH}/{notebook}"),
+    }
+
 
 # Raw TeX that would show if MathJax did not typeset a formula.
 RAW_TEX = ("$$", "\\(", "\\)", "\\[", "\\]", "\\begin{", "\\frac", "\\displaystyle")
@@ -112,6 +143,10 @@ INSPECT_JS = r"""
     stderr: outputs('.output.stderr'),
     text: text,
     links: all('a[href]').map((a) => a.href),
+    // Bootstrap's tooltips move a button's title to data-bs-original-title.
+    launch: all('a[title^="Launch on"], a[data-bs-original-title^="Launch on"]').map((a) => ({
+      title: a.getAttribute('data-bs-original-title') || a.title, href: a.href})),
+    repository: all('a.btn-source-repository-button').map((a) => a.href),
   };
 })()
 """
@@ -217,6 +252,16 @@ def test_found_pages() -> None:
     assert any(p.startswith("book/") for p in PAGES), PAGES
 
 
+def test_every_notebook_in_the_toc_is_a_chapter_page() -> None:
+    """Each notebook the table of contents lists has a page, so its launch links are checked."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf8"))
+    files = [toc["root"]] + [c["file"] for part in toc.get("parts", [])
+                             for c in part.get("chapters", [])]
+    notebooks = {f + ".ipynb" for f in files if (ROOT / BOOK_DIR / (f + ".ipynb")).is_file()}
+    assert notebooks, "no notebook in _toc.yml"
+    assert notebooks <= set(CHAPTERS.values()), notebooks - set(CHAPTERS.values())
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_page(page: str, site: str, browser: Chromium) -> None:
     url = site + page
@@ -243,6 +288,16 @@ def test_page(page: str, site: str, browser: Chromium) -> None:
     problems += [f"warning on stderr: {s!r}" for s in report["stderr"]
                  if re.search(r"Warning|Error", s)]
     problems += [f"broken link: {b}" for b in _broken_links(report["links"], site)]
+    if page in CHAPTERS:
+        launch = {}
+        for a in report["launch"]:
+            launch.setdefault(a["title"], []).append(a["href"])
+        for title, url in expected_launch_links(CHAPTERS[page]).items():
+            if launch.get(title) != [url]:
+                problems.append(f"{title}: expected one link {url}, found {launch.get(title)}")
+        if report["repository"] != [REPO_URL]:
+            problems.append(f"repository button: expected {REPO_URL}, "
+                            f"found {report['repository']}")
     problems += _network_problems(browser.events, site)
     assert not problems, f"{page} ({report['title']}):\n  " + "\n  ".join(problems)
 
