@@ -258,25 +258,25 @@ def decision_boundary_figure(results: Sequence[SmallRunResult], splits: BananaSp
 # ---------------------------------------------------------------------------------------
 # learning rates
 # ---------------------------------------------------------------------------------------
-def _lr_rows(results: Sequence[SmallRunResult]) -> dict[str, dict[str, np.ndarray]]:
-    """Per method and learning rate: mean, min and max over seeds of the test error and of
-    the largest per-step change (non-finite values ignored)."""
-    out: dict[str, dict[str, np.ndarray]] = {}
+def _lr_rows(results: Sequence[SmallRunResult]) -> dict[str, dict[str, Any]]:
+    """Per method: the learning rates, and per rate every run's test error and largest
+    per-step change (``"err"``, ``"chg"``: lists of arrays) and their medians."""
+    out: dict[str, dict[str, Any]] = {}
     for m in METHODS:
         mine = select(results, method=m)
         if not mine:
             continue
-        rows: dict[str, list[float]] = {}
+        rows: dict[str, list] = {"lr": [], "err": [], "chg": []}
         for lr in sorted({r.lr for r in mine}):
             runs = select(mine, lr=lr)
-            rows.setdefault("lr", []).append(lr)
-            for key, vals in (("err", [_error(r) for r in runs]),
-                              ("chg", [_max_or_nan(r.max_change) for r in runs])):
-                v = np.asarray(vals, dtype=np.float64)
-                v = v[np.isfinite(v)]
-                for stat, f in (("", np.mean), ("_min", np.min), ("_max", np.max)):
-                    rows.setdefault(key + stat, []).append(float(f(v)) if v.size else np.nan)
-        out[m] = {k: np.asarray(v, dtype=np.float64) for k, v in rows.items()}
+            rows["lr"].append(lr)
+            rows["err"].append(np.asarray([_error(r) for r in runs], dtype=np.float64))
+            rows["chg"].append(np.asarray([_max_or_nan(r.max_change) for r in runs],
+                                          dtype=np.float64))
+        out[m] = {"lr": np.asarray(rows["lr"]), "err": rows["err"], "chg": rows["chg"]}
+        for key in ("err", "chg"):
+            out[m][key + "_median"] = np.asarray(
+                [np.nanmedian(v) if np.isfinite(v).any() else np.nan for v in rows[key]])
     return out
 
 
@@ -294,26 +294,31 @@ def lr_sensitivity_figure(results_by_task: dict[str, Sequence[SmallRunResult]]) 
 
     One row per task (``{"levy": runs, "banana": runs}``): left, the test error (RMSE, or
     1 - accuracy); right, the largest per-step change of a run (Levy ``max |Δx*|``, Banana
-    direction change in degrees). Markers: mean over seeds; bars: the range over seeds.
-    Log scales where the values span more than a factor of 20.
+    direction change in degrees). Every run is a dot (methods side by side around each
+    rate); lines join the medians. Log scales where the values span more than a factor of 20.
     """
     import matplotlib.pyplot as plt
 
     tasks = list(results_by_task)
-    fig, axes = plt.subplots(len(tasks), 2, figsize=(7.6, 2.8 * len(tasks)), squeeze=False,
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(7.6, 2.9 * len(tasks)), squeeze=False,
                              constrained_layout=True)
+    rng = np.random.default_rng(0)
     for row, task in zip(axes, tasks, strict=True):
         stats = _lr_rows(results_by_task[task])
         for ax, key in zip(row, ("err", "chg"), strict=True):
-            lo_all, hi_all = [], []
-            for m, s in stats.items():
-                y, lo, hi = s[key], s[key + "_min"], s[key + "_max"]
-                ax.errorbar(s["lr"], y, yerr=np.stack([y - lo, hi - y]), color=COLORS[m],
-                            label=LABELS[m], marker="o", ms=3, capsize=2, lw=1)
-                lo_all.append(np.nanmin(lo))
-                hi_all.append(np.nanmax(hi))
-            lo_v, hi_v = np.nanmin(lo_all), np.nanmax(hi_all)
-            if lo_v > 0 and hi_v / lo_v > 20:
+            every = []
+            for k, (m, s) in enumerate(stats.items()):
+                shift = 10 ** (0.06 * (k - (len(stats) - 1) / 2))   # methods side by side
+                for lr, vals in zip(s["lr"], s[key], strict=True):
+                    v = vals[np.isfinite(vals)]
+                    every.append(v)
+                    x = lr * shift * 10 ** rng.uniform(-0.02, 0.02, size=len(v))
+                    ax.scatter(x, v, s=6, color=COLORS[m], alpha=0.45, lw=0)
+                ax.plot(s["lr"] * shift, s[key + "_median"], color=COLORS[m], marker="o",
+                        ms=3, lw=1, label=LABELS[m])
+            allv = np.concatenate(every) if every else np.array([])
+            allv = allv[allv > 0]
+            if allv.size and allv.max() / allv.min() > 20:
                 ax.set_yscale("log")
             ax.set_xscale("log")
             ax.set_xlabel("learning rate")
