@@ -1,6 +1,6 @@
 """Characteristic activation boundaries (CABs): effective parameters, geometry, tracking.
 
-Chen & Ge 2024, Sec. 2 (NOTES.md Sec. 1-2). A ReLU unit with pre-activation ``wᵀx + b``
+Chen & Ge 2024, Sec. 2.2 (Defs. 2.1-2.2) and Sec. 3.2. A ReLU unit with pre-activation ``wᵀx + b``
 switches on and off across its CAB, the hyperplane ``{x : wᵀx + b = 0}``. Three numbers
 describe the hyperplane:
 

@@ -1,6 +1,6 @@
 """Drawing ReLU units and their characteristic activation boundaries (CABs) in R².
 
-Chen & Ge 2024, Sec. 2.2 and Fig. 1 (NOTES.md Sec. 1-2). A unit ``z = s·ReLU(wᵀx + b)``
+Chen & Ge 2024, Sec. 2.2 (Defs. 2.1-2.2) and Fig. 1. A unit ``z = s·ReLU(wᵀx + b)``
 with input ``x ∈ R²`` is *active* on the half-plane ``{wᵀx + b > 0}``; its CAB is the line
 ``{wᵀx + b = 0}`` and the CAB's *spatial location* ``φ = -b·w/‖w‖²`` is the point of that line
 nearest the origin. ``s`` is an output scale: 1 under SP, ``r`` under GmP, where the unit is
@@ -42,6 +42,8 @@ __all__ = [
     "explorer_figure",
     "auto_box",
     "perturbation_figure",
+    "sphere_grid_figure",
+    "step_turns_figure",
 ]
 
 Box = tuple[float, float, float, float]
@@ -374,4 +376,75 @@ def perturbation_figure(results: Sequence[Sequence[PerturbationResult]], unit: i
             if c_ == 0:
                 ax.set_ylabel(side, fontsize=9)
             ax.tick_params(labelsize=7)
+    return fig
+
+
+def sphere_grid_figure(u: np.ndarray, n_lines: int = 8) -> Figure:
+    """Hyperspherical coordinates on ``S²`` (left) and ``G_ii`` as the tail mass of ``u``.
+
+    Left: lines of constant ``θ₁`` (circles around the ``x₁`` axis, ``u₁ = cos θ₁``) and of
+    constant ``θ₂`` (half-circles from ``e₁`` to ``-e₁``), the coordinate grid of Eq. (10)
+    for ``n = 3``. Right: for one unit vector ``u`` of shape ``(n,)``, the squares ``u_k²``
+    stacked from the last coordinate inwards; the height of the stack starting at ``k = i``
+    is ``G_ii = Σ_{k≥i} u_k² = ∏_{j<i} sin²θ_j`` (Eq. 26), marked with dots.
+    """
+    import matplotlib.pyplot as plt
+
+    u = np.asarray(u, dtype=np.float64).reshape(-1)
+    if u.size < 2 or not np.isclose(np.linalg.norm(u), 1.0):
+        raise ValueError(f"u must be a unit vector with at least 2 entries, got {u}")
+    fig = plt.figure(figsize=(8.4, 3.4), dpi=85, layout="constrained")
+    ax = fig.add_subplot(1, 2, 1, projection="3d")
+    t = np.linspace(0, 2 * np.pi, 181)
+    for th1 in np.linspace(0, np.pi, n_lines + 1)[1:-1]:   # constant θ₁
+        ax.plot(np.full_like(t, np.cos(th1)), np.sin(th1) * np.cos(t), np.sin(th1) * np.sin(t),
+                color="C0", lw=0.8)
+    s_ = np.linspace(0, np.pi, 91)
+    for th2 in np.linspace(-np.pi, np.pi, 2 * n_lines + 1)[:-1]:  # constant θ₂
+        ax.plot(np.cos(s_), np.sin(s_) * np.cos(th2), np.sin(s_) * np.sin(th2),
+                color="C1", lw=0.8)
+    ax.set(xlabel="$x_1$", ylabel="$x_2$", zlabel="$x_3$", box_aspect=(1, 1, 1))
+    ax.view_init(elev=20, azim=-35)
+    ax.set_title("constant θ₁ (blue), constant θ₂ (orange)", fontsize=9)
+    ax2 = fig.add_subplot(1, 2, 2)
+    n = u.size
+    sq = u**2
+    tail = np.cumsum(sq[::-1])[::-1]                      # Σ_{k≥i} u_k²
+    for k in range(n - 1, -1, -1):  # u_k² sits on the later coordinates, in every bar i ≤ k
+        below = tail[k + 1] if k + 1 < n else 0.0
+        ax2.bar(np.arange(1, k + 2), sq[k], bottom=below, color=f"C{k % 10}", width=0.7,
+                label=f"$u_{{{k + 1}}}^2$" if n <= 10 else None)
+    ax2.plot(np.arange(1, n), tail[: n - 1], "ko", ms=4, label="$G_{ii}$")
+    ax2.set(xlabel="i", ylabel="$\\sum_{k \\geq i} u_k^2$", ylim=(0, 1.05),
+            xticks=np.arange(1, n + 1))
+    ax2.set_title(f"G_ii = tail mass of u (n = {n})", fontsize=9)
+    ax2.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def step_turns_figure(runs: Sequence, bounds: dict[str, float] | None = None) -> Figure:
+    """Per-step CAB turns of :func:`gmp.perturbation.optimizer_step_turns` runs.
+
+    One panel per ``init_scale`` group (runs are grouped by their ``label`` attribute if
+    present, else by order of ``(method, optimizer)``); each run draws the largest turn of any
+    unit at each step (degrees, log scale). ``bounds`` maps a legend label to a horizontal
+    line (radians), e.g. ``{"lr·sqrt(n-1)": 0.055}``.
+    """
+    import matplotlib.pyplot as plt
+
+    groups: dict[str, list] = {}
+    for label, run in runs:
+        groups.setdefault(label, []).append(run)
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.0), dpi=85,
+                             layout="constrained", squeeze=False)
+    for ax, (label, group) in zip(axes[0], groups.items(), strict=True):
+        for run in group:
+            ax.plot(np.degrees(run.turn.max(axis=1)), lw=0.9,
+                    label=METHOD_LABELS.get(run.method, run.method))
+        for k, (name, value) in enumerate((bounds or {}).items()):
+            ax.axhline(np.degrees(value), color="k", lw=0.8, ls=("--", ":")[k % 2], label=name)
+        ax.set(yscale="log", xlabel="step", ylabel="largest turn of a CAB (degrees)",
+               title=label)
+        ax.title.set_fontsize(9)
+        ax.legend(fontsize=7)
     return fig

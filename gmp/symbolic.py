@@ -879,7 +879,9 @@ def _metric_bound(n: int, entry) -> Derivation:
 def metric_bound_numeric(n: int, seed: int = 0) -> dict[str, Any]:
     """Numerical companion of Thm 3.7 with :mod:`gmp.geometry` in float64.
 
-    Draws ``θ ~ U(-π, π)^{n-1}`` and a unit direction ``ε̂``, and for
+    Draws ``θ`` as the angles of a uniformly distributed direction on ``S^{n-1}``
+    (:func:`gmp.geometry.angles` of a standard Gaussian vector; *not* ``θ ~ U(-π, π)``,
+    which crowds ``u`` towards the first axes) and a unit direction ``ε̂``, and for
     ``t = 1e-1, …, 1e-6`` computes the chord ratio ``‖u(θ + tε̂) - u(θ)‖ / t``, which
     tends to ``limit = sqrt(ε̂ᵀG(θ)ε̂) ≤ 1`` as ``t → 0`` (error ``O(t)``).
 
@@ -890,7 +892,7 @@ def metric_bound_numeric(n: int, seed: int = 0) -> dict[str, Any]:
     """
     n = _check_n(n, 2)
     gen = torch.Generator().manual_seed(int(seed))
-    theta = (torch.rand(n - 1, generator=gen, dtype=torch.float64) * 2 - 1) * torch.pi
+    theta = geometry.angles(torch.randn(n, generator=gen, dtype=torch.float64))[0]
     d = torch.randn(n - 1, generator=gen, dtype=torch.float64)
     d = d / torch.linalg.vector_norm(d)
     scales = torch.logspace(-1, -6, 6, dtype=torch.float64)

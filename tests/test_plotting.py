@@ -143,3 +143,27 @@ def test_perturbation_figure_transposed_auto_box():
         for phi in (r.location_before[2], r.location_after[2]):
             assert (np.abs(phi) < half).all()
     plt.close(fig)
+
+
+def test_sphere_grid_figure_marks_tail_mass():
+    import matplotlib.pyplot as plt
+
+    u = np.array([0.6, 0.0, 0.8])
+    fig = plotting.sphere_grid_figure(u)
+    dots = [line for line in fig.axes[1].lines if line.get_marker() == "o"][0]
+    np.testing.assert_allclose(dots.get_ydata(), [1.0, 0.64])   # Σ_{k≥i} u_k², i = 1, 2
+    plt.close(fig)
+    with pytest.raises(ValueError, match="unit vector"):
+        plotting.sphere_grid_figure(np.array([1.0, 1.0]))
+
+
+def test_step_turns_figure_one_panel_per_label():
+    import matplotlib.pyplot as plt
+
+    from gmp.perturbation import optimizer_step_turns
+
+    runs = [(label, optimizer_step_turns(m, "adam", steps=3, width=4))
+            for label in ("a", "b") for m in ("sp", "gmp")]
+    fig = plotting.step_turns_figure(runs, {"bound": 0.1})
+    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 3
+    plt.close(fig)
