@@ -122,7 +122,8 @@ def cell_source(book: Book, folder: str, extras: Sequence[str]) -> str:
         "    import sys",
         "",
         "    if not os.path.isdir(BOOK_CLONE):",
-        f'        subprocess.run(["git", "clone", "--quiet", "--depth=1", "--branch={book.tag}",',
+        '        subprocess.run(["git", "-c", "advice.detachedHead=false", "clone", "--quiet",',
+        f'                        "--depth=1", "--branch={book.tag}",',
         f'                        "{book.url}", BOOK_CLONE], check=True)',
         '    if importlib.util.find_spec("gmp") is None:',
     ]
