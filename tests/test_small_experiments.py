@@ -377,6 +377,12 @@ def test_result_fields_and_roundtrip(tmp_path):
     np.testing.assert_allclose(back[1].locations, res[1].locations)
     np.testing.assert_allclose(back[1].history["lr"], res[1].history["lr"])
     assert back[1].model is None
+    small.save_results(str(path), res, {"command": "test"}, tracks=False)
+    doc = json.loads(path.read_text())
+    assert not {"history", "locations", "max_angular_change"} & doc["runs"][0].keys()
+    _, slim = small.load_results(str(path))
+    assert slim[1].history == {} and slim[1].metrics == pytest.approx(res[1].metrics,
+                                                                      nan_ok=True)
 
 
 def test_banana_characteristic_points_are_1d_only():

@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="store CAB locations every K steps in the JSON (default 10; the "
                             "per-step maxima are always kept)")
         p.add_argument("--no-tracks", action="store_true",
-                       help="leave the CAB arrays out of the JSON")
+                       help="one record per run in the JSON (settings and metrics): no CAB "
+                            "arrays, no per-epoch history")
         p.add_argument("--out", "--output", "-o", dest="output", type=Path,
                        help="write all runs to this JSON file")
         p.add_argument("--threads", type=int, default=1,

@@ -281,21 +281,23 @@ class SmallRunResult:
         return self.metrics["test_rmse" if self.task == "levy" else "test_acc"]
 
     def to_dict(self, tracks: bool = True) -> dict[str, Any]:
-        """JSON-ready dict (NaN/inf become ``None``); ``tracks=False`` drops the CAB arrays."""
+        """JSON-ready dict (NaN/inf become ``None``); ``tracks=False`` keeps one record per run
+        (its settings and metrics) and drops the CAB arrays and the per-epoch history."""
         d = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "model"}
         if not tracks:
-            for k in ("steps", "locations", "max_location_change", "max_angular_change"):
+            for k in ("steps", "locations", "max_location_change", "max_angular_change",
+                      "history"):
                 d.pop(k)
         return jsonable(d)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SmallRunResult:
-        """Inverse of :meth:`to_dict` (missing track arrays come back empty)."""
+        """Inverse of :meth:`to_dict` (missing track arrays and history come back empty)."""
         kw = {k: d[k] for k in ("task", "method", "preset", "protocol", "seed", "data_seed",
                                 "lr", "epochs_run", "best_epoch", "kept_step", "stopped_early",
                                 "config")}
         kw["metrics"] = {k: (math.nan if v is None else float(v)) for k, v in d["metrics"].items()}
-        kw["history"] = {k: _nan_array(v) for k, v in d["history"].items()}
+        kw["history"] = {k: _nan_array(v) for k, v in d.get("history", {}).items()}
         kw["steps"] = np.asarray(d.get("steps", []), dtype=np.int64)
         kw["locations"] = _nan_array(d.get("locations", []))
         kw["max_location_change"] = _nan_array(d.get("max_location_change", []))
