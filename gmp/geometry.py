@@ -29,6 +29,7 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
+from torch._C._functorch import is_functorch_wrapped_tensor
 
 __all__ = ["unit_vector", "scaled_unit_vector", "angles", "metric_diagonal", "metric_tensor",
            "set_weight_kernel", "weight_kernel"]
@@ -97,17 +98,20 @@ def _small_sine(dtype: torch.dtype) -> float:
 def _parts_eager(theta: Tensor, r: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
     """``(w, cot, r·P)`` (shapes ``(..., n)``, ``(..., n-1)``, ``(..., n-1)``) in PyTorch ops.
 
-    Memory traffic is the cost (every op is one pass over an ``(m, n)`` array, and on a CPU
-    every fresh buffer is paid again in page faults): three buffers are allocated, ``w``,
-    ``sin`` (overwritten by ``cot``) and ``r·P``; ``cos`` is written straight into ``w``,
-    which then becomes ``r·P_{k-1}·c_k`` in place.
+    Every op is one pass over an ``(m, n)`` array, and on a CPU every fresh buffer is paid
+    again in page faults, so exactly three are allocated, the three outputs: ``sin`` becomes
+    ``r·P`` by an in-place cumulative product, ``cos`` becomes ``cot`` once ``w`` holds a copy
+    of it, and ``w`` is scaled in place. (sin and cos write contiguous outputs: into a
+    strided view of ``w`` cos is ~40% slower.)
     """
-    k = theta.shape[-1]
-    w = theta.new_empty(theta.shape[:-1] + (k + 1,))
-    cos = torch.cos(theta, out=w[..., :-1])
-    sin = torch.sin(theta)
-    r_prod = torch.cumprod(sin, dim=-1)  # P, then r·P
-    cot = torch.div(cos, sin, out=sin)  # ±inf or nan where s = 0 (those rows are redone)
+    if is_functorch_wrapped_tensor(theta):  # vmap/jacrev: out-of-place ops only
+        return _parts_traceable(theta, r)
+    cos = torch.cos(theta)
+    r_prod = torch.sin(theta)
+    w = theta.new_empty(theta.shape[:-1] + (theta.shape[-1] + 1,))
+    w[..., :-1] = cos
+    cot = torch.div(cos, r_prod, out=cos)  # ±inf or nan where s = 0 (those rows are redone)
+    r_prod.cumprod_(dim=-1)  # P, then r·P
     if r is not None:
         r_prod.mul_(r.unsqueeze(-1))
         w[..., 0].mul_(r)  # w_0 = r·c_0
@@ -202,12 +206,19 @@ class _ScaledUnitVector(torch.autograd.Function):
         grad_r = _grad_r(tail[..., 0] + h[..., 0], r, theta, grad_w) if need_r else None
         grad_theta = None
         if need_theta:
-            del h
-            # Out-of-place addcmul: a fresh contiguous result AccumulateGrad adopts without a
-            # copy (and, unlike addcmul_, it has a vmap batching rule: no warning under jacrev).
-            t = tail[..., :-1].mul_(cot)
-            grad_theta = torch.addcmul(t, grad_w[..., :-1], r_prod, value=-1)
-            del tail, t
+            if is_functorch_wrapped_tensor(h):
+                # Under vmap/jacrev: out-of-place ops (they have batching rules).
+                t = tail[..., :-1].mul_(cot)
+                grad_theta = torch.addcmul(t, grad_w[..., :-1], r_prod, value=-1)
+            else:
+                # Written into h's buffer (no longer needed), viewed as a contiguous
+                # (..., n-1) array: a third fresh (m, n) buffer would cost page faults on a
+                # CPU; AccumulateGrad adopts the contiguous view without a copy.
+                k = theta.shape[-1]
+                grad_theta = h.view(-1)[: h.numel() // (k + 1) * k].view(theta.shape)
+                torch.mul(tail[..., :-1], cot, out=grad_theta)
+                grad_theta.addcmul_(grad_w[..., :-1], r_prod, value=-1)
+            del h, tail
             if _host_checks(theta):
                 rows = _rows_with_small_sine(cot, r_prod, r)
                 if rows is not None:
