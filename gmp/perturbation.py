@@ -296,8 +296,13 @@ def gradient_identities(n: int = 6, m: int = 4, batch: int = 32, seed: int = 0
 class StepTurns:
     """Per-step movement of the second hidden layer's CABs during training.
 
-    Attributes (``T`` steps, ``m`` units of the measured layer, fan-in ``n``):
-        method, optimizer, lr, n: the run.
+    ``T`` steps, ``m`` units of the measured layer, fan-in ``n``.
+
+    Attributes:
+        method: ``"sp"``, ``"wn"`` or ``"gmp"``.
+        optimizer: ``"adam"`` or ``"sgd"``.
+        lr: the learning rate.
+        n: fan-in of the measured layer.
         turn: ``(T, m)`` angle (radians) between each unit's CAB direction before and after
             the step.
         weight_norm: ``(T, m)`` ``‖w‖`` of the effective weight before the step.
