@@ -187,7 +187,7 @@ def test_batchnorm_eval_uses_running_statistics():
 
 
 def test_batchnorm_characteristic_point_formula():
-    # NOTES §5: x* = -(b + σβ/γ - μ)/w for a 1-D input
+    # BN in training mode, 1-D input: x* = -(b + σβ/γ - μ)/w (Def. 2.1 applied to γ(wx+b-μ)/σ+β)
     torch.manual_seed(8)
     block = _bn_block(n_in=1, m=4).train()
     x = torch.randn(20, 1, dtype=F64)
