@@ -31,7 +31,11 @@ import os
 import sys
 from pathlib import Path
 
-import torch
+# Inductor compiles in worker processes that keep running after the first call: here they
+# would steal the CPU from the measurements, so it compiles in this process.
+os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+
+import torch  # noqa: E402
 
 from gmp.overhead import (
     conv_cases,

@@ -150,8 +150,8 @@ def _forward_parts(theta: Tensor, r: Tensor | None) -> tuple[Tensor, Tensor, Ten
     if torch.compiler.is_compiling():  # inside a user's torch.compile: let it trace
         return _parts_traceable(theta, r)
     if _kernel["name"] == "compile" and theta.numel() >= _COMPILE_MIN_NUMEL:
-        try:
-            return _compiled_parts()(theta, r)
+        try:  # detached: Dynamo keeps nn.Parameter shapes static (a recompile per layer)
+            return _compiled_parts()(theta.detach(), None if r is None else r.detach())
         except Exception as err:  # noqa: BLE001 - any backend failure: fall back to eager
             warnings.warn(f"gmp.geometry: torch.compile of the weight kernel failed "
                           f"({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
