@@ -21,6 +21,7 @@ CHROMIUM ?= $(firstword $(foreach b,chromium chromium-browser google-chrome goog
 	$(shell command -v $(b) 2>/dev/null)))
 
 .PHONY: install book html-noexec test test-unit test-notebooks test-browser no-browser lint lab \
+	small-results \
 	bench clean gpu-check
 
 $(STAMP): pyproject.toml
@@ -75,6 +76,26 @@ test-browser: html-noexec
 no-browser:
 	@echo "No Chromium found (chromium, chromium-browser, google-chrome): the browser test was skipped."
 	@echo "Install one (Debian: apt-get install chromium) and run: make test-browser"
+
+# The Levy and Banana results files the chapters render (about 20 min on 2 CPU cores). Each
+# file records its own command, git revision, date and machine.
+SMALL := $(BIN)/python -m gmp.experiments
+SMALL_ARGS := --seeds 0-19 --no-tracks --no-progress
+small-results: install
+	$(SMALL) levy --method all --preset authors $(SMALL_ARGS) --out results/levy_authors.json
+	$(SMALL) levy --method all --preset authors --data-seed 0 $(SMALL_ARGS) \
+		--out results/levy_authors_data0.json
+	for p in authors-weight-form paper-remark-3.5 book-v1; do \
+		$(SMALL) levy --method gmp --preset $$p $(SMALL_ARGS) --out results/levy_gmp_$$p.json \
+		|| exit 1; done
+	for proto in official honest; do \
+		$(SMALL) banana --method all --preset authors --protocol $$proto $(SMALL_ARGS) \
+		--out results/banana_authors_$$proto.json || exit 1; done
+	$(SMALL) banana --method all --preset authors --protocol official --data-seed 0 \
+		$(SMALL_ARGS) --out results/banana_authors_official_data0.json
+	for p in authors-weight-form paper-remark-3.5 book-v1; do \
+		$(SMALL) banana --method gmp --preset $$p --protocol honest $(SMALL_ARGS) \
+		--out results/banana_gmp_honest_$$p.json || exit 1; done
 
 lint: install
 	$(BIN)/ruff check gmp tests benchmarks

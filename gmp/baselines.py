@@ -48,7 +48,7 @@ def hidden_layer(param: str, in_features: int, out_features: int,
     """The hidden layer under ``param``: input ``(N, in)`` → ``(N, out)``.
 
     The pre-activation, except for GmP in the preset's ``"paper"`` unit form, whose layer
-    includes its ReLU (``r·ReLU(uᵀx + λ)``); :attr:`OneHiddenLayerMLP.act` accounts for it.
+    includes its ReLU (``r·ReLU(uᵀx + λ)``); ``OneHiddenLayerMLP.act`` accounts for it.
     """
     p, pre = check_param(param), get_preset(preset)
     if p == "gmp":

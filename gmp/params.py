@@ -103,6 +103,7 @@ class Preset:
 
 _KERAS_BN = {"bn_momentum": 0.01, "bn_eps": 1e-3}   # Keras momentum 0.99, epsilon 1e-3
 
+#: The presets by name (see the table above).
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("authors", "the authors' public code (notebooks and models.py)", "glorot", "paper",
            "dense", "keras", **_KERAS_BN),
@@ -115,6 +116,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            "torch's default initializations", "sphere", "weight", "gmp", "torch",
            bn_momentum=0.1, bn_eps=1e-5),
 )}
+#: The preset of every result that claims to follow the paper.
 DEFAULT_PRESET = "authors"
 
 

@@ -73,7 +73,7 @@ class StackedLinear(nn.Module):
     - WN: ``g (S, m, 1)``, ``v (S, m, n)``, ``bias (S, m)``; ``w = g·v/‖v‖`` row-wise.
     - GmP: ``theta (S, m, n-1)``, ``lam (S, m)``, ``r (S, m)`` and, for ``n = 1``, the fixed
       buffer ``direction (S, m, 1)``; ``w = r·u(θ)``, ``b = r·λ``. In the paper's unit form
-      (layers built with ``activation=nn.ReLU()``, :attr:`unit_form`) the forward returns
+      (layers built with ``activation=nn.ReLU()``; ``unit_form`` is True) the forward returns
       ``r·ReLU(u(θ)ᵀx + λ)`` instead of the pre-activation ``wᵀx + b``.
     """
 

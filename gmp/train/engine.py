@@ -399,7 +399,7 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
                     ctx: DistContext) -> _Progress:
     """Restore a :func:`save_checkpoint` of a run with the same settings as ``cfg`` into
     ``model``, ``optimizer``, ``scheduler`` and the generators of this rank; raises
-    :class:`ConfigError` naming the settings that differ."""
+    :class:`~gmp.train.config.ConfigError` naming the settings that differ."""
     state = ckpt_io.load(path)
     diffs = resume_mismatches(state["config"], cfg)
     if diffs:
