@@ -206,8 +206,10 @@ class _ScaledUnitVector(torch.autograd.Function):
         grad_r = _grad_r(tail[..., 0] + h[..., 0], r, theta, grad_w) if need_r else None
         grad_theta = None
         if need_theta:
-            if is_functorch_wrapped_tensor(h):
-                # Under vmap/jacrev: out-of-place ops (they have batching rules).
+            if is_functorch_wrapped_tensor(h) or not h.is_contiguous():
+                # Under vmap/jacrev: out-of-place ops (they have batching rules); likewise
+                # when h inherited strides from a non-contiguous grad_w (e.g. a stacked
+                # (S, m, n) weight used transposed by bmm): its buffer cannot be viewed flat.
                 t = tail[..., :-1].mul_(cot)
                 grad_theta = torch.addcmul(t, grad_w[..., :-1], r_prod, value=-1)
             else:

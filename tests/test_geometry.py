@@ -433,3 +433,19 @@ def test_cuda_backward_has_no_synchronization():
     t2, r2 = theta.detach().clone().requires_grad_(), r.detach().clone().requires_grad_()
     (_unit_vector_reference(t2) * r2[:, None]).backward(g)
     torch.testing.assert_close(theta.grad, t2.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_backward_with_a_non_contiguous_incoming_gradient():
+    # a stacked (S, m, n) weight used transposed by bmm receives a non-contiguous grad_w
+    torch.manual_seed(11)
+    S, m, n = 3, 5, 4
+    theta = torch.randn(S, m, n - 1, dtype=torch.float64, requires_grad=True)
+    r = torch.rand(S, m, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(S, 7, n, dtype=torch.float64)
+    out = torch.bmm(x, scaled_unit_vector(theta, r).transpose(1, 2))
+    out.pow(2).sum().backward()
+    t2, r2 = theta.detach().clone().requires_grad_(), r.detach().clone().requires_grad_()
+    ref = torch.bmm(x, (_unit_vector_reference(t2) * r2[..., None]).transpose(1, 2))
+    ref.pow(2).sum().backward()
+    torch.testing.assert_close(theta.grad, t2.grad, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(r.grad, r2.grad, rtol=1e-12, atol=1e-12)
