@@ -50,8 +50,8 @@ def set_weight_kernel(name: str) -> str:
     shape; the first call takes seconds). Weights of fewer than 2^15 angles keep the eager
     kernel (there a compiled call's fixed cost exceeds the saving). If compilation fails
     (e.g. no C++ compiler) a warning is issued and eager is used from then on. Results equal
-    eager's up to rounding;
-    the backward (closed form, see ``_ScaledUnitVector``) is the same for both.
+    eager's up to rounding; the backward (closed form, see ``_ScaledUnitVector``) is the same
+    for both. Under ``vmap``/``jacrev`` the eager kernel is used.
     """
     if name not in KERNELS:
         raise ValueError(f"set_weight_kernel: unknown kernel {name!r}; expected one of {KERNELS}")
@@ -149,7 +149,8 @@ def _forward_parts(theta: Tensor, r: Tensor | None) -> tuple[Tensor, Tensor, Ten
     """``(w, cot, r·P)`` with the kernel chosen by :func:`set_weight_kernel`."""
     if torch.compiler.is_compiling():  # inside a user's torch.compile: let it trace
         return _parts_traceable(theta, r)
-    if _kernel["name"] == "compile" and theta.numel() >= _COMPILE_MIN_NUMEL:
+    if (_kernel["name"] == "compile" and theta.numel() >= _COMPILE_MIN_NUMEL
+            and not is_functorch_wrapped_tensor(theta)):
         try:  # detached: Dynamo keeps nn.Parameter shapes static (a recompile per layer)
             return _compiled_parts()(theta.detach(), None if r is None else r.detach())
         except Exception as err:  # noqa: BLE001 - any backend failure: fall back to eager
