@@ -48,22 +48,23 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from .nn import GmPConv2d, GmPLinear, InputMeanNorm, MeanOnlyBatchNorm
+from .params import ALL_PARAMS
+from .params import check_param as _check_param
 
 __all__ = ["ARCHS", "PARAMS", "PAPER_PARAMS", "VGG6", "build_model", "check_param",
            "count_parameters", "resnet18", "vgg6"]
 
 ARCHS: tuple[str, ...] = ("vgg6", "resnet18")
-PARAMS: tuple[str, ...] = ("sp", "wn", "wn_mbn", "bn", "gmp", "gmp_imn")
+#: The parameterizations of the ImageNet models (:data:`gmp.params.ALL_PARAMS`).
+PARAMS: tuple[str, ...] = ALL_PARAMS
 #: The variants each table of the paper reports.
 PAPER_PARAMS: dict[str, tuple[str, ...]] = {"vgg6": PARAMS, "resnet18": ("bn", "wn_mbn", "gmp_imn")}
 
 
 def check_param(param: str) -> str:
-    """Return ``param`` lower-cased, or raise a ValueError naming the valid choices."""
-    p = str(param).lower()
-    if p not in PARAMS:
-        raise ValueError(f"unknown parameterization {param!r}; expected one of {PARAMS}")
-    return p
+    """Return ``param`` lower-cased, or raise a ValueError naming the valid choices
+    (:func:`gmp.params.check_param` over :data:`PARAMS`)."""
+    return _check_param(param, PARAMS)
 
 
 def _scaled(channels: int, width: float) -> int:

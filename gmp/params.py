@@ -64,8 +64,7 @@ def check_param(param: str, allowed: tuple[str, ...] = PARAMS) -> str:
     """Return ``param`` lower-cased, or raise a ValueError naming the valid choices."""
     p = str(param).lower()
     if p not in allowed:
-        raise ValueError(f"unknown method {param!r} (parameterization); expected one of "
-                         f"{allowed}")
+        raise ValueError(f"unknown parameterization {param!r}; expected one of {allowed}")
     return p
 
 

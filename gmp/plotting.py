@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .params import LABELS, PARAMS
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -48,7 +50,7 @@ __all__ = [
 
 Box = tuple[float, float, float, float]
 DEFAULT_BOX: Box = (-3.0, 3.0, -3.0, 3.0)
-METHOD_LABELS = {"sp": "SP", "wn": "WN", "bn": "BN", "gmp": "GmP"}
+METHOD_LABELS = {m: LABELS[m] for m in PARAMS}
 
 # Colours of the "before" and "after" states in perturbation plots (colour-blind safe pair).
 _BEFORE, _AFTER = "#0072B2", "#D55E00"

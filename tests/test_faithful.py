@@ -90,7 +90,7 @@ def test_book_v1_preset_reproduces_the_first_edition_networks():
 def test_preset_and_param_errors():
     with pytest.raises(ValueError, match="unknown preset"):
         get_preset("keras")
-    with pytest.raises(ValueError, match="unknown method 'ln'"):
+    with pytest.raises(ValueError, match="unknown parameterization 'ln'"):
         check_param("ln")
     assert set(PRESETS) >= {"authors", "paper-remark-3.5"}
     with pytest.raises(ValueError, match="unknown protocol"):

@@ -61,7 +61,7 @@ def test_build_layer_bn_direction_and_validation():
     cos = (we.numpy() * w).sum(1) / (np.linalg.norm(w, axis=1) * we.norm(dim=1).numpy())
     np.testing.assert_allclose(cos, 1.0)  # γ = 1 > 0: BN keeps w's direction
     np.testing.assert_allclose(be.numpy(), 0.0, atol=1e-12)  # β = 0, zero-mean input
-    with pytest.raises(ValueError, match="unknown method"):
+    with pytest.raises(ValueError, match="unknown parameterization"):
         build_layer("ln", w, b)
     with pytest.raises(ValueError, match=r"shape \(m, n\)"):
         build_layer("sp", w, b[:2])

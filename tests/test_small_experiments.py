@@ -399,7 +399,7 @@ def test_default_learning_rates():
 
 @pytest.mark.parametrize("kw, err, match", [
     ({"task": "mnist"}, ValueError, "unknown task"),
-    ({"methods": "xx"}, ValueError, "unknown method"),
+    ({"methods": "xx"}, ValueError, "unknown parameterization"),
     ({"engine": "gpu"}, ValueError, "unknown engine"),
     ({"lr": -1.0}, ValueError, "positive"),
     ({"lr": []}, ValueError, "positive"),
@@ -457,7 +457,7 @@ def test_cli_banana_lr_grid(monkeypatch, capsys):
 def test_cli_errors(capsys):
     with pytest.raises(SystemExit):
         main(["levy", "--method", "nope", "--epochs", "1"])
-    assert "unknown method" in capsys.readouterr().err
+    assert "unknown parameterization" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["levy", "--seed", "0", "--seeds", "1"])
 

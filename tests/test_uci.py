@@ -139,7 +139,7 @@ def test_batched_forward_rejects_bad_shapes():
     p = init_params("sp", 4, [0, 1], hidden=5, dtype=F64)
     with pytest.raises(ValueError, match=r"expected input of shape \(S=2, N, n=4\)"):
         batched_forward("sp", p, torch.zeros(2, 3, 5, dtype=F64))
-    with pytest.raises(ValueError, match="unknown method"):
+    with pytest.raises(ValueError, match="unknown parameterization"):
         batched_forward("ln", p, torch.zeros(2, 3, 4, dtype=F64))
 
 
@@ -291,7 +291,7 @@ def test_splits_are_disjoint_and_seeded():
 def test_config_errors():
     with pytest.raises(ValueError, match="unknown protocol 'leaky'"):
         uci.UCIConfig(protocol="leaky")
-    with pytest.raises(ValueError, match="unknown method 'ln'"):
+    with pytest.raises(ValueError, match="unknown parameterization 'ln'"):
         uci.UCIConfig(methods=("sp", "ln"))
     with pytest.raises(ValueError, match="lr_grid"):
         uci.UCIConfig(lr_grid=(0.1, -1.0))

@@ -21,8 +21,9 @@ import math
 
 import numpy as np
 
-from ..baselines import METHODS
 from ..data.uci import DATASETS
+from ..params import LABELS, PARAMS
+from ..params import PARAMS as METHODS
 from ..provenance import normalize
 
 __all__ = [
@@ -40,7 +41,7 @@ __all__ = [
 ]
 
 #: Display names of the methods.
-METHOD_LABELS: dict[str, str] = {"sp": "SP", "wn": "WN", "bn": "BN", "gmp": "GmP"}
+METHOD_LABELS: dict[str, str] = {m: LABELS[m] for m in PARAMS}
 
 
 def _finite_or_inf(v: float) -> float:
