@@ -133,6 +133,13 @@ class Derivation:
 # --------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------
+@functools.cache
+def _cached(compute: Callable[..., Derivation], *args: Any) -> Derivation:
+    """``compute(*args)``, computed once per process: the public checks route here when every
+    formula argument is the book's own (the common case), and compute afresh otherwise."""
+    return compute(*args)
+
+
 def _check_n(n: int, lo: int, hi: int | None = None, what: str = "n") -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"{what} must be an integer, got {type(n).__name__}")
@@ -311,13 +318,9 @@ def cab_direction_change(n: int, formula: Formula = eq7) -> Derivation:
     """
     n = _check_n(n, 1)
     if formula is eq7:
-        return _cab_direction_change_cached(n)
+        return _cached(_cab_direction_change, n, eq7)
     return _cab_direction_change(n, formula)
 
-
-@functools.cache
-def _cab_direction_change_cached(n: int) -> Derivation:
-    return _cab_direction_change(n, eq7)
 
 
 def _cab_direction_change(n: int, formula: Formula) -> Derivation:
@@ -357,13 +360,9 @@ def sp_flip(n: int, perturbation: Callable[[sp.MatrixBase, sp.Expr], sp.MatrixBa
     """
     n = _check_n(n, 1)
     if perturbation is _default_flip:
-        return _sp_flip_cached(n)
+        return _cached(_sp_flip, n, _default_flip)
     return _sp_flip(n, perturbation)
 
-
-@functools.cache
-def _sp_flip_cached(n: int) -> Derivation:
-    return _sp_flip(n, _default_flip)
 
 
 def _sp_flip(n: int, perturbation) -> Derivation:
@@ -408,13 +407,9 @@ def wn_direction_change(n: int, weight: Callable[[sp.Expr, sp.MatrixBase], sp.Ma
     """
     n = _check_n(n, 1)
     if weight is wn_weight and formula is eq7:
-        return _wn_direction_change_cached(n)
+        return _cached(_wn_direction_change, n, wn_weight, eq7)
     return _wn_direction_change(n, weight, formula)
 
-
-@functools.cache
-def _wn_direction_change_cached(n: int) -> Derivation:
-    return _wn_direction_change(n, wn_weight, eq7)
 
 
 def _wn_direction_change(n: int, weight, formula) -> Derivation:
@@ -482,13 +477,9 @@ def bn_direction_change(n: int = 2, scale: Callable[[sp.MatrixBase, sp.MatrixBas
     """
     n = _check_n(n, 1, 3)
     if scale is bn_scale and formula is eq7:
-        return _bn_direction_change_cached(n)
+        return _cached(_bn_direction_change, n, bn_scale, eq7)
     return _bn_direction_change(n, scale, formula)
 
-
-@functools.cache
-def _bn_direction_change_cached(n: int) -> Derivation:
-    return _bn_direction_change(n, bn_scale, eq7)
 
 
 def _bn_direction_change(n: int, scale, formula) -> Derivation:
@@ -594,13 +585,9 @@ def unit_norm(n: int, builder: UnitVectorBuilder = _u_entries) -> Derivation:
     """
     n = _check_n(n, 1)
     if builder is _u_entries:
-        return _unit_norm_cached(n)
+        return _cached(_unit_norm, n, _u_entries)
     return _unit_norm(n, builder)
 
-
-@functools.cache
-def _unit_norm_cached(n: int) -> Derivation:
-    return _unit_norm(n, _u_entries)
 
 
 def _unit_norm(n: int, builder) -> Derivation:
@@ -639,13 +626,9 @@ def metric_tensor(n: int, entry: MetricEntry = metric_entry,
     """
     n = _check_n(n, 2)
     if entry is metric_entry and builder is _u_entries:
-        return _metric_tensor_cached(n)
+        return _cached(_metric_tensor, n, metric_entry, _u_entries)
     return _metric_tensor(n, entry, builder)
 
-
-@functools.cache
-def _metric_tensor_cached(n: int) -> Derivation:
-    return _metric_tensor(n, metric_entry, _u_entries)
 
 
 def _metric_tensor(n: int, entry, builder) -> Derivation:
@@ -799,13 +782,9 @@ def metric_induction_step(corner: Callable[[sp.Symbol], sp.Expr] = _default_corn
     induction (the induction principle itself is applied on paper, not by SymPy).
     """
     if corner is _default_corner and factor is _default_factor:
-        return _metric_induction_step_cached()
+        return _cached(_metric_induction_step, _default_corner, _default_factor)
     return _metric_induction_step(corner, factor)
 
-
-@functools.cache
-def _metric_induction_step_cached() -> Derivation:
-    return _metric_induction_step(_default_corner, _default_factor)
 
 
 def _metric_induction_step(corner, factor) -> Derivation:
@@ -841,13 +820,9 @@ def metric_bound(n: int, entry: MetricEntry = metric_entry) -> Derivation:
     """
     n = _check_n(n, 2)
     if entry is metric_entry:
-        return _metric_bound_cached(n)
+        return _cached(_metric_bound, n, metric_entry)
     return _metric_bound(n, entry)
 
-
-@functools.cache
-def _metric_bound_cached(n: int) -> Derivation:
-    return _metric_bound(n, metric_entry)
 
 
 def _metric_bound(n: int, entry) -> Derivation:
