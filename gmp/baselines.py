@@ -15,14 +15,15 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from .nn import GmPLinear
 from .params import PARAMS, Preset, check_param, get_preset
 
-__all__ = ["METHODS", "check_method", "linear", "hidden_layer", "output_layer",
-           "OneHiddenLayerMLP", "mlp"]
+__all__ = ["METHODS", "check_method", "linear", "KerasBatchNorm1d", "hidden_layer",
+           "output_layer", "OneHiddenLayerMLP", "mlp"]
 
 #: Alias of :data:`gmp.params.PARAMS` (the small experiments' parameterizations).
 METHODS: tuple[str, ...] = PARAMS
@@ -43,6 +44,26 @@ def linear(in_features: int, out_features: int, init: str = "keras") -> nn.Linea
     return layer
 
 
+class KerasBatchNorm1d(nn.BatchNorm1d):
+    """:class:`torch.nn.BatchNorm1d` whose running variance tracks the *biased* batch
+    variance, as Keras' ``BatchNormalization`` does on ``(N, C)`` input (its non-fused path);
+    torch's tracks the unbiased one. Training normalizes with the batch statistics as usual;
+    evaluation uses the running estimates. ``momentum`` in torch's convention (Keras' 0.99 is
+    0.01 here)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training:
+            return super().forward(x)
+        if x.dim() != 2 or x.shape[1] != self.num_features:
+            raise ValueError(f"KerasBatchNorm1d expected input (N, {self.num_features}), got "
+                             f"shape {tuple(x.shape)}")
+        with torch.no_grad():
+            self.running_mean.lerp_(x.mean(dim=0), self.momentum)
+            self.running_var.lerp_(x.var(dim=0, unbiased=False), self.momentum)
+            self.num_batches_tracked.add_(1)
+        return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+
+
 def hidden_layer(param: str, in_features: int, out_features: int,
                  preset: str | Preset | None = None) -> nn.Module:
     """The hidden layer under ``param``: input ``(N, in)`` → ``(N, out)``.
@@ -58,8 +79,8 @@ def hidden_layer(param: str, in_features: int, out_features: int,
     if p == "wn":
         return weight_norm(lin)
     if p == "bn":
-        return nn.Sequential(lin, nn.BatchNorm1d(out_features, eps=pre.bn_eps,
-                                                 momentum=pre.bn_momentum))
+        bn = KerasBatchNorm1d if pre.baseline_init == "keras" else nn.BatchNorm1d
+        return nn.Sequential(lin, bn(out_features, eps=pre.bn_eps, momentum=pre.bn_momentum))
     return lin
 
 

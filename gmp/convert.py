@@ -17,7 +17,7 @@ from collections.abc import Callable
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .nn import GmPConv2d, GmPLinear, InputMeanNorm
+from .nn import _INITS, GmPConv2d, GmPLinear, InputMeanNorm
 
 __all__ = ["convert", "revert", "ConversionError"]
 
@@ -104,8 +104,8 @@ def convert(model: nn.Module, *, imn: bool = False, skip_first: bool = True,
             convolutions (Conv1d/3d, transposed) and Bilinear (strict only), non-finite
             weights, or units with ``w = 0`` and ``b ≠ 0``. The model is left unchanged.
     """
-    if init not in ("sphere", "glorot"):
-        raise ValueError(f"unknown init {init!r}; expected 'sphere' or 'glorot'")
+    if init not in _INITS:
+        raise ValueError(f"unknown init {init!r}; expected one of {_INITS}")
     seen = 0
 
     def fn(name: str, m: nn.Module) -> nn.Module | None:

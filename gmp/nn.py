@@ -49,8 +49,8 @@ from .geometry import angles, scaled_unit_vector
 
 __all__ = ["GmPLinear", "GmPConv2d", "InputMeanNorm", "MeanOnlyBatchNorm"]
 
-Init = Literal["sphere", "glorot"]
-_INITS = ("sphere", "glorot")
+Init = Literal["sphere", "glorot", "glorot-authors"]
+_INITS = ("sphere", "glorot", "glorot-authors")
 
 
 def _check_activation(activation: nn.Module | None, cls: str) -> nn.Module | None:
@@ -100,7 +100,12 @@ class _GmPMixin:
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """``sphere``: direction uniform on S^{n-1}, λ = 0, r = 1 (Remark 3.5).
-        ``glorot``: Glorot-uniform weights converted to (θ, r), λ = 0 (the authors' code).
+        ``glorot``: Glorot-uniform weights converted to (θ, r), λ = 0.
+        ``glorot-authors``: what the authors' initializer computes: a Glorot-uniform ``w``
+        with bound ``sqrt(6/(n + m))`` (also for convolutions) whose last coordinate loses its
+        sign in their Cartesian-to-angles conversion, so ``u = (w₁, …, w_{n-1}, |w_n|)/‖w‖``
+        and every unit starts in the half-space ``u_n ≥ 0``; ``r = ‖w‖``, ``λ = 0``. For
+        ``n = 1``, ``u = sign(w)`` and ``r = |w|`` as in their 1-D layer.
 
         Random numbers are drawn in float64 on the parameters' device from the global
         generator (``torch.manual_seed`` makes it reproducible)."""
@@ -108,6 +113,11 @@ class _GmPMixin:
         factory = {"dtype": torch.float64, "device": self.theta.device}
         if self.init == "sphere":
             w = torch.randn(m, n, **factory)
+        elif self.init == "glorot-authors":
+            bound = math.sqrt(6.0 / (n + m))
+            w = torch.empty(m, n, **factory).uniform_(-bound, bound)
+            if n > 1:
+                w[:, -1].abs_()
         else:
             # torch's convention for conv: fan_out = out_channels · kh · kw.
             receptive = n // self._fan_shape[0]
@@ -115,7 +125,7 @@ class _GmPMixin:
             w = torch.empty(m, n, **factory).uniform_(-bound, bound)
         theta, norm = angles(w)
         self.theta.copy_(theta)
-        self.r.copy_(norm if self.init == "glorot" else torch.ones_like(norm))
+        self.r.copy_(torch.ones_like(norm) if self.init == "sphere" else norm)
         self.direction.copy_(torch.where(w[:, :1] >= 0, 1.0, -1.0) if n == 1 else 1.0)
         if self.lam is not None:
             self.lam.zero_()

@@ -18,15 +18,17 @@ shown beside it:
 ============================  ==========  ===========  ============  ==============  =========
 preset                        GmP init    GmP unit     GmP read-out  baseline init   BN (m, ε)
 ============================  ==========  ===========  ============  ==============  =========
-``authors``                   ``glorot``  ``paper``    dense         Keras Glorot    .99, 1e-3
-``authors-weight-form``       ``glorot``  ``weight``   dense         Keras Glorot    .99, 1e-3
+``authors``                   ``g-a``     ``paper``    dense         Keras Glorot    .99, 1e-3
+``authors-weight-form``       ``g-a``     ``weight``   dense         Keras Glorot    .99, 1e-3
 ``paper-remark-3.5``          ``sphere``  ``paper``    dense         Keras Glorot    .99, 1e-3
 ``book-v1``                   ``sphere``  ``weight``   GmP           torch default   .9, 1e-5
 ============================  ==========  ===========  ============  ==============  =========
 
-- GmP init ``glorot``: a Glorot-uniform ``w`` converted to ``(θ, r = ‖w‖)``, ``λ = 0`` (the
-  authors' initializer; in 1-D ``u = sign(w)`` is fixed and ``r = |w|``). ``sphere``: Remark
-  3.5, direction uniform on the sphere, ``r = 1``, ``λ = 0``.
+- GmP init ``g-a`` (``"glorot-authors"``): what the authors' initializer computes, a
+  Glorot-uniform ``w`` converted to ``(θ, r = ‖w‖)``, ``λ = 0``, whose last coordinate loses
+  its sign in their conversion to angles (every unit starts with ``u_n ≥ 0``; in 1-D
+  ``u = sign(w)`` is fixed and ``r = |w|``). ``sphere``: Remark 3.5, direction uniform on the
+  sphere, ``r = 1``, ``λ = 0``.
 - GmP unit ``paper``: the layer computes ``r·ReLU(uᵀx + λ)`` (activation inside,
   ``GmPLinear(..., activation=nn.ReLU())``). ``weight``: ``ReLU((r·u)ᵀx + r·λ)``; equal while
   ``r > 0``, but a negative ``r`` flips the unit's active side instead of negating its output.
@@ -75,11 +77,13 @@ class Preset:
     Attributes:
         name: the preset's name.
         source: where these choices come from, in words.
-        gmp_init: ``"glorot"`` or ``"sphere"`` (:class:`gmp.nn.GmPLinear`'s ``init``).
+        gmp_init: ``"glorot-authors"``, ``"glorot"`` or ``"sphere"`` (:class:`gmp.nn.GmPLinear`'s
+            ``init``).
         gmp_unit: ``"paper"`` (``r·ReLU(uᵀx+λ)``) or ``"weight"`` (``ReLU((r·u)ᵀx + r·λ)``).
         gmp_readout: ``"dense"`` (plain linear) or ``"gmp"``.
         baseline_init: ``"keras"`` (Glorot-uniform weights, zero biases) or ``"torch"``.
-        bn_momentum, bn_eps: BatchNorm settings in torch's convention.
+        bn_momentum, bn_eps: BatchNorm settings in torch's convention (``bn_momentum = 1 −``
+            Keras' momentum; the table above shows Keras' values).
     """
 
     name: str
@@ -92,7 +96,8 @@ class Preset:
     bn_eps: float
 
     def __post_init__(self) -> None:
-        for key, allowed in (("gmp_init", ("glorot", "sphere")), ("gmp_unit", ("paper", "weight")),
+        for key, allowed in (("gmp_init", ("glorot-authors", "glorot", "sphere")),
+                             ("gmp_unit", ("paper", "weight")),
                              ("gmp_readout", ("dense", "gmp")),
                              ("baseline_init", ("keras", "torch"))):
             if getattr(self, key) not in allowed:
@@ -104,10 +109,10 @@ _KERAS_BN = {"bn_momentum": 0.01, "bn_eps": 1e-3}   # Keras momentum 0.99, epsil
 
 #: The presets by name (see the table above).
 PRESETS: dict[str, Preset] = {p.name: p for p in (
-    Preset("authors", "the authors' public code (notebooks and models.py)", "glorot", "paper",
-           "dense", "keras", **_KERAS_BN),
+    Preset("authors", "the authors' public code (notebooks and models.py)", "glorot-authors",
+           "paper", "dense", "keras", **_KERAS_BN),
     Preset("authors-weight-form", "the authors' networks with the GmP unit in weight form "
-           "ReLU((r·u)ᵀx + r·λ)", "glorot", "weight", "dense", "keras", **_KERAS_BN),
+           "ReLU((r·u)ᵀx + r·λ)", "glorot-authors", "weight", "dense", "keras", **_KERAS_BN),
     Preset("paper-remark-3.5", "the authors' networks with Remark 3.5's GmP initialization "
            "(uniform direction, r = 1, λ = 0)", "sphere", "paper", "dense", "keras",
            **_KERAS_BN),

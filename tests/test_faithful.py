@@ -33,7 +33,7 @@ def test_authors_gmp_hidden_is_a_converted_glorot_draw(n_in):
         torch.manual_seed(seed)
         net = mlp("gmp", n_in, m, preset="authors")
         h = net.hidden
-        assert isinstance(h, GmPLinear) and h.init == "glorot"
+        assert isinstance(h, GmPLinear) and h.init == "glorot-authors"
         assert isinstance(h.activation, nn.ReLU) and isinstance(net.act, nn.Identity)
         w, _ = h.weight_and_bias()
         # r = ‖w‖ of a Glorot-uniform w: every coordinate of r·u within the bound
@@ -50,6 +50,37 @@ def test_authors_gmp_hidden_is_a_converted_glorot_draw(n_in):
         assert float(r.max()) > 0.99 * bound
     else:          # ‖U(-b, b)²‖: mean b·(√2 + ln(1 + √2))/3 ≈ 0.7652·b
         assert float(r.mean()) == pytest.approx(0.7652 * bound, rel=0.05)
+
+
+def _authors_angles(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The authors' Cartesian-to-angles map, written out in numpy: ``x (n, m)`` holds one
+    vector per column; the denominator of the last angle is ``|x_n|``."""
+    num = x[:-1].copy()
+    num[-1] += np.sqrt((x[-2:] ** 2).sum(axis=0))
+    den = np.sqrt(np.cumsum((x[1:] ** 2)[::-1], axis=0)[::-1])
+    ang = np.pi / 2 - np.arctan2(num, den)
+    ang[-1] *= 2
+    return ang, np.linalg.norm(x, axis=0)
+
+
+@pytest.mark.parametrize("n", [2, 3, 6])
+def test_glorot_authors_init_matches_the_authors_conversion(n):
+    from gmp.geometry import unit_vector
+
+    torch.manual_seed(4)
+    layer = GmPLinear(n, 200, init="glorot-authors", dtype=F64)
+    u = layer.unit_directions().detach()
+    w = (layer.r.detach()[:, None] * u).numpy()        # the Glorot draw, as converted
+    ang, rad = _authors_angles(w.T.copy())
+    ref = unit_vector(torch.from_numpy(ang.T.copy()))
+    torch.testing.assert_close(u, ref, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(layer.r.detach().numpy(), rad, rtol=1e-12)
+    assert (u[:, -1] >= 0).all()                         # the sign of w_n is lost
+    assert (u[:, :-1] < 0).any()                         # the other coordinates keep theirs
+    assert (np.abs(w) <= math.sqrt(6.0 / (n + 200)) + 1e-12).all()
+    # the plain Glorot init keeps the sign of the last coordinate
+    torch.manual_seed(4)
+    assert (GmPLinear(n, 200, init="glorot", dtype=F64).unit_directions()[:, -1] < 0).any()
 
 
 def test_remark_3_5_preset_starts_at_r_one():
@@ -265,3 +296,21 @@ def test_units_through_data_counts_boundaries_that_cut_the_inputs():
     assert small._units_through(w, b, x).tolist() == [3]
     r = run("levy", "gmp", [0], config=LevyConfig(hidden=7, epochs=2), progress=False)[0]
     assert 0 <= r.metrics["units_through_data"] <= 7
+
+
+def test_keras_batchnorm_tracks_the_biased_variance():
+    from gmp.baselines import KerasBatchNorm1d
+
+    torch.manual_seed(2)
+    x = torch.randn(8, 3, dtype=F64)
+    bn = KerasBatchNorm1d(3, momentum=0.25, eps=1e-3).to(F64)
+    ref = nn.BatchNorm1d(3, momentum=0.25, eps=1e-3).to(F64)
+    torch.testing.assert_close(bn(x), ref(x))                      # same training output
+    torch.testing.assert_close(bn.running_mean, ref.running_mean)
+    expected = 0.75 * 1.0 + 0.25 * x.var(dim=0, unbiased=False)    # Keras: biased variance
+    torch.testing.assert_close(bn.running_var, expected)
+    assert not torch.allclose(ref.running_var, expected)            # torch: unbiased
+    bn.eval()
+    torch.testing.assert_close(bn(x), (x - bn.running_mean) / torch.sqrt(bn.running_var + 1e-3))
+    assert isinstance(mlp("bn", 2, 4, preset="authors").hidden[1], KerasBatchNorm1d)
+    assert type(mlp("bn", 2, 4, preset="book-v1").hidden[1]) is nn.BatchNorm1d

@@ -176,9 +176,10 @@ class StackedBatchNorm(nn.Module):
     """``S`` :class:`torch.nn.BatchNorm1d` modules on ``(S, N, m)`` pre-activations.
 
     Training mode normalizes with the batch mean and biased variance over axis 1 and updates
-    the running estimates with the unbiased variance, as ``BatchNorm1d`` does; evaluation uses
-    the running estimates. ``update`` (``(S,)`` bool) limits the running-statistics update to
-    some members.
+    the running estimates with the unbiased variance, as ``BatchNorm1d`` does (or with the
+    biased one, as Keras does, for :class:`gmp.baselines.KerasBatchNorm1d` modules);
+    evaluation uses the running estimates. ``update`` (``(S,)`` bool) limits the
+    running-statistics update to some members.
     """
 
     def __init__(self, bns: Sequence[nn.BatchNorm1d]):
@@ -192,6 +193,10 @@ class StackedBatchNorm(nn.Module):
             raise ValueError("StackedBatchNorm: modules differ in (features, eps, momentum): "
                              f"{cfg}")
         self.num_features, self.eps, self.momentum = cfg.pop()
+        kinds = {type(bn).__name__ == "KerasBatchNorm1d" for bn in bns}
+        if len(kinds) != 1:
+            raise ValueError("StackedBatchNorm: modules mix torch's and Keras' running variance")
+        self.biased_running_var = kinds.pop()
         self.weight = nn.Parameter(_stack([bn.weight for bn in bns]))
         self.bias = nn.Parameter(_stack([bn.bias for bn in bns]))
         self.register_buffer("running_mean", _stack([bn.running_mean for bn in bns]))
@@ -212,6 +217,11 @@ class StackedBatchNorm(nn.Module):
                            self.momentum, self.eps)
         if self.training:
             with torch.no_grad():
+                if self.biased_running_var:  # Keras: the biased batch variance
+                    zd = z.detach()
+                    rm = torch.lerp(self.running_mean, zd.mean(dim=1), self.momentum)
+                    rv = torch.lerp(self.running_var, zd.var(dim=1, unbiased=False),
+                                    self.momentum)
                 if update is None:
                     self.running_mean.copy_(rm)
                     self.running_var.copy_(rv)
