@@ -83,3 +83,20 @@ def test_strip_figure_draws_every_run():
     assert sum(c.get_offsets().shape[0] for c in dots) == 5  # NaN dropped
     assert [t.get_text() for t in ax.get_xticklabels()] == ["SP", "GmP"]
     plt.close(fig)
+
+
+def test_holm_and_fisher_exact():
+    from gmp.experiments.distributions import fisher_exact, holm
+
+    adj = holm({"a": 0.01, "b": 0.04, "c": 0.03})
+    assert adj == {"a": pytest.approx(0.03), "c": pytest.approx(0.06), "b": pytest.approx(0.06)}
+    # the classic tea-tasting table [[3, 1], [1, 3]]: two-sided p = 0.4857
+    assert fisher_exact(3, 1, 1, 3) == pytest.approx(34 / 70)
+    # 6 of 20 vs 0 of 60 in a mode: only the observed table is that unlikely
+    assert fisher_exact(6, 14, 0, 60) == pytest.approx(
+        math.comb(20, 6) * math.comb(60, 0) / math.comb(80, 6), rel=1e-12)
+
+
+def test_paired_counts_nan_as_a_loss():
+    p = paired({0: math.nan, 1: 1.0, 2: math.nan}, {0: 2.0, 1: math.nan, 2: math.nan})
+    assert (p.wins, p.losses, p.ties) == (1, 1, 1)

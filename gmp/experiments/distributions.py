@@ -10,6 +10,9 @@ hides what happens. The helpers here keep every run in view:
   data (the comparison that removes the data sample's own variance), with
 - :func:`sign_test`: the exact two-sided sign test of those differences (no assumption on
   their distribution; ties dropped);
+- :func:`holm`: Holm's step-down adjustment when one claim is tested against several methods;
+- :func:`fisher_exact`: the exact test of a 2×2 table (e.g. runs in the low-error mode, per
+  method);
 - :func:`verdict`: a claim's status computed from these numbers.
 
 Everything works on plain sequences of floats, so the tests can check each piece by hand.
@@ -23,7 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Modes", "split_modes", "Paired", "paired", "sign_test", "verdict", "scores"]
+__all__ = ["Modes", "split_modes", "Paired", "paired", "sign_test", "holm", "fisher_exact",
+           "verdict", "scores"]
 
 
 @dataclass(frozen=True)
@@ -98,14 +102,20 @@ class Paired:
 def paired(a: dict[int, float], b: dict[int, float], lower_is_better: bool = True) -> Paired:
     """Compare two methods run on the same data seeds (``{data_seed: score}`` each).
 
-    Only seeds present in both count. ``wins`` counts the seeds where ``a`` beats ``b``."""
+    Only seeds present in both count. ``wins`` counts the seeds where ``a`` beats ``b``. A
+    NaN score (a diverged run) loses against any number; two NaNs tie."""
     seeds = tuple(sorted(set(a) & set(b)))
     if not seeds:
         raise ValueError("paired: the two methods share no data seed")
     diffs = tuple(float(a[s] - b[s]) for s in seeds)
-    better = [(-d if lower_is_better else d) for d in diffs]
+    sign = -1.0 if lower_is_better else 1.0
+    better = []
+    for s in seeds:
+        na, nb = math.isnan(a[s]), math.isnan(b[s])
+        better.append(0.0 if na and nb else -math.inf if na else math.inf if nb
+                      else sign * (a[s] - b[s]))
     wins, losses, p = sign_test(better)
-    ties = sum(d == 0 for d in diffs)
+    ties = sum(x == 0 for x in better)
     return Paired(seeds, diffs, wins, losses, ties, float(np.median(diffs)), p)
 
 
@@ -122,6 +132,30 @@ def scores(runs: Sequence, method: str, key: str | None = None, by: str = "data_
                              "rates or presets?); select one first")
         out[k] = r.metrics[key] if key else r.score
     return out
+
+
+def holm(p_values: dict[str, float]) -> dict[str, float]:
+    """Holm's step-down adjusted p-values (family-wise error control), same keys."""
+    order = sorted(p_values, key=p_values.get)
+    k, out, running = len(order), {}, 0.0
+    for i, key in enumerate(order):
+        running = max(running, min(1.0, (k - i) * p_values[key]))
+        out[key] = running
+    return out
+
+
+def fisher_exact(a: int, b: int, c: int, d: int) -> float:
+    """Two-sided exact p-value of the 2×2 table ``[[a, b], [c, d]]`` (rows: groups; columns:
+    e.g. runs in / out of the low-error mode): the probability, with the margins fixed, of a
+    table at most as likely as the one observed."""
+    n1, n2, k = a + b, c + d, a + c
+
+    def prob(x: int) -> float:
+        return math.comb(n1, x) * math.comb(n2, k - x) / math.comb(n1 + n2, k)
+
+    observed = prob(a)
+    lo, hi = max(0, k - n2), min(k, n1)
+    return min(1.0, sum(prob(x) for x in range(lo, hi + 1) if prob(x) <= observed * (1 + 1e-9)))
 
 
 def verdict(holds: bool, partly: bool = False, where: str = "") -> str:
