@@ -55,7 +55,7 @@ __all__ = ["ARCHS", "PARAMS", "PAPER_PARAMS", "VGG6", "build_model", "check_para
            "count_parameters", "resnet18", "vgg6"]
 
 ARCHS: tuple[str, ...] = ("vgg6", "resnet18")
-#: The parameterizations of the ImageNet models (:data:`gmp.params.ALL_PARAMS`).
+# The parameterizations of the ImageNet models (gmp.params.ALL_PARAMS; documented in api.md).
 PARAMS: tuple[str, ...] = ALL_PARAMS
 #: The variants each table of the paper reports.
 PAPER_PARAMS: dict[str, tuple[str, ...]] = {"vgg6": PARAMS, "resnet18": ("bn", "wn_mbn", "gmp_imn")}
