@@ -314,3 +314,17 @@ def test_keras_batchnorm_tracks_the_biased_variance():
     torch.testing.assert_close(bn(x), (x - bn.running_mean) / torch.sqrt(bn.running_var + 1e-3))
     assert isinstance(mlp("bn", 2, 4, preset="authors").hidden[1], KerasBatchNorm1d)
     assert type(mlp("bn", 2, 4, preset="book-v1").hidden[1]) is nn.BatchNorm1d
+
+
+@pytest.mark.parametrize("engine", ["batched", "module"])
+def test_a_run_that_never_improves_keeps_the_weights_after_epoch_0(engine):
+    from gmp.data.levy import LevyData
+
+    d = levy_data_authors(0)
+    nan = LevyData(d.x_train, torch.full_like(d.y_train, math.nan), d.x_test, d.y_test, 0, 0.1)
+    cfg = LevyConfig(hidden=5, epochs=20, plateau_patience=3, stop_patience=4)
+    r = run("levy", "sp", [0], config=cfg, data={0: nan}, engine=engine, progress=False)[0]
+    # Keras: NaN never improves, stopping triggers after `patience` epochs, and the weights
+    # remembered at the end of epoch 0 come back
+    assert r.best_epoch == -1 and r.stopped_early and r.epochs_run == 4
+    assert r.kept_step == 1

@@ -218,7 +218,8 @@ class SmallRunResult:
         best_epoch: 0-based epoch with the best monitored value (-1 if none improved on the
             start, e.g. a loss that is NaN from the first step).
         kept_step: number of optimizer steps behind the final weights (the end of
-            ``best_epoch`` if early stopping triggered and restored them, else every step).
+            ``best_epoch`` if early stopping triggered and restored them, the end of epoch 0
+            if it triggered without any improvement, else every step).
         stopped_early: whether early stopping ended the run (and restored the best weights).
         history: per-epoch arrays ``(epochs_run,)``: ``"train_loss"``, ``"lr"`` (the rate used
             in that epoch) and for Banana ``"monitor_acc"`` (accuracy on the monitored split:
@@ -431,9 +432,10 @@ def _units_through(w: Tensor, b: Tensor, x: Tensor) -> Tensor:
 
 def _kept_step(task: str, best_epoch: int, stopped: bool, batch_size: int, n: int,
                steps_run: int) -> int:
-    if not stopped or best_epoch < 0:
+    if not stopped:
         return steps_run
-    return (best_epoch + 1) * (1 if task == "levy" else math.ceil(n / batch_size))
+    # Keras keeps the weights at the end of the best epoch, or of epoch 0 if none improved
+    return (max(best_epoch, 0) + 1) * (1 if task == "levy" else math.ceil(n / batch_size))
 
 
 def _config_dict(cfg, preset: str, protocol: str, engine: str, track_every: int,
@@ -496,7 +498,7 @@ def _train_batched(task: str, method: str, members: Sequence[tuple[int, int, flo
 
     bar = tqdm(range(cfg.epochs), desc=f"{task} {method} ×{S}", disable=not progress,
                leave=False, dynamic_ncols=True)
-    for _ in bar:
+    for epoch in bar:
         active = ~stopper.stopped
         if not bool(active.any()):
             break
@@ -525,16 +527,18 @@ def _train_batched(task: str, method: str, members: Sequence[tuple[int, int, flo
             hist["monitor_acc"].append(metric)
         plateau.step(metric, active)
         improved, _ = stopper.update(metric)
-        # Keras remembers the weights at the end of an improving epoch
+        # Keras remembers the weights at the end of an improving epoch, and those at the end
+        # of epoch 0 in any case (a run that never improves, e.g. NaN, falls back to them)
+        keep = improved | (epoch == 0)
         cur = torch.cat([t.detach().reshape(S, -1) for t in saved], dim=1)
-        best = torch.where(improved.unsqueeze(1), cur, best)
+        best = torch.where(keep.unsqueeze(1), cur, best)
         hist["train_loss"].append(train_loss)
         if progress:
             bar.set_postfix(active=int((~stopper.stopped).sum()), refresh=False)
     bar.close()
 
     # Keras restores the best weights only where early stopping triggered
-    restore = (stopper.stopped & (stopper.best_epoch >= 0)).unsqueeze(1)
+    restore = stopper.stopped.unsqueeze(1)
     with torch.no_grad():
         parts = torch.split(best, [t[0].numel() for t in saved], dim=1)
         for t, b in zip(saved, parts, strict=True):
@@ -625,7 +629,7 @@ def _train_module(task: str, method: str, seed: int, data_seed: int, lr: float, 
             hist["monitor_acc"].append(metric)
         sched.step(metric)
         improved, _ = stopper.update(torch.tensor([metric], dtype=torch.float64))
-        if bool(improved[0]):
+        if bool(improved[0]) or best_state is None:  # as the batched engine: epoch 0 too
             best_state = copy.deepcopy(model.state_dict())
         hist["train_loss"].append(total / n)
     tracker.detach()
