@@ -100,3 +100,25 @@ def test_holm_and_fisher_exact():
 def test_paired_counts_nan_as_a_loss():
     p = paired({0: math.nan, 1: 1.0, 2: math.nan}, {0: 2.0, 1: math.nan, 2: math.nan})
     assert (p.wins, p.losses, p.ties) == (1, 1, 1)
+
+
+class _R:
+    def __init__(self, method, data_seed, score, units):
+        self.method, self.seed, self.data_seed, self.score = method, data_seed, data_seed, score
+        self.metrics = {"units": units}
+
+
+def test_paired_against_by_method_and_the_markdown_table():
+    from gmp.experiments.distributions import paired_against
+
+    runs = [_R("sp", s, 1.0 + s, 3) for s in range(3)] + [_R("gmp", s, 0.5 + s, 5)
+                                                           for s in range(3)]
+    pairs = paired_against(runs)
+    assert list(pairs) == ["sp"] and (pairs["sp"].wins, pairs["sp"].losses) == (3, 0)
+    more = paired_against(runs, key="units", lower_is_better=False)["sp"]
+    assert more.wins == 3 and more.median == 2.0
+    assert figures.by_method(runs) == {"SP": [1.0, 2.0, 3.0], "GmP": [0.5, 1.5, 2.5]}
+    assert figures.by_method(runs, "units")["GmP"] == [5, 5, 5]
+    table = figures.paired_markdown(pairs)
+    assert table.splitlines()[0].startswith("| GmP vs | GmP better")
+    assert "| SP | 3 | 0 | 0 | -0.500 | 0.25 |" in table

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from ..baselines import OneHiddenLayerMLP
+from ..baselines import KerasBatchNorm1d, OneHiddenLayerMLP
 from ..geometry import unit_vector
 from ..nn import GmPLinear
 
@@ -193,7 +193,7 @@ class StackedBatchNorm(nn.Module):
             raise ValueError("StackedBatchNorm: modules differ in (features, eps, momentum): "
                              f"{cfg}")
         self.num_features, self.eps, self.momentum = cfg.pop()
-        kinds = {type(bn).__name__ == "KerasBatchNorm1d" for bn in bns}
+        kinds = {isinstance(bn, KerasBatchNorm1d) for bn in bns}
         if len(kinds) != 1:
             raise ValueError("StackedBatchNorm: modules mix torch's and Keras' running variance")
         self.biased_running_var = kinds.pop()

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Modes", "split_modes", "Paired", "paired", "sign_test", "holm", "fisher_exact",
-           "verdict", "scores"]
+__all__ = ["Modes", "split_modes", "Paired", "paired", "paired_against", "sign_test", "holm",
+           "fisher_exact", "verdict", "scores"]
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,15 @@ def paired(a: dict[int, float], b: dict[int, float], lower_is_better: bool = Tru
     wins, losses, p = sign_test(better)
     ties = sum(x == 0 for x in better)
     return Paired(seeds, diffs, wins, losses, ties, float(np.median(diffs)), p)
+
+
+def paired_against(runs: Sequence, a: str = "gmp", key: str | None = None,
+                   lower_is_better: bool = True) -> dict[str, Paired]:
+    """:func:`paired` comparisons of method ``a`` with every other method in ``runs``, keyed
+    by the other method (in the order first seen), on ``metrics[key]`` (default the score)."""
+    others = list(dict.fromkeys(r.method for r in runs if r.method != a))
+    mine = scores(runs, a, key)
+    return {b: paired(mine, scores(runs, b, key), lower_is_better) for b in others}
 
 
 def scores(runs: Sequence, method: str, key: str | None = None, by: str = "data_seed"

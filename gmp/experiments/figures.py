@@ -36,6 +36,8 @@ __all__ = [
     "decision_boundary_figure",
     "lr_sensitivity_figure",
     "strip_figure",
+    "by_method",
+    "paired_markdown",
     "change_stats",
     "results_table",
     "runs_table",
@@ -271,7 +273,7 @@ def _lr_rows(results: Sequence[SmallRunResult]) -> dict[str, dict[str, Any]]:
             runs = select(mine, lr=lr)
             rows["lr"].append(lr)
             rows["err"].append(np.asarray([_error(r) for r in runs], dtype=np.float64))
-            rows["chg"].append(np.asarray([_max_or_nan(r.max_change) for r in runs],
+            rows["chg"].append(np.asarray([r.metrics["max_step_change"] for r in runs],
                                           dtype=np.float64))
         out[m] = {"lr": np.asarray(rows["lr"]), "err": rows["err"], "chg": rows["chg"]}
         for key in ("err", "chg"):
@@ -283,10 +285,6 @@ def _lr_rows(results: Sequence[SmallRunResult]) -> dict[str, dict[str, Any]]:
 def _error(r: SmallRunResult) -> float:
     """Test error: RMSE (Levy) or 1 - accuracy (Banana)."""
     return r.metrics["test_rmse"] if r.task == "levy" else 1.0 - r.metrics["test_acc"]
-
-
-def _max_or_nan(x: np.ndarray) -> float:
-    return float(np.nanmax(x)) if x.size and np.isfinite(x).any() else math.nan
 
 
 def lr_sensitivity_figure(results_by_task: dict[str, Sequence[SmallRunResult]]) -> Figure:
@@ -331,6 +329,23 @@ def lr_sensitivity_figure(results_by_task: dict[str, Sequence[SmallRunResult]]) 
             ax.title.set_fontsize(9)
     axes[0][0].legend(fontsize=7)
     return fig
+
+
+def by_method(results: Sequence[SmallRunResult], key: str | None = None
+              ) -> dict[str, list[float]]:
+    """``{label: [value per run]}`` per method in :data:`METHODS` order: the score, or
+    ``metrics[key]`` — the groups :func:`strip_figure` draws."""
+    return {LABELS[m]: [r.metrics[key] if key else r.score for r in results if r.method == m]
+            for m in METHODS if any(r.method == m for r in results)}
+
+
+def paired_markdown(pairs: dict[str, Any], a: str = "gmp") -> str:
+    """Markdown table of :func:`gmp.experiments.distributions.paired_against` results."""
+    lines = [f"| {LABELS[a]} vs | {LABELS[a]} better | worse | tied | median difference | "
+             "sign test p |", "|---|---|---|---|---|---|"]
+    lines += [f"| {LABELS[b]} | {p.wins} | {p.losses} | {p.ties} | {p.median:+.3f} | "
+              f"{p.p_value:.2g} |" for b, p in pairs.items()]
+    return "\n".join(lines)
 
 
 def strip_figure(groups: dict[str, Sequence[float]], ylabel: str, *,
