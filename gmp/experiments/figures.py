@@ -333,7 +333,7 @@ def lr_sensitivity_figure(results_by_task: dict[str, Sequence[SmallRunResult]]) 
 
 def by_method(results: Sequence[SmallRunResult], key: str | None = None
               ) -> dict[str, list[float]]:
-    """``{label: [value per run]}`` per method in :data:`METHODS` order: the score, or
+    """``{label: [value per run]}`` per method in :data:`gmp.params.PARAMS` order: the score, or
     ``metrics[key]`` — the groups :func:`strip_figure` draws."""
     return {LABELS[m]: [r.metrics[key] if key else r.score for r in results if r.method == m]
             for m in METHODS if any(r.method == m for r in results)}
