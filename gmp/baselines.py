@@ -61,6 +61,8 @@ class KerasBatchNorm1d(nn.BatchNorm1d):
             self.running_mean.lerp_(x.mean(dim=0), self.momentum)
             self.running_var.lerp_(x.var(dim=0, unbiased=False), self.momentum)
             self.num_batches_tracked.add_(1)
+        if x.shape[0] == 1:       # Keras normalizes a single row too: x - mean = 0, output β
+            return self.bias + self.weight * (x - x)
         return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
 
 

@@ -256,13 +256,16 @@ def _assert_same_run(a: SmallRunResult, b: SmallRunResult) -> None:
     for k in a.history:
         np.testing.assert_allclose(a.history[k], b.history[k], rtol=1e-9, atol=1e-12)
     np.testing.assert_array_equal(a.steps, b.steps)
-    np.testing.assert_allclose(a.locations, b.locations, rtol=1e-8, atol=1e-10)
+    # x* = -b/w divides by w: a unit with a small |w| amplifies rounding (BN's batch
+    # statistics are summed in another order in the two engines)
+    np.testing.assert_allclose(a.locations, b.locations, rtol=1e-7, atol=1e-10)
     np.testing.assert_allclose(a.max_location_change, b.max_location_change, rtol=1e-7,
                                atol=1e-9)
     np.testing.assert_allclose(a.max_angular_change, b.max_angular_change, rtol=1e-7,
                                atol=1e-7)
-    for k in a.metrics:
-        assert a.metrics[k] == pytest.approx(b.metrics[k], rel=1e-8, abs=1e-10)
+    for k in a.metrics:   # the largest move of an x* divides by a small |w| too
+        rel = 1e-6 if k == "max_step_change" else 1e-8
+        assert a.metrics[k] == pytest.approx(b.metrics[k], rel=rel, abs=1e-10), k
 
 
 @pytest.mark.parametrize("method", METHODS)

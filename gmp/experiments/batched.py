@@ -19,11 +19,11 @@ Shapes: ``S`` members, input ``x: (S, N, n)``, hidden width ``m``, ``o`` outputs
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
@@ -177,8 +177,10 @@ class StackedBatchNorm(nn.Module):
 
     Training mode normalizes with the batch mean and biased variance over axis 1 and updates
     the running estimates with the unbiased variance, as ``BatchNorm1d`` does (or with the
-    biased one, as Keras does, for :class:`gmp.baselines.KerasBatchNorm1d` modules);
-    evaluation uses the running estimates. ``update`` (``(S,)`` bool) limits the
+    biased one, as Keras does, for :class:`gmp.baselines.KerasBatchNorm1d` modules, which
+    also accept a batch of one row); evaluation uses the running estimates. Computed per
+    member on the ``(S, N, m)`` layout (a strided view through torch's fused kernel is
+    slower here). ``update`` (``(S,)`` bool) limits the
     running-statistics update to some members.
     """
 
@@ -205,33 +207,34 @@ class StackedBatchNorm(nn.Module):
 
     def forward(self, z: Tensor, update: Tensor | None = None) -> Tensor:
         S, N, m = z.shape
-        if self.training and N < 2:
+        w, b = self.weight.unsqueeze(1), self.bias.unsqueeze(1)
+        if not self.training:
+            scale = w * torch.rsqrt(self.running_var.unsqueeze(1) + self.eps)
+            return (z - self.running_mean.unsqueeze(1)) * scale + b
+        if N < 2 and not self.biased_running_var:
             raise ValueError("BatchNorm in training mode needs at least 2 samples per batch")
-        # (S, N, m) -> (N, S·m): member s, unit j becomes feature s·m + j of torch's own
-        # batch norm, whose statistics are then exactly the per-member ones.
-        # torch's batch norm updates the running statistics in place and saves them for
-        # its backward, so it gets copies; the buffers are updated from them afterwards.
-        rm, rv = self.running_mean.clone(), self.running_var.clone()
-        out = F.batch_norm(z.transpose(0, 1).reshape(N, S * m), rm.view(-1), rv.view(-1),
-                           self.weight.reshape(-1), self.bias.reshape(-1), self.training,
-                           self.momentum, self.eps)
-        if self.training:
-            with torch.no_grad():
-                if self.biased_running_var:  # Keras: the biased batch variance
-                    zd = z.detach()
-                    rm = torch.lerp(self.running_mean, zd.mean(dim=1), self.momentum)
-                    rv = torch.lerp(self.running_var, zd.var(dim=1, unbiased=False),
-                                    self.momentum)
-                if update is None:
-                    self.running_mean.copy_(rm)
-                    self.running_var.copy_(rv)
-                    self.num_batches_tracked.add_(1)
-                else:
-                    u = update.unsqueeze(-1)
-                    self.running_mean.copy_(torch.where(u, rm, self.running_mean))
-                    self.running_var.copy_(torch.where(u, rv, self.running_var))
-                    self.num_batches_tracked.add_(update.long())
-        return out.view(N, S, m).transpose(0, 1)
+        # Per member over axis 1, on the contiguous (S, N, m) layout. A batch of one row
+        # (Keras allows it) gives z - mean = 0 with a zero gradient: the output is β.
+        mean = z.mean(dim=1, keepdim=True)
+        zc = z - mean
+        var = (zc * zc).mean(dim=1, keepdim=True)          # biased, as for normalizing
+        out = zc * (w * torch.rsqrt(var + self.eps)) + b
+        with torch.no_grad():
+            bm, bv = mean.squeeze(1), var.squeeze(1)
+            if not self.biased_running_var:                # torch: the unbiased variance
+                bv = bv * (N / (N - 1))
+            rm = torch.lerp(self.running_mean, bm, self.momentum)
+            rv = torch.lerp(self.running_var, bv, self.momentum)
+            if update is None:
+                self.running_mean.copy_(rm)
+                self.running_var.copy_(rv)
+                self.num_batches_tracked.add_(1)
+            else:
+                u = update.unsqueeze(-1)
+                self.running_mean.copy_(torch.where(u, rm, self.running_mean))
+                self.running_var.copy_(torch.where(u, rv, self.running_var))
+                self.num_batches_tracked.add_(update.long())
+        return out
 
     @torch.no_grad()
     def load_into(self, bn: nn.BatchNorm1d, s: int) -> None:
@@ -271,6 +274,44 @@ class BatchedMLP(nn.Module):
     def from_modules(cls, models: Sequence[OneHiddenLayerMLP]) -> BatchedMLP:
         """Stack ``models`` (copies their current parameters and buffers)."""
         return cls(models)
+
+    @torch.no_grad()
+    def subset(self, idx: Tensor) -> BatchedMLP:
+        """A new stack of members ``idx`` (copies; every parameter and buffer has the members
+        on axis 0). Training drops finished members with it (:meth:`BatchedAdam.select`)."""
+        new = copy.copy(self)
+        new._modules = {k: copy.copy(v) for k, v in self._modules.items()}
+        for name, mod in new._modules.items():
+            if mod is None:
+                continue
+            mod._parameters = {k: None if p is None else nn.Parameter(p.detach()[idx].clone(),
+                                                                      p.requires_grad)
+                               for k, p in self._modules[name]._parameters.items()}
+            mod._buffers = {k: None if b is None else b[idx].clone()
+                            for k, b in self._modules[name]._buffers.items()}
+        new.size = len(idx)
+        return new
+
+    def flat_state(self) -> Tensor:
+        """Every floating parameter and buffer, flattened per member: ``(S, P)`` (detached)."""
+        return torch.cat([t.detach().reshape(self.size, -1) for t in self._float_state()], dim=1)
+
+    @torch.no_grad()
+    def load_flat_state(self, flat: Tensor, members: Tensor | None = None) -> None:
+        """Write rows of :meth:`flat_state` back: all members, or those where ``members``
+        (``(S,)`` bool) is True."""
+        tensors = self._float_state()
+        parts = torch.split(flat, [t[0].numel() for t in tensors], dim=1)
+        for t, part in zip(tensors, parts, strict=True):
+            src = part.view_as(t)
+            if members is None:
+                t.copy_(src)
+            else:
+                t.copy_(torch.where(members.view(-1, *([1] * (t.dim() - 1))), src, t))
+
+    def _float_state(self) -> list[Tensor]:
+        return [t for t in (*self.parameters(), *self.buffers())
+                if t.is_floating_point() and t.numel() > 0]
 
     def forward(self, x: Tensor, update: Tensor | None = None) -> Tensor:
         """``x (S, N, n) -> (S, N, o)``; ``update (S,)`` masks BN running-statistics updates."""
@@ -411,6 +452,19 @@ class BatchedAdam:
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
+
+    def select(self, idx: Tensor, params: Sequence[Tensor]) -> None:
+        """Keep members ``idx`` only; ``params`` are their new parameter tensors, in the
+        order given at construction (e.g. ``BatchedMLP.subset(idx).parameters()``). Dropping
+        a finished member costs nothing later, where a mask still computes it."""
+        params = [p for p in params if p.requires_grad and p.numel() > 0]
+        if [p[0].numel() for p in params] != self._sizes or any(
+                p.shape[0] != len(idx) for p in params):
+            raise ValueError("BatchedAdam.select: params do not match the optimized tensors "
+                             f"for {len(idx)} members")
+        self.params = params
+        self.exp_avg, self.exp_avg_sq = self.exp_avg[idx], self.exp_avg_sq[idx]
+        self.lr = self.lr[idx].clone()
 
     @torch.no_grad()
     def step(self, active: Tensor | None = None) -> None:

@@ -1,43 +1,49 @@
-"""UCI regression benchmark: the protocol, its runner and ``gmp-uci`` (Chen & Ge 2024,
+"""UCI regression benchmark: the protocols, their runner and ``gmp-uci`` (Chen & Ge 2024,
 Sec. 4.2.1, Table 1 and App. C.1).
 
 Seven data sets × 10 random 80/20 splits × four parameterizations (SP, WN, BN, GmP) of a
-one-hidden-layer MLP with 100 ReLU units, Adam. Two protocols:
+one-hidden-layer MLP with 100 ReLU units, built as the authors' code builds it (preset
+``"authors"`` of :mod:`gmp.params`: the GmP unit ``r·ReLU(uᵀx + λ)`` with their Glorot-derived
+initialization and a dense read-out; Keras' Glorot initialization, WN read-out and BN
+settings for the baselines). Two protocols, named after their source:
 
-``honest`` (default)
-    For split ``k`` (permutation seeded by ``k``), the test part is touched once, to score
-    the final model. Learning rate: for every method, ``folds``-fold cross-validation on the
-    training part over ``lr_grid``; each fold model trains full batch on its fold's
-    training rows minus a validation carve (``val_fraction``) that drives early stopping,
-    and is scored by RMSE on the held-out fold. The LR with the lowest mean fold RMSE is
-    retrained on the whole training part (again minus a validation carve for early
-    stopping) and scored on the test part. Features and targets are standardized with the
-    statistics of the rows the model may see (fold training rows, or the training part);
-    RMSE is reported in original units. Loss MSE.
 ``official``
-    The authors' script, reproduced as a protocol: features standardized on the training
-    part, raw targets, MAE loss, batch 1024, at most 5000 epochs, LR ×0.1 after 50 epochs
-    without improvement (Keras' absolute ``min_delta = 1e-4``), early stopping with
-    patience 100 restoring the best weights, fixed LRs (GmP 0.1, others 0.01) — and both
-    schedules monitor the MSE **on the test split**, so the reported number is selected on
-    the data it is measured on. ``monitor="validation"`` keeps everything else and monitors
-    a validation carve of the training part instead, isolating the effect of that choice.
+    The authors' script ``uci_regression/uci_regression.py``, setting by setting: split ``k``
+    is scikit-learn's ``train_test_split(test_size=0.2, random_state=k)``; features
+    standardized as Keras' ``Normalization`` adapted on the training part; raw targets; MAE
+    loss; Keras' Adam at the paper's learning rates (GmP 0.1, others 0.01); mini-batches of
+    1024, shuffled every epoch; at most 5000 epochs; ``ReduceLROnPlateau(factor=0.1,
+    patience=50)`` and ``EarlyStopping(patience=100, restore_best_weights=True)``, both on
+    the validation MSE, and the validation data **is the test split**: the schedule, the
+    stopping epoch and the weights kept are selected on the numbers then reported.
+``honest``
+    The same training, with the selection moved off the test split and nothing else changed:
+    the schedule and early stopping watch Keras' ``validation_split=0.2`` of the rows being
+    trained on (their last 20 %: the training part is already in random order), and the
+    learning rate of every method is chosen by 3-fold cross-validation on the training part
+    (scikit-learn's ``KFold(3, shuffle=True, random_state=k)``) over :data:`DEFAULT_LR_GRID`:
+    a fold model trains on two folds (minus their validation split) and is scored by RMSE on
+    the third; the rate with the lowest mean fold RMSE trains the final model on the
+    training part (minus its validation split), which is scored once on the test split.
 
-Not reproduced from the script (our module versions are used instead): Keras' Adam
-(ε = 1e-7) and initializers, BN's ε = 1e-3 / momentum 0.99 (torch defaults here), and the
-plain linear read-out of its GmP model (here a GmP read-out, as :func:`gmp.baselines.mlp`).
+The training itself (Keras' ``fit``, many networks at once) is
+:mod:`gmp.experiments.uci_trainer`. Not reproduced: TensorFlow's random streams (the
+initializations and shuffles are torch's, seeded per model) and its float64 arithmetic
+(``--dtype float64`` restores it; the default float32 is faster); the rows come from the
+pinned copies of :mod:`gmp.data.uci`, whose order may differ from the UCI archive's files the
+script downloads, so split ``k`` holds other rows than the script's split ``k``.
 
 Command line::
 
-    gmp-uci --datasets all --splits 10 --out results/uci.json
-    gmp-uci --datasets all --splits 10 --out results/uci.json --jobs 2 --threads 1  # 2 cores
-    python -m gmp.experiments.uci --protocol official --out results/uci_official.json
+    gmp-uci --protocol honest --datasets all --splits 10 --out results/uci.json --jobs 2
+    gmp-uci --protocol official --datasets all --splits 10 --out results/uci_official.json
 
-Each data set's results are written (atomically) as soon as it finishes; a rerun with the
-same settings skips the data sets already in the file.
+The unit of work is one (data set, parameterization); each is written to the results file
+(atomically) as soon as it finishes, and a rerun with the same settings skips the units
+already there, so a killed run resumes where it stopped with identical numbers.
 
-Reading a results file (Table 1, per-split views, provenance) is :mod:`gmp.experiments.uci_report`;
-its names are importable from here too.
+Reading a results file (Table 1, paired comparisons, provenance) is
+:mod:`gmp.experiments.uci_report`; its names are importable from here too.
 """
 
 from __future__ import annotations
@@ -54,21 +60,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..baselines import METHODS, check_method
 from ..data.uci import DATASETS, SHAPES, UCIData, load_uci, resolve_name
 from ..files import write_json
+from ..params import PAPER_LR, PARAMS, check_param, get_preset
 from ..provenance import record
 from . import uci_report
 from .uci_report import *  # noqa: F403  (re-exported: the book reads results through here)
 from .uci_report import _finite_or_inf, markdown_table
-from .uci_trainer import TrainConfig, init_params, predict, train_batched, train_loop
+from .uci_trainer import FitConfig, build_members, fit_module, fit_stacked, predict
 
 __all__ = [
     "PROTOCOLS",
     "DEFAULT_LR_GRID",
     "OFFICIAL_LR",
+    "AUTHORS_SCRIPT",
     "UCIConfig",
     "split_indices",
+    "kfold_indices",
+    "validation_split",
+    "keras_normalizer",
+    "run_unit",
     "run_dataset",
     "run",
     "provenance",
@@ -77,60 +88,67 @@ __all__ = [
 ]
 
 PROTOCOLS = ("honest", "official")
-#: Learning-rate grid of the honest protocol; it brackets the paper's choices (0.01, 0.1).
-DEFAULT_LR_GRID: tuple[float, ...] = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
-#: Fixed learning rates of the authors' script.
-OFFICIAL_LR: dict[str, float] = {"sp": 0.01, "wn": 0.01, "bn": 0.01, "gmp": 0.1}
+#: Learning rates the honest protocol's cross-validation chooses from: the decade grid
+#: around the paper's choices (0.01 for SP/WN/BN, 0.1 for GmP; Sec. 4.1).
+DEFAULT_LR_GRID: tuple[float, ...] = (1e-3, 1e-2, 1e-1)
+#: Fixed learning rates of the authors' script (the paper's).
+OFFICIAL_LR: dict[str, float] = dict(PAPER_LR)
+#: The settings of the authors' ``uci_regression.py``, as written there (its names).
+AUTHORS_SCRIPT: dict[str, object] = {
+    "units": 100, "n_epochs": 5000, "batch_size": 1024, "early_stop_patience": 100,
+    "lr_decay_patience": 50, "lr_decay_factor": 0.1, "lr_decay_min_delta": 1e-4,
+    "lr_gmp": 0.1, "lr_others": 0.01, "loss": "mean_absolute_error",
+    "monitor": "val_mean_squared_error", "validation_data": "test", "test_size": 0.2,
+    "adam_epsilon": 1e-7, "networks": "authors",
+}
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_KERAS_EPSILON = 1e-7      # keras.backend.epsilon(): Normalization's smallest scale
 
 
 @dataclass(frozen=True)
 class UCIConfig:
-    """Settings of one benchmark run. ``None`` fields take the protocol's default.
+    """Settings of one benchmark run (defaults: the authors' script; see the module docstring).
 
     Attributes:
-        protocol: ``"honest"`` or ``"official"`` (module docstring).
-        splits: number of random 80/20 splits (split ``k`` seeded by ``k``).
+        protocol: ``"honest"`` or ``"official"``.
+        splits: number of random 80/20 splits (split ``k`` is ``random_state=k``).
         methods: parameterizations to run.
+        preset: network preset of :mod:`gmp.params` (``"authors"``; others are variants).
         hidden: hidden units.
-        test_fraction: test share of every split (``ceil(test_fraction·N)`` rows).
-        folds: cross-validation folds (honest).
-        val_fraction: share of a model's training rows carved out for early stopping (honest).
-        lr_grid: learning rates tried by cross-validation (honest).
-        max_epochs: epoch budget (honest default 500, official 5000).
-        patience: early-stopping patience in epochs (both protocols: 100).
-        batch_size: None = full batch (honest); official 1024.
-        dtype: ``"float32"`` or ``"float64"``.
-        max_rows: members × rows trained in one batched computation (a memory/cache knob;
-            members never interact, so results change at most by rounding).
-        monitor: official protocol only: ``"test"`` (the script) or ``"validation"`` (a
-            ``val_fraction`` carve of the training part drives the schedules instead).
+        test_fraction: test share of every split.
+        val_fraction: honest only: Keras' ``validation_split`` of every model's rows.
+        folds: honest only: cross-validation folds for the learning rate.
+        lr_grid: honest only: learning rates cross-validation chooses from.
+        max_epochs, patience, batch_size, loss: Keras' ``fit`` (:class:`FitConfig`); the
+            plateau patience is ``patience // 2``, as in the script.
+        dtype: ``"float32"`` or ``"float64"`` (the script's).
+        max_rows: members × rows trained in one stacked computation (speed and memory only).
     """
 
     protocol: str = "honest"
     splits: int = 10
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = PARAMS
+    preset: str = "authors"
     hidden: int = 100
     test_fraction: float = 0.2
+    val_fraction: float = 0.2
     folds: int = 3
-    val_fraction: float = 0.1
     lr_grid: tuple[float, ...] = DEFAULT_LR_GRID
-    max_epochs: int | None = None
+    max_epochs: int = 5000
     patience: int = 100
-    batch_size: int | None = None
+    batch_size: int = 1024
+    loss: str = "mae"
     dtype: str = "float32"
-    max_rows: int = 1 << 13
-    monitor: str = "test"
+    max_rows: int = 1 << 16
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {self.protocol!r}; expected one of {PROTOCOLS}")
-        if self.monitor not in ("test", "validation"):
-            raise ValueError(f"monitor must be 'test' or 'validation', got {self.monitor!r}")
-        object.__setattr__(self, "methods", tuple(check_method(m) for m in self.methods))
+        object.__setattr__(self, "methods", tuple(check_param(m) for m in self.methods))
         if not self.methods:
-            raise ValueError("methods must name at least one of " + ", ".join(METHODS))
+            raise ValueError("methods must name at least one of " + ", ".join(PARAMS))
+        get_preset(self.preset)
         if self.splits < 1:
             raise ValueError(f"splits must be >= 1, got {self.splits}")
         if not 0 < self.test_fraction < 1 or not 0 < self.val_fraction < 1:
@@ -144,250 +162,230 @@ class UCIConfig:
         object.__setattr__(self, "lr_grid", tuple(sorted(set(grid))))
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {tuple(_DTYPES)}, got {self.dtype!r}")
-        if self.max_epochs is None:
-            object.__setattr__(self, "max_epochs", 500 if self.protocol == "honest" else 5000)
-        if self.batch_size is None and self.protocol == "official":
-            object.__setattr__(self, "batch_size", 1024)
         if self.hidden < 2 or self.max_rows < 1:
             raise ValueError(f"hidden must be >= 2 and max_rows >= 1, got {self.hidden}, "
                              f"{self.max_rows}")
-        TrainConfig(max_epochs=self.max_epochs, patience=self.patience,  # validates
-                    batch_size=self.batch_size)
+        self.fit_config()                      # validates the training settings
 
-    def train_config(self) -> TrainConfig:
-        if self.protocol == "official":
-            return TrainConfig(max_epochs=self.max_epochs, patience=self.patience, loss="mae",
-                               batch_size=self.batch_size, plateau_patience=self.patience // 2,
-                               plateau_factor=0.1, plateau_min_delta=1e-4, bn_eval="running")
-        return TrainConfig(max_epochs=self.max_epochs, patience=self.patience, loss="mse",
-                           batch_size=self.batch_size, bn_eval="population")
+    def fit_config(self) -> FitConfig:
+        return FitConfig(max_epochs=self.max_epochs, patience=self.patience,
+                         batch_size=self.batch_size, loss=self.loss)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["methods"], d["lr_grid"] = list(self.methods), list(self.lr_grid)
         if self.protocol == "official":
             d["lr"] = {m: OFFICIAL_LR[m] for m in self.methods}
-            del d["lr_grid"], d["folds"]
-            if self.monitor == "test":
-                del d["val_fraction"], d["monitor"]
+            d["monitor"] = "test"
+            del d["lr_grid"], d["folds"], d["val_fraction"]
         else:
-            del d["monitor"]
+            d["monitor"] = "validation_split"
         del d["max_rows"]            # does not affect results
         return d
 
 
-# ---------------------------------------------------------------- splits
-
-def _rng(*key: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([20240521, *key]))
-
+# ---------------------------------------------------------------- splits, as the script's tools
 
 def split_indices(n_rows: int, split: int, test_fraction: float = 0.2
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """``(train, test)`` row indices of split ``split`` (a permutation seeded by ``split``)."""
-    perm = _rng(0, split).permutation(n_rows)
+    """``(train, test)`` row indices of split ``split``, in the order scikit-learn's
+    ``train_test_split(test_size=test_fraction, random_state=split)`` returns them: a
+    ``RandomState(split).permutation``, the first ``ceil(test_fraction·N)`` rows are the test
+    part."""
     n_test = int(math.ceil(test_fraction * n_rows))
     if not 0 < n_test < n_rows:
         raise ValueError(f"test_fraction {test_fraction} leaves no train or test rows of {n_rows}")
-    return np.sort(perm[n_test:]), np.sort(perm[:n_test])
+    perm = np.random.RandomState(split).permutation(n_rows)
+    return perm[n_test:], perm[:n_test]
 
 
-def _folds(train: np.ndarray, split: int, folds: int) -> list[np.ndarray]:
-    perm = _rng(1, split).permutation(train)
-    return [np.sort(f) for f in np.array_split(perm, folds)]
+def kfold_indices(n: int, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(rest, held)`` positions of scikit-learn's ``KFold(folds, shuffle=True,
+    random_state=seed).split(range(n))``: ``RandomState(seed)`` shuffles ``0..n-1``, the
+    first ``n % folds`` folds get one position more, and both parts are in ascending order."""
+    if not 2 <= folds <= n:
+        raise ValueError(f"need 2 <= folds <= {n}, got {folds}")
+    order = np.arange(n)
+    np.random.RandomState(seed).shuffle(order)
+    sizes = np.full(folds, n // folds)
+    sizes[: n % folds] += 1
+    out, start = [], 0
+    for size in sizes:
+        held = np.zeros(n, dtype=bool)
+        held[order[start:start + size]] = True
+        out.append((np.flatnonzero(~held), np.flatnonzero(held)))
+        start += size
+    return out
 
 
-def _carve(rows: np.ndarray, frac: float, *key: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split ``rows`` into ``(fit, val)`` with ``ceil(frac·len)`` validation rows."""
-    perm = _rng(2, *(k + 1 for k in key)).permutation(rows)
-    n_val = int(math.ceil(frac * len(rows)))
-    if not 0 < n_val < len(rows):
-        raise ValueError(f"val_fraction {frac} leaves no fit or validation rows of {len(rows)}")
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+def validation_split(rows: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(fit, val)`` as Keras' ``fit(validation_split=fraction)`` cuts ``rows``: the first
+    ``ceil(len·(1 - fraction))`` rows are trained on, the rest validate."""
+    at = int(math.ceil(len(rows) * (1.0 - fraction)))
+    if not 0 < at < len(rows):
+        raise ValueError(f"validation split {fraction} leaves no fit or validation rows of "
+                         f"{len(rows)}")
+    return rows[:at], rows[at:]
+
+
+def keras_normalizer(X: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, scale)`` of Keras' ``Normalization`` adapted on ``X[rows]``:
+    ``(x - mean) / max(sqrt(var), 1e-7)`` with the population variance (a constant column,
+    Naval has two, becomes 0)."""
+    mean, var = X[rows].mean(axis=0), X[rows].var(axis=0)
+    return mean, np.maximum(np.sqrt(var), _KERAS_EPSILON)
 
 
 @dataclass
 class _Task:
-    """One model to train (for every LR of the grid): rows are indices into the data set."""
+    """One model to train (once per learning rate): row indices into the data set."""
 
     split: int
-    fold: int              # -1: final model on the whole training part
+    fold: int              # -1: the final model of the split
     fit: np.ndarray
-    val: np.ndarray        # monitoring rows (early stopping / plateau)
-    score: np.ndarray      # rows the trained model is scored on
-    seen: np.ndarray       # rows whose statistics standardize the data
-    lrs: tuple[float, ...] = ()
+    val: np.ndarray        # what the schedule and early stopping watch
+    score: np.ndarray      # what the trained model is scored on (RMSE)
+    seen: np.ndarray       # what the normalizer is adapted on
+    lrs: tuple[float, ...]
 
-
-def _standardizer(X: np.ndarray, y: np.ndarray, rows: np.ndarray, scale_y: bool):
-    mu, sd = X[rows].mean(0), X[rows].std(0)
-    sd = np.where(np.ptp(X[rows], axis=0) == 0, 1.0, sd)   # constant columns (Naval): → 0
-    if scale_y:
-        ym, ys = float(y[rows].mean()), float(y[rows].std())
-        ys = ys if ys > 0 else 1.0
-    else:
-        ym, ys = 0.0, 1.0
-    return mu, sd, ym, ys
-
-
-# ---------------------------------------------------------------- training a group of tasks
 
 def _seed(*key: int) -> int:
     return int(np.random.SeedSequence([20240521, 7, *key]).generate_state(1)[0])
 
 
-def _pad(parts: list[np.ndarray], width: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Stack 1-D/2-D arrays of different lengths along a new axis 0, zero-padded, + mask."""
-    n = max(len(p) for p in parts) if width is None else width
-    shape = (len(parts), n) + parts[0].shape[1:]
-    out = np.zeros(shape, dtype=np.float64)
-    mask = np.zeros((len(parts), n), dtype=bool)
-    for i, p in enumerate(parts):
-        out[i, :len(p)] = p
-        mask[i, :len(p)] = True
-    return out, (None if mask.all() else mask)
-
-
 def _train_tasks(data: UCIData, tasks: list[_Task], method: str, cfg: UCIConfig,
                  ds_index: int, role: int, trainer: str, bar) -> list[dict]:
-    """Train every (task, lr) member; returns per member: rmse on its score rows, epochs."""
-    tcfg = cfg.train_config()
+    """Train every (task, learning rate); per model: RMSE on its score rows and epochs.
+
+    Models whose fit and validation parts have the same sizes train as one stack (Keras'
+    mini-batches need equal sizes), ``max_rows`` rows of members at a time. The learning
+    rates of one task share its initialization and shuffling seed (common random numbers)."""
     dtype = _DTYPES[cfg.dtype]
-    X, y = data.X, data.y
+    fcfg = cfg.fit_config()
+    mi = PARAMS.index(method)
     members = [(t, lr) for t in tasks for lr in t.lrs]
-    n_rows = max(len(t.fit) for t in tasks)
-    chunk = max(1, cfg.max_rows // n_rows)
-    mi = METHODS.index(method)
-    results: list[dict] = []
-    for start in range(0, len(members), chunk):
-        group = members[start:start + chunk]
-        xf, yf, xv, yv, xs, ys_raw, stats, seeds = [], [], [], [], [], [], [], []
-        for t, _ in group:
-            mu, sd, ym, ysd = _standardizer(X, y, t.seen, cfg.protocol == "honest")
-            xf.append((X[t.fit] - mu) / sd)
-            yf.append((y[t.fit] - ym) / ysd)
-            xv.append((X[t.val] - mu) / sd)
-            yv.append((y[t.val] - ym) / ysd)
-            xs.append((X[t.score] - mu) / sd)
-            ys_raw.append(y[t.score])
-            stats.append((ym, ysd))
-            seeds.append(_seed(ds_index, t.split, role, t.fold + 1, mi))
-        perm_seeds = [_seed(ds_index, t.split, role, t.fold + 1, mi, 1) for t, _ in group]
-        lrs = [lr for _, lr in group]
-        # one initialization per task, shared by its learning rates (common random numbers)
-        init = init_params(method, X.shape[1], seeds, hidden=cfg.hidden, dtype=dtype)
-        if trainer == "batched":
-            (xf_a, fmask), (yf_a, _) = _pad(xf), _pad(yf)
-            (xv_a, vmask), (yv_a, _) = _pad(xv), _pad(yv)
-            T = lambda a: torch.as_tensor(a, dtype=dtype)  # noqa: E731
-            M = lambda m: None if m is None else torch.as_tensor(m)  # noqa: E731
-            res = train_batched(method, init, T(xf_a), T(yf_a), T(xv_a), T(yv_a), lrs, tcfg,
-                                fit_mask=M(fmask), val_mask=M(vmask), seeds=perm_seeds)
-        elif trainer == "loop":
-            T = lambda a: torch.as_tensor(a, dtype=dtype)  # noqa: E731
-            res = train_loop(method, init, [T(a) for a in xf], [T(a) for a in yf],
-                             [T(a) for a in xv], [T(a) for a in yv], lrs, tcfg,
-                             seeds=perm_seeds)
-        else:
-            raise ValueError(f"unknown trainer {trainer!r}; expected 'batched' or 'loop'")
-        for i, (t, lr) in enumerate(group):
-            pred = predict(res, torch.as_tensor(xs[i], dtype=dtype).unsqueeze(0),
-                           idx=torch.tensor([i]))[0].double().numpy()
-            ym, ysd = stats[i]
-            err = pred * ysd + ym - ys_raw[i]
-            results.append({
-                "split": t.split, "fold": t.fold, "lr": lr,
-                "rmse": float(np.sqrt(np.mean(err * err))),
-                "best_epoch": int(res.best_epoch[i]), "stopped_epoch": int(res.stopped_epoch[i]),
-            })
-        if bar is not None:
-            bar.update(len(group))
-    return results
+    groups: dict[tuple[int, int], list] = {}
+    for t, lr in members:
+        groups.setdefault((len(t.fit), len(t.val)), []).append((t, lr))
+    results: dict[tuple[int, int, float], dict] = {}
+    for (n_fit, _), group in groups.items():
+        chunk = max(1, cfg.max_rows // n_fit)
+        for start in range(0, len(group), chunk):
+            part = group[start:start + chunk]
+            xs = {k: [] for k in ("xf", "yf", "xv", "yv", "xs")}
+            for t, _ in part:
+                mean, scale = keras_normalizer(data.X, t.seen)
+                for rows, into in ((t.fit, "xf"), (t.val, "xv"), (t.score, "xs")):
+                    xs[into].append((data.X[rows] - mean) / scale)
+                xs["yf"].append(data.y[t.fit])
+                xs["yv"].append(data.y[t.val])
+            init = [_seed(ds_index, t.split, role, t.fold + 1, mi) for t, _ in part]
+            shuffle = [_seed(ds_index, t.split, role, t.fold + 1, mi, 1) for t, _ in part]
+            models = build_members(method, data.X.shape[1], init, cfg.hidden, cfg.preset, dtype)
+            T = {k: torch.as_tensor(np.stack(v), dtype=dtype) for k, v in xs.items()
+                 if k != "xs"}
+            lrs = [lr for _, lr in part]
+            if trainer == "stacked":
+                res = fit_stacked(models, T["xf"], T["yf"], T["xv"], T["yv"], lrs, fcfg,
+                                  shuffle)
+                width = max(len(a) for a in xs["xs"])      # score rows may differ by one
+                pad = np.zeros((len(part), width, data.X.shape[1]))
+                for i, a in enumerate(xs["xs"]):
+                    pad[i, :len(a)] = a
+                pred = predict(res.net, torch.as_tensor(pad, dtype=dtype))
+                outs = [pred[i, :len(a)] for i, a in enumerate(xs["xs"])]
+                stats = [(int(res.best_epoch[i]), int(res.epochs_run[i]),
+                          bool(res.stopped_early[i])) for i in range(len(part))]
+            elif trainer == "module":
+                outs, stats = [], []
+                for i, m in enumerate(models):
+                    r = fit_module(m, T["xf"][i], T["yf"][i], T["xv"][i], T["yv"][i], lrs[i],
+                                   fcfg, shuffle[i])
+                    outs.append(predict(r.net, torch.as_tensor(xs["xs"][i], dtype=dtype)[None])[0])
+                    stats.append((int(r.best_epoch[0]), int(r.epochs_run[0]),
+                                  bool(r.stopped_early[0])))
+            else:
+                raise ValueError(f"unknown trainer {trainer!r}; expected 'stacked' or 'module'")
+            for (t, lr), out, (best, epochs, early) in zip(part, outs, stats, strict=True):
+                err = out.double().numpy() - data.y[t.score]
+                results[(t.split, t.fold, lr)] = {
+                    "split": t.split, "fold": t.fold, "lr": lr,
+                    "rmse": float(np.sqrt(np.mean(err * err))),
+                    "best_epoch": best, "epochs": epochs, "stopped_early": early}
+            if bar is not None:
+                bar.update(len(part))
+    return [results[(t.split, t.fold, lr)] for t, lr in members]
 
 
-def _n_members(cfg: UCIConfig) -> int:
-    """Models trained per method for one data set (for the progress bar)."""
+def n_models(cfg: UCIConfig) -> int:
+    """Models trained per (data set, method)."""
     if cfg.protocol == "official":
         return cfg.splits
     return cfg.splits * (cfg.folds * len(cfg.lr_grid) + 1)
 
 
-def run_dataset(name: str, cfg: UCIConfig, *, data: UCIData | None = None,
-                trainer: str = "batched", bar=None) -> dict:
-    """Run the benchmark on one data set; returns its JSON-ready result entry.
-
-    Args:
-        name: data set (friendly or folder name).
-        cfg: settings.
-        data: use these arrays instead of loading ``name`` (tests).
-        trainer: ``"batched"`` (default) or ``"loop"`` (one model at a time; reference).
-        bar: optional tqdm bar, advanced by one per trained model.
-    """
-    friendly = resolve_name(name) if data is None else data.name
-    if data is None:
-        data = load_uci(friendly)
-    ds_index = list(DATASETS).index(friendly) if friendly in DATASETS else 99
+def run_unit(data: UCIData, method: str, cfg: UCIConfig, *, trainer: str = "stacked",
+             bar=None) -> dict:
+    """One parameterization on one data set: every split of the protocol; returns the
+    JSON-ready entry ``{"test_rmse_mean", "test_rmse_std", "splits": [...], "wall_s"}``."""
+    method = check_param(method)
+    ds_index = list(DATASETS).index(data.name) if data.name in DATASETS else 99
     N = len(data.y)
     t0 = time.perf_counter()
-    out: dict = {"n_rows": N, "n_features": int(data.X.shape[1]), "methods": {}}
-    for method in cfg.methods:
-        splits_out = []
-        if cfg.protocol == "official":
-            tasks = []
-            for k in range(cfg.splits):
-                train, test = split_indices(N, k, cfg.test_fraction)
-                if cfg.monitor == "test":      # the script: schedules watch the test split
-                    fit, val = train, test
-                else:
-                    fit, val = _carve(train, cfg.val_fraction, k, -1)
-                tasks.append(_Task(k, -1, fit, val, test, train, (OFFICIAL_LR[method],)))
-            for r in _train_tasks(data, tasks, method, cfg, ds_index, 2, trainer, bar):
-                splits_out.append({"split": r["split"], "lr": r["lr"], "test_rmse": r["rmse"],
-                                   "best_epoch": r["best_epoch"],
-                                   "stopped_epoch": r["stopped_epoch"]})
-        else:
-            cv_tasks, parts = [], {}
-            for k in range(cfg.splits):
-                train, test = split_indices(N, k, cfg.test_fraction)
-                parts[k] = (train, test)
-                held = _folds(train, k, cfg.folds)
-                for f, hold in enumerate(held):
-                    rest = np.setdiff1d(train, hold)
-                    fit, val = _carve(rest, cfg.val_fraction, k, f)
-                    cv_tasks.append(_Task(k, f, fit, val, hold, rest, cfg.lr_grid))
-            cv = _train_tasks(data, cv_tasks, method, cfg, ds_index, 0, trainer, bar)
-            final_tasks, cv_table = [], {}
-            for k in range(cfg.splits):
-                table = {lr: float(np.mean([r["rmse"] for r in cv
-                                            if r["split"] == k and r["lr"] == lr]))
-                         for lr in cfg.lr_grid}
-                best_lr = min(cfg.lr_grid, key=lambda lr: (_finite_or_inf(table[lr]), lr))
-                cv_table[k] = table
-                train, test = parts[k]
-                fit, val = _carve(train, cfg.val_fraction, k, -1)
-                final_tasks.append(_Task(k, -1, fit, val, test, train, (best_lr,)))
-            final = _train_tasks(data, final_tasks, method, cfg, ds_index, 1, trainer, bar)
-            for r in final:
-                k = r["split"]
-                cv_epochs = [c["best_epoch"] for c in cv if c["split"] == k and c["lr"] == r["lr"]]
-                splits_out.append({
-                    "split": k, "lr": r["lr"], "test_rmse": r["rmse"],
-                    "best_epoch": r["best_epoch"], "stopped_epoch": r["stopped_epoch"],
-                    "cv_rmse": {f"{lr:g}": v for lr, v in cv_table[k].items()},
-                    "cv_best_epochs": cv_epochs,
-                    # CV models of this split (all LRs) that used the whole epoch budget
-                    "cv_capped": sum(c["stopped_epoch"] >= cfg.max_epochs
-                                     for c in cv if c["split"] == k),
-                })
-        splits_out.sort(key=lambda r: r["split"])
-        rm = np.array([r["test_rmse"] for r in splits_out], dtype=np.float64)
-        out["methods"][method] = {
-            "test_rmse_mean": float(np.mean(rm)),
+    out = []
+    if cfg.protocol == "official":
+        tasks = []
+        for k in range(cfg.splits):
+            train, test = split_indices(N, k, cfg.test_fraction)
+            tasks.append(_Task(k, -1, train, test, test, train, (OFFICIAL_LR[method],)))
+        for r in _train_tasks(data, tasks, method, cfg, ds_index, 2, trainer, bar):
+            out.append({"split": r["split"], "lr": r["lr"], "test_rmse": r["rmse"],
+                        "best_epoch": r["best_epoch"], "epochs": r["epochs"],
+                        "stopped_early": r["stopped_early"]})
+    else:
+        cv_tasks, parts = [], {}
+        for k in range(cfg.splits):
+            train, test = split_indices(N, k, cfg.test_fraction)
+            parts[k] = (train, test)
+            for f, (rest, held) in enumerate(kfold_indices(len(train), cfg.folds, k)):
+                fit, val = validation_split(train[rest], cfg.val_fraction)
+                cv_tasks.append(_Task(k, f, fit, val, train[held], train[rest], cfg.lr_grid))
+        cv = _train_tasks(data, cv_tasks, method, cfg, ds_index, 0, trainer, bar)
+        final_tasks, tables = [], {}
+        for k in range(cfg.splits):
+            mine = [r for r in cv if r["split"] == k]
+            table = {lr: float(np.mean([r["rmse"] for r in mine if r["lr"] == lr]))
+                     for lr in cfg.lr_grid}
+            best_lr = min(cfg.lr_grid, key=lambda lr: (_finite_or_inf(table[lr]), lr))
+            tables[k] = (table, mine)
+            train, test = parts[k]
+            fit, val = validation_split(train, cfg.val_fraction)
+            final_tasks.append(_Task(k, -1, fit, val, test, train, (best_lr,)))
+        for r in _train_tasks(data, final_tasks, method, cfg, ds_index, 1, trainer, bar):
+            table, mine = tables[r["split"]]
+            out.append({"split": r["split"], "lr": r["lr"], "test_rmse": r["rmse"],
+                        "best_epoch": r["best_epoch"], "epochs": r["epochs"],
+                        "stopped_early": r["stopped_early"],
+                        "cv_rmse": {f"{lr:g}": v for lr, v in table.items()},
+                        "cv_models": len(mine),
+                        "cv_stopped_early": sum(c["stopped_early"] for c in mine),
+                        "cv_epochs_max": max(c["epochs"] for c in mine)})
+    out.sort(key=lambda r: r["split"])
+    rm = np.array([r["test_rmse"] for r in out], dtype=np.float64)
+    return {"test_rmse_mean": float(np.mean(rm)),
             "test_rmse_std": float(np.std(rm, ddof=1)) if len(rm) > 1 else 0.0,
-            "splits": splits_out,
-        }
-    out["wall_s"] = round(time.perf_counter() - t0, 2)
-    return out
+            "splits": out, "wall_s": round(time.perf_counter() - t0, 2)}
+
+
+def run_dataset(name: str, cfg: UCIConfig, *, data: UCIData | None = None,
+                trainer: str = "stacked", bar=None) -> dict:
+    """Every method of ``cfg`` on one data set: ``{"n_rows", "n_features", "methods",
+    "wall_s"}`` (``data`` replaces loading ``name``, for tests)."""
+    if data is None:
+        data = load_uci(resolve_name(name))
+    methods = {m: run_unit(data, m, cfg, trainer=trainer, bar=bar) for m in cfg.methods}
+    return {"n_rows": len(data.y), "n_features": int(data.X.shape[1]), "methods": methods,
+            "wall_s": round(sum(m["wall_s"] for m in methods.values()), 2)}
 
 
 # ---------------------------------------------------------------- provenance and files
@@ -405,22 +403,29 @@ def _worker_init(threads: int) -> None:
     _tune_malloc()
 
 
-def _worker(name: str, cfg: UCIConfig, trainer: str) -> dict:
-    return run_dataset(name, cfg, trainer=trainer)
+def _worker(name: str, method: str, cfg: UCIConfig, trainer: str) -> dict:
+    return run_unit(load_uci(name), method, cfg, trainer=trainer)
+
+
+def _cost(name: str, method: str) -> float:
+    """Rough relative cost of a unit, to start the longest first."""
+    rows, feats = SHAPES.get(name, (1, 1))
+    return rows * (feats + 20) * (1.5 if method in ("bn", "gmp") else 1.0)
 
 
 def run(datasets: Sequence[str], cfg: UCIConfig, out: str | Path | None = None, *,
-        argv: Sequence[str] | None = None, progress: bool = True, trainer: str = "batched",
+        argv: Sequence[str] | None = None, progress: bool = True, trainer: str = "stacked",
         jobs: int = 1) -> dict:
-    """Run ``datasets`` and (if ``out``) write/extend the results file after each one.
+    """Run every (data set, method) of ``datasets`` × ``cfg.methods`` and (if ``out``)
+    write the results file after each one.
 
-    An existing ``out`` written with the same configuration is resumed: data sets already
-    in it are skipped. A file with a different configuration raises ``ValueError``.
+    An existing ``out`` written with the same configuration is resumed: the units already in
+    it are skipped. A file with another configuration raises ``ValueError``.
 
-    With ``jobs > 1`` the data sets run in that many worker processes (each with this
-    process's torch thread count; the largest data sets start first) and this process writes
-    each result as it arrives. A data set's numbers do not depend on ``jobs``: each is
-    computed from its own seeds, in one process.
+    With ``jobs > 1`` the units run in that many worker processes (each with this process's
+    torch thread count; the costliest start first) and this process writes each result as it
+    arrives. A unit's numbers do not depend on ``jobs`` or on the order: each is computed
+    from its own seeds, in one process.
     """
     from tqdm.auto import tqdm
 
@@ -428,9 +433,8 @@ def run(datasets: Sequence[str], cfg: UCIConfig, out: str | Path | None = None, 
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     names = [resolve_name(d) for d in datasets]
     path = Path(out) if out is not None else None
-    prov = provenance(argv, path)
     results = {"format": FORMAT_VERSION, "protocol": cfg.protocol, "config": cfg.to_dict(),
-               "created": prov, "datasets": {}}
+               "created": provenance(argv, path), "datasets": {}}
     if path is not None and path.exists():
         try:
             old = json.loads(path.read_text())
@@ -441,73 +445,86 @@ def run(datasets: Sequence[str], cfg: UCIConfig, out: str | Path | None = None, 
             raise ValueError(f"{path} holds results of a different configuration "
                              f"({old.get('config')}); use another --out or --overwrite")
         results = old
-    todo = [n for n in names if n not in results["datasets"]]
-    per_set = _n_members(cfg) * len(cfg.methods)
+    todo = [(n, m) for n in names for m in cfg.methods
+            if m not in results["datasets"].get(n, {}).get("methods", {})]
+    data: dict[str, UCIData] = {}
 
-    def record(name: str, entry: dict) -> None:
-        entry["run"] = provenance(argv, path)
-        entry["run"]["max_rows"] = cfg.max_rows
-        entry["run"]["jobs"] = jobs
-        results["datasets"][name] = entry
+    def save(name: str, method: str, entry: dict) -> None:
+        entry["run"] = provenance(argv, path) | {"jobs": jobs}
+        if name not in data:
+            data[name] = load_uci(name)
+        ds = results["datasets"].setdefault(name, {
+            "n_rows": len(data[name].y), "n_features": int(data[name].X.shape[1]),
+            "methods": {}})
+        ds["methods"][method] = entry
+        ds["methods"] = {m: ds["methods"][m] for m in PARAMS if m in ds["methods"]}
+        ds["wall_s"] = round(sum(e["wall_s"] for e in ds["methods"].values()), 2)
+        ds["run"] = entry["run"]
         if path is not None:
             write_json(path, results)
 
-    with tqdm(total=per_set * len(todo), desc="UCI", unit="model", disable=not progress,
-              dynamic_ncols=True) as bar:
+    with tqdm(total=n_models(cfg) * len(todo), desc=f"UCI {cfg.protocol}", unit="model",
+              disable=not progress, dynamic_ncols=True) as bar:
         if jobs == 1 or len(todo) < 2:
-            for name in todo:
-                bar.set_postfix_str(name)
-                record(name, run_dataset(name, cfg, trainer=trainer, bar=bar))
+            for name, method in todo:
+                bar.set_postfix_str(f"{name} {method}")
+                if name not in data:
+                    data[name] = load_uci(name)
+                save(name, method, run_unit(data[name], method, cfg, trainer=trainer,
+                                            bar=bar))
             return results
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        largest_first = sorted(todo, key=lambda n: -math.prod(SHAPES[n]))
-        bar.set_postfix_str(f"{len(todo)} data sets in {min(jobs, len(todo))} processes")
+        costliest_first = sorted(todo, key=lambda u: -_cost(*u))
+        bar.set_postfix_str(f"{len(todo)} units in {min(jobs, len(todo))} processes")
         with ProcessPoolExecutor(max_workers=min(jobs, len(todo)),
                                  mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_worker_init,
                                  initargs=(torch.get_num_threads(),)) as pool:
-            futures = {pool.submit(_worker, n, cfg, trainer): n for n in largest_first}
+            futures = {pool.submit(_worker, n, m, cfg, trainer): (n, m)
+                       for n, m in costliest_first}
             for fut in as_completed(futures):
-                name = futures[fut]
-                record(name, fut.result())
-                bar.update(per_set)
-                bar.set_postfix_str(f"{name} done")
+                name, method = futures[fut]
+                save(name, method, fut.result())
+                bar.update(n_models(cfg))
+                bar.set_postfix_str(f"{name} {method} done")
     return results
 
 
 # ---------------------------------------------------------------- CLI
 
 def _parser() -> argparse.ArgumentParser:
+    d = UCIConfig()
     p = argparse.ArgumentParser(
         prog="gmp-uci", description="UCI regression benchmark (Table 1 of Chen & Ge 2024).")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="honest",
+                   help="official: the authors' script (selects on the test split); honest: "
+                   "the same training, selecting on validation splits of the training part")
     p.add_argument("--datasets", default="all",
                    help="'all' or a comma-separated list of: " + ", ".join(DATASETS))
-    p.add_argument("--splits", type=int, default=10, help="random 80/20 splits (default 10)")
+    p.add_argument("--splits", type=int, default=d.splits, help="random 80/20 splits")
     p.add_argument("--out", default="results/uci.json", help="results JSON (resumable)")
-    p.add_argument("--protocol", choices=PROTOCOLS, default="honest")
-    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of "
-                   + ", ".join(METHODS))
-    p.add_argument("--folds", type=int, default=3, help="CV folds (honest)")
+    p.add_argument("--methods", default=",".join(PARAMS), help="comma-separated subset of "
+                   + ", ".join(PARAMS))
+    p.add_argument("--preset", default=d.preset, help="network preset (gmp.params)")
+    p.add_argument("--folds", type=int, default=d.folds, help="CV folds (honest)")
     p.add_argument("--lr-grid", default=",".join(f"{v:g}" for v in DEFAULT_LR_GRID),
                    help="comma-separated learning rates for CV (honest)")
-    p.add_argument("--max-epochs", type=int, default=None,
-                   help="epoch budget (default: honest 500, official 5000)")
-    p.add_argument("--patience", type=int, default=100, help="early-stopping patience")
-    p.add_argument("--val-fraction", type=float, default=0.1,
-                   help="validation carve for early stopping (honest)")
-    p.add_argument("--monitor", choices=("test", "validation"), default="test",
-                   help="official protocol: split watched by early stopping and the plateau "
-                   "schedule (the script: test)")
-    p.add_argument("--hidden", type=int, default=100, help="hidden units")
-    p.add_argument("--dtype", choices=tuple(_DTYPES), default="float32")
+    p.add_argument("--val-fraction", type=float, default=d.val_fraction,
+                   help="Keras validation_split of every model's rows (honest)")
+    p.add_argument("--max-epochs", type=int, default=d.max_epochs)
+    p.add_argument("--patience", type=int, default=d.patience,
+                   help="early-stopping patience (the plateau's is half)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--hidden", type=int, default=d.hidden, help="hidden units")
+    p.add_argument("--dtype", choices=tuple(_DTYPES), default=d.dtype)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--jobs", type=int, default=1,
-                   help="data sets trained in parallel processes (each with --threads threads); "
-                        "on a small CPU, --jobs 2 --threads 1 beats --threads 2")
-    p.add_argument("--max-rows", type=int, default=1 << 13,
-                   help="members × rows per batched computation (speed/memory only)")
+                   help="(data set, method) units trained in parallel processes (each with "
+                        "--threads threads); on a small CPU, --jobs 2 --threads 1 is fastest")
+    p.add_argument("--max-rows", type=int, default=d.max_rows,
+                   help="members × rows per stacked computation (speed/memory only)")
     p.add_argument("--overwrite", action="store_true", help="start the results file afresh")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -539,11 +556,11 @@ def main(argv: list[str] | None = None) -> int:
         datasets = list(DATASETS) if args.datasets.strip().lower() == "all" else _csv(args.datasets)
         datasets = [resolve_name(d) for d in datasets]
         cfg = UCIConfig(protocol=args.protocol, splits=args.splits,
-                        methods=tuple(_csv(args.methods)), hidden=args.hidden,
-                        folds=args.folds, val_fraction=args.val_fraction,
+                        methods=tuple(_csv(args.methods)), preset=args.preset,
+                        hidden=args.hidden, folds=args.folds, val_fraction=args.val_fraction,
                         lr_grid=tuple(float(v) for v in _csv(args.lr_grid)),
-                        max_epochs=args.max_epochs, patience=args.patience, dtype=args.dtype,
-                        max_rows=args.max_rows, monitor=args.monitor)
+                        max_epochs=args.max_epochs, patience=args.patience,
+                        batch_size=args.batch_size, dtype=args.dtype, max_rows=args.max_rows)
         if args.threads is not None:
             if args.threads < 1:
                 raise ValueError(f"--threads must be >= 1, got {args.threads}")
