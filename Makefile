@@ -21,7 +21,7 @@ CHROMIUM ?= $(firstword $(foreach b,chromium chromium-browser google-chrome goog
 	$(shell command -v $(b) 2>/dev/null)))
 
 .PHONY: install book html-noexec test test-unit test-notebooks test-browser no-browser lint lab \
-	small-results \
+	small-results uci-results \
 	bench clean gpu-check
 
 $(STAMP): pyproject.toml
@@ -96,6 +96,13 @@ small-results: install
 	for p in authors-weight-form paper-remark-3.5 book-v1; do \
 		$(SMALL) banana --method gmp --preset $$p --protocol honest $(SMALL_ARGS) \
 		--out results/banana_gmp_honest_$$p.json || exit 1; done
+
+# Table 1 under both protocols (chapter 8): about 40 min on 2 cores; resumable (rerun the
+# same command after an interruption). Each file records its command, revision and machine.
+UCI := $(BIN)/gmp-uci --datasets all --splits 10 --jobs 2 --threads 1 --quiet
+uci-results: install
+	$(UCI) --protocol official --out results/uci_official.json
+	$(UCI) --protocol honest --out results/uci.json
 
 lint: install
 	$(BIN)/ruff check gmp tests benchmarks

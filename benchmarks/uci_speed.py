@@ -1,17 +1,17 @@
-"""Batched UCI trainer vs one model at a time, on the same work, in one run.
+"""Stacked UCI trainer vs one model at a time, on the same work, in one run.
 
-Runs the honest protocol (cross-validation over a learning-rate grid, then the final model)
-on one data set for a few splits twice: with :func:`gmp.experiments.uci_trainer.train_batched`
-(all members of a phase stacked) and with :func:`~gmp.experiments.uci_trainer.train_loop`
-(each member alone as a ``gmp.baselines`` module with ``torch.optim.Adam``). Same
-initializations, data and protocol, so the results must agree: the script prints the
-speed ratio and checks the agreement (chosen learning rates, epochs, test RMSE).
+Runs a UCI protocol (default honest: cross-validation over a learning-rate grid, then the
+final model) on one data set for a few splits twice: with
+:func:`gmp.experiments.uci_trainer.fit_stacked` (the members of a phase stacked) and with
+:func:`~gmp.experiments.uci_trainer.fit_module` (each member alone as a ``gmp.baselines``
+module). Same initializations, data and protocol, so the results must agree: the script
+prints the speed ratio and checks the agreement (chosen learning rates, epochs, test RMSE).
 
     GMP_DATA_DIR=/work/shared/data .venv/bin/python benchmarks/uci_speed.py
     ... --dataset concrete --splits 2 --max-epochs 300 --dtype float64 --threads 2
 
 In float64 both trainers agree to rounding (same epochs, same learning rates). In float32
-the batched and the per-model kernels round differently, and a near-tie between two epochs
+the stacked and the per-model kernels round differently, and a near-tie between two epochs
 (or two learning rates) can then be resolved differently; the RMSEs still agree within the
 tolerance, and the script lists every such case instead of hiding it.
 """
@@ -23,13 +23,14 @@ import time
 
 import torch
 
-from gmp.baselines import METHODS
 from gmp.experiments import uci
+from gmp.params import PARAMS as METHODS
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="boston")
+    p.add_argument("--protocol", choices=uci.PROTOCOLS, default="honest")
     p.add_argument("--splits", type=int, default=2)
     p.add_argument("--folds", type=int, default=3)
     p.add_argument("--lr-grid", default="0.001,0.01,0.1")
@@ -42,30 +43,29 @@ def main(argv: list[str] | None = None) -> int:
                    help="relative tolerance on RMSEs (default 1e-6 float64, 2e-2 float32)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    cfg = uci.UCIConfig(splits=args.splits, folds=args.folds,
+    cfg = uci.UCIConfig(protocol=args.protocol, splits=args.splits, folds=args.folds,
                         methods=tuple(args.methods.split(",")),
                         lr_grid=tuple(float(v) for v in args.lr_grid.split(",")),
                         max_epochs=args.max_epochs, patience=args.patience, dtype=args.dtype)
     rtol = args.rtol if args.rtol is not None else (1e-6 if args.dtype == "float64" else 2e-2)
-    models = cfg.splits * (cfg.folds * len(cfg.lr_grid) + 1) * len(cfg.methods)
-    print(f"{args.dataset}: {cfg.splits} splits × ({cfg.folds} folds × {len(cfg.lr_grid)} LRs "
-          f"+ 1 final) × {len(cfg.methods)} methods = {models} models, ≤ {cfg.max_epochs} "
-          f"epochs, {args.dtype}, {torch.get_num_threads()} thread(s)")
+    models = uci.n_models(cfg) * len(cfg.methods)
+    print(f"{args.dataset}, {args.protocol}: {models} models, ≤ {cfg.max_epochs} epochs, "
+          f"{args.dtype}, {torch.get_num_threads()} thread(s)")
     timings, res = {}, {}
-    for trainer in ("batched", "loop"):
+    for trainer in ("stacked", "module"):
         t0 = time.perf_counter()
         res[trainer] = uci.run_dataset(args.dataset, cfg, trainer=trainer)
         timings[trainer] = time.perf_counter() - t0
         print(f"  {trainer:8s} {timings[trainer]:8.1f} s")
-    print(f"speed-up batched / loop: {timings['loop'] / timings['batched']:.1f}x")
+    print(f"speed-up stacked / module: {timings['module'] / timings['stacked']:.1f}x")
 
     worst, worst_cv, notes, n = 0.0, 0.0, [], 0
     for m in cfg.methods:
-        for a, b in zip(res["batched"]["methods"][m]["splits"], res["loop"]["methods"][m]["splits"],
-                        strict=True):
+        for a, b in zip(res["stacked"]["methods"][m]["splits"],
+                        res["module"]["methods"][m]["splits"], strict=True):
             n += 1
             worst = max(worst, abs(a["test_rmse"] - b["test_rmse"]) / abs(b["test_rmse"]))
-            for lr, v in a["cv_rmse"].items():
+            for lr, v in a.get("cv_rmse", {}).items():
                 worst_cv = max(worst_cv, abs(v - b["cv_rmse"][lr]) / abs(b["cv_rmse"][lr]))
             if (a["lr"], a["best_epoch"]) != (b["lr"], b["best_epoch"]):
                 notes.append(f"{m} split {a['split']}: lr {a['lr']:g} vs {b['lr']:g}, best epoch "

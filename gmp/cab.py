@@ -33,6 +33,8 @@ from .geometry import unit_vector
 from .nn import GmPConv2d, GmPLinear
 
 __all__ = [
+    "cab_geometry",
+    "gmp_cab_geometry",
     "effective_weight_bias",
     "spatial_locations",
     "directions",
@@ -171,6 +173,21 @@ def effective_weight_bias(layer: nn.Module, x: Tensor | None = None) -> tuple[Te
     return scale.unsqueeze(-1) * w, beta + scale * (b - mean)
 
 
+def cab_geometry(w, b):
+    """The CAB of units ``ReLU(wᵀx + b)``: spatial location ``φ = -b·w/‖w‖²`` and unit normal
+    ``w/‖w‖`` (Sec. 3.1). ``w (..., n)``, ``b (...)`` -> each ``(..., n)``; NumPy arrays or
+    tensors (the one place this formula is written). ``w = 0`` gives NaN (no boundary)."""
+    sq = (w * w).sum(-1)[..., None]
+    return -b[..., None] * w / sq, w / sq ** 0.5
+
+
+def gmp_cab_geometry(lam, u):
+    """The CAB of GmP units ``r·ReLU(uᵀx + λ)`` from their own coordinates, exactly:
+    ``φ = -λ·u`` and normal ``u`` (Sec. 3.3; no division by ``r``). ``lam (...)``,
+    ``u (..., n)`` unit vectors -> each ``(..., n)``."""
+    return -lam[..., None] * u, u
+
+
 @torch.no_grad()
 def _gmp_unit(layer: nn.Module) -> Tensor:
     if layer.fan_in == 1:
@@ -186,11 +203,9 @@ def _cab_state(layer: nn.Module, x: Tensor | None = None
     if isinstance(layer, _GmP):
         # Exact GmP geometry from (θ, λ): φ = -λ·u(θ), direction u(θ), no division by r.
         u = _gmp_unit(layer)
-        phi = (torch.zeros_like(u) if layer.lam is None
-               else -layer.lam.detach().to(_F64).unsqueeze(-1) * u)
-        return w, b, phi, u
-    sq = (w * w).sum(dim=-1, keepdim=True)
-    return w, b, -b.unsqueeze(-1) * w / sq, w / sq.sqrt()
+        lam = torch.zeros(u.shape[:-1], dtype=_F64) if layer.lam is None else layer.lam
+        return (w, b, *gmp_cab_geometry(lam.detach().to(_F64), u))
+    return (w, b, *cab_geometry(w, b))
 
 
 def spatial_locations(layer: nn.Module, x: Tensor | None = None) -> Tensor:

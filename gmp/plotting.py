@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .cab import cab_geometry, gmp_cab_geometry
 from .params import LABELS, PARAMS
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -83,10 +84,9 @@ def location(w, b) -> np.ndarray:
         ValueError: if ``w = 0`` (the unit is constant and has no CAB).
     """
     w, b = _unit(w, b)
-    sq = float(w @ w)
-    if sq == 0.0:
+    if float(w @ w) == 0.0:
         raise ValueError("w = 0: the unit is constant (ReLU(b)) and has no boundary")
-    return -b * w / sq
+    return cab_geometry(w, np.asarray(b))[0]
 
 
 def gmp_unit(theta: float, lam: float) -> tuple[np.ndarray, float]:
@@ -295,7 +295,7 @@ def explorer_figure(sp: tuple[float, float, float], gmp: tuple[float, float, flo
         axes[0].set_title("SP", fontsize=9)
     u, lam = gmp_unit(theta, lam)
     draw_unit(axes[1], u, lam, box=box, color=_AFTER, show_normal=True, scale=r)
-    phi = -lam * u
+    phi = gmp_cab_geometry(np.asarray(lam), u)[0]
     axes[1].set_title(f"GmP: $|\\lambda|$={abs(lam):.2f}, "
                       f"$\\phi$=({phi[0]:.2f}, {phi[1]:.2f}), r={r:.2f}", fontsize=9)
     for ax in axes:

@@ -1,4 +1,6 @@
-"""UCI benchmark: loader, batched forward/trainer against the modules, protocol, CLI."""
+"""UCI benchmark: loader, Keras' fit on the stacked engine against one module at a time, the
+two protocols (official = the authors' script; honest = the same minus the test-split
+selection), resume and the CLI."""
 
 from __future__ import annotations
 
@@ -12,20 +14,17 @@ import pytest
 import torch
 
 from gmp import provenance
-from gmp.baselines import METHODS, mlp
+from gmp.baselines import METHODS, KerasBatchNorm1d
 from gmp.data import DataCorruptError, DataNotFoundError
 from gmp.data.uci import DATASETS, SHAPES, UCIData, load_uci, remote_files
 from gmp.experiments import uci
+from gmp.experiments.batched import BatchedAdam, BatchedMLP, StackedBatchNorm
 from gmp.experiments.uci_trainer import (
-    UCI_PRESET,
-    TrainConfig,
-    batched_forward,
-    init_params,
-    load_member,
-    moments,
+    FitConfig,
+    build_members,
+    fit_module,
+    fit_stacked,
     predict,
-    train_batched,
-    train_loop,
 )
 
 F64 = torch.float64
@@ -97,123 +96,140 @@ def test_corrupt_file(tmp_path, monkeypatch):
         load_uci("yacht")
 
 
-# ---------------------------------------------------------------- batched forward == modules
+# ---------------------------------------------------------------- Keras' fit: stacked == module
 
-@pytest.mark.parametrize("method", METHODS)
-def test_batched_forward_equals_module(method):
-    torch.manual_seed(0)
-    S, N, n, m = 3, 20, 5, 7
-    p = init_params(method, n, [11, 12, 13], hidden=m, dtype=F64)
-    with torch.no_grad():   # move away from the initialization (λ = 0, γ = 1, ...)
-        for v in p.values():
-            v.add_(0.3 * torch.randn_like(v))
-    x = 2 * torch.randn(S, N, n, dtype=F64) + 1
-    out = batched_forward(method, p, x)                      # BN: batch statistics
-    for s in range(S):
-        model = load_member(p, s, mlp(method, n, m, preset=UCI_PRESET).to(F64)).train()
-        torch.testing.assert_close(out[s], model(x[s]).squeeze(-1), rtol=1e-12, atol=1e-12)
-
-
-def test_batched_bn_eval_conventions_equal_module():
-    S, N, n, m = 2, 30, 4, 6
-    p = init_params("bn", n, [1, 2], hidden=m, dtype=F64)
-    x_fit, x = torch.randn(S, N, n, dtype=F64) + 0.5, torch.randn(S, 9, n, dtype=F64)
-    running = (torch.randn(S, m, dtype=F64), torch.rand(S, m, dtype=F64) + 0.5)
-    pop = batched_forward("bn", p, x, moments_x=moments(x_fit))
-    run = batched_forward("bn", p, x, bn_stats=running)
-    for s in range(S):
-        model = load_member(p, s, mlp("bn", n, m, preset=UCI_PRESET).to(F64)).eval()
-        lin, bn = model.hidden
-        with torch.no_grad():       # population statistics = biased batch statistics
-            z = lin(x_fit[s])
-            bn.running_mean.copy_(z.mean(0))
-            bn.running_var.copy_(z.var(0, unbiased=False))
-        torch.testing.assert_close(pop[s], model(x[s]).squeeze(-1), rtol=1e-10, atol=1e-12)
-        with torch.no_grad():
-            bn.running_mean.copy_(running[0][s])
-            bn.running_var.copy_(running[1][s])
-        torch.testing.assert_close(run[s], model(x[s]).squeeze(-1), rtol=1e-12, atol=1e-12)
-
-
-def test_batched_forward_rejects_bad_shapes():
-    p = init_params("sp", 4, [0, 1], hidden=5, dtype=F64)
-    with pytest.raises(ValueError, match=r"expected input of shape \(S=2, N, n=4\)"):
-        batched_forward("sp", p, torch.zeros(2, 3, 5, dtype=F64))
-    with pytest.raises(ValueError, match="unknown parameterization"):
-        batched_forward("ln", p, torch.zeros(2, 3, 4, dtype=F64))
-
-
-def test_init_matches_module_init():
-    p = init_params("gmp", 6, [5], hidden=9, dtype=F64)
-    torch.manual_seed(5)
-    model = mlp("gmp", 6, 9, preset=UCI_PRESET)
-    torch.testing.assert_close(p["theta"][0], model.hidden.theta.to(F64))
-    torch.testing.assert_close(p["out_r"][0], model.out.r.to(F64))
-
-
-# ---------------------------------------------------------------- batched trainer == loop
-
-def _toy(S, sizes, n, seed):
+def _toy(S, N, n, seed):
     g = torch.Generator().manual_seed(seed)
-    xs = [torch.randn(k, n, generator=g, dtype=F64) for k in sizes]
-    ys = [torch.sin(x.sum(-1)) + 0.1 * x[:, 0] ** 2 for x in xs]
-    return xs, ys
-
-
-def _pad(ts):
-    n = max(len(t) for t in ts)
-    out = torch.zeros((len(ts), n) + tuple(ts[0].shape[1:]), dtype=F64)
-    mask = torch.zeros(len(ts), n, dtype=torch.bool)
-    for i, t in enumerate(ts):
-        out[i, :len(t)], mask[i, :len(t)] = t, True
-    return out, mask
+    x = torch.randn(S, N, n, generator=g, dtype=F64)
+    return x, 3 * torch.sin(x.sum(-1)) + 0.5 * x[..., 0] ** 2
 
 
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("protocol", ["honest", "official"])
-def test_batched_trainer_equals_loop(method, protocol):
-    S, n, m = 4, 3, 6
-    lrs = [1e-3, 1e-2, 0.1, 0.3]
-    if protocol == "honest":     # full batch, members of different sizes (masks)
-        cfg = TrainConfig(max_epochs=40, patience=8)
-        xf, yf = _toy(S, [30, 29, 31, 30], n, 1)
-        xv, yv = _toy(S, [8, 9, 8, 7], n, 2)
-    else:                        # mini-batches, MAE, plateau, running BN statistics
-        cfg = TrainConfig(max_epochs=25, patience=8, loss="mae", batch_size=8,
-                          plateau_patience=3, plateau_min_delta=1e-3, bn_eval="running")
-        xf, yf = _toy(S, [30] * S, n, 1)
-        xv, yv = _toy(S, [8] * S, n, 2)
-    init = init_params(method, n, [3, 4, 5, 6], hidden=m, dtype=F64)
-    (xf_p, fm), (yf_p, _), (xv_p, vm), (yv_p, _) = _pad(xf), _pad(yf), _pad(xv), _pad(yv)
-    fm = None if bool(fm.all()) else fm
-    vm = None if bool(vm.all()) else vm
-    seeds = [21, 22, 23, 24]
-    a = train_batched(method, init, xf_p, yf_p, xv_p, yv_p, lrs, cfg, fit_mask=fm, val_mask=vm,
-                      seeds=seeds)
-    b = train_loop(method, init, xf, yf, xv, yv, lrs, cfg, seeds=seeds)
-    assert a.best_epoch.tolist() == b.best_epoch.tolist()
-    assert a.stopped_epoch.tolist() == b.stopped_epoch.tolist()
-    assert (a.best_epoch > 0).all()
-    torch.testing.assert_close(a.best_monitor, b.best_monitor, rtol=1e-8, atol=1e-12)
-    x_test = torch.randn(S, 5, n, dtype=F64)
-    torch.testing.assert_close(predict(a, x_test), predict(b, x_test), rtol=1e-7, atol=1e-9)
+def test_stacked_fit_equals_module(method):
+    """Mini-batches with a last batch of one row, the plateau schedule, early stopping at
+    different epochs (members leave the stack) and one member reaching the epoch limit."""
+    S, N, V, n, m = 5, 25, 9, 3, 7
+    x, y = _toy(S, N, n, 1)
+    xv, yv = _toy(S, V, n, 2)
+    lrs = [0.03, 0.01, 0.003, 0.001, 0.0003]
+    cfg = FitConfig(max_epochs=60, patience=8, plateau_patience=3, batch_size=8)
+    seeds, shuffle = [11, 12, 13, 14, 15], [5, 6, 7, 8, 9]
+    a = fit_stacked(build_members(method, n, seeds, m, dtype=F64), x, y, xv, yv, lrs, cfg,
+                    shuffle)
+    x_new = torch.randn(S, 6, n, dtype=F64)
+    pa = predict(a.net, x_new)
+    for s in range(S):
+        model = build_members(method, n, [seeds[s]], m, dtype=F64)[0]
+        b = fit_module(model, x[s], y[s], xv[s], yv[s], lrs[s], cfg, shuffle[s])
+        assert int(a.best_epoch[s]) == int(b.best_epoch[0]) > 0
+        assert int(a.epochs_run[s]) == int(b.epochs_run[0])
+        assert bool(a.stopped_early[s]) == bool(b.stopped_early[0])
+        torch.testing.assert_close(a.best_monitor[s], b.best_monitor[0], rtol=1e-9, atol=0)
+        torch.testing.assert_close(pa[s], predict(b.net, x_new[s:s + 1])[0], rtol=1e-9,
+                                   atol=1e-10)
+    assert a.stopped_early.any() and not a.stopped_early.all()   # both endings occur
+    assert len(set(a.epochs_run.tolist())) > 1                   # members left the stack
 
 
-def test_train_batched_validates_inputs():
-    init = init_params("sp", 3, [0, 1], hidden=4, dtype=F64)
+def test_fit_keeps_first_epoch_when_nothing_improves():
+    x, y = _toy(2, 10, 3, 0)
+    xv, yv = _toy(2, 4, 3, 1)
+    yv[0] = math.nan                       # member 0: the monitor is NaN every epoch
+    cfg = FitConfig(max_epochs=30, patience=5, batch_size=None)
+    res = fit_stacked(build_members("sp", 3, [0, 1], 5, dtype=F64), x, y, xv, yv, [0.01] * 2,
+                      cfg, [0, 1])
+    assert int(res.best_epoch[0]) == 0 and bool(res.stopped_early[0])
+    assert int(res.epochs_run[0]) == 5     # Keras stops after `patience` epochs
+    assert math.isinf(float(res.best_monitor[0]))
+
+
+def test_fit_validates_inputs():
+    models = build_members("sp", 3, [0, 1], 4, dtype=F64)
     x, y = torch.zeros(2, 5, 3, dtype=F64), torch.zeros(2, 5, dtype=F64)
-    cfg = TrainConfig(max_epochs=2, patience=1)
+    cfg = FitConfig(max_epochs=2, patience=1)
     with pytest.raises(ValueError, match="y_fit must have shape"):
-        train_batched("sp", init, x, y[:, :4], x, y, 0.1, cfg)
-    with pytest.raises(ValueError, match="learning rates must be positive"):
-        train_batched("sp", init, x, y, x, y, [0.1, -1.0], cfg)
-    with pytest.raises(ValueError, match="one permutation seed per member"):
-        train_batched("sp", init, x, y, x, y, 0.1, TrainConfig(batch_size=2))
+        fit_stacked(models, x, y[:, :4], x, y, [0.1, 0.1], cfg, [0, 1])
+    with pytest.raises(ValueError, match=r"x_monitor must have shape \(S=2"):
+        fit_stacked(models, x, y, x[:1], y[:1], [0.1, 0.1], cfg, [0, 1])
+    with pytest.raises(ValueError, match="2 positive learning rates"):
+        fit_stacked(models, x, y, x, y, [0.1, -1.0], cfg, [0, 1])
+    with pytest.raises(ValueError, match="one shuffling seed per member"):
+        fit_stacked(models, x, y, x, y, [0.1, 0.1], cfg, [0])
     with pytest.raises(ValueError, match="loss must be"):
-        TrainConfig(loss="huber")
+        FitConfig(loss="huber")
+    assert FitConfig(patience=100).plateau_patience == 50   # the script: patience // 2
 
 
-# ---------------------------------------------------------------- protocol
+def test_keras_batch_norm_accepts_a_single_row():
+    bn = KerasBatchNorm1d(4, eps=1e-3, momentum=0.01)
+    with torch.no_grad():
+        bn.bias.copy_(torch.arange(4.0))
+    x = torch.randn(1, 4, requires_grad=True)
+    out = bn(x)
+    torch.testing.assert_close(out, bn.bias.detach().unsqueeze(0))
+    out.sum().backward()
+    assert torch.count_nonzero(x.grad) == 0                  # x - mean(x) is constant 0
+    torch.testing.assert_close(bn.running_mean, 0.01 * x.detach()[0])
+    stacked = StackedBatchNorm([KerasBatchNorm1d(4, eps=1e-3, momentum=0.01)])
+    torch.testing.assert_close(stacked(x.detach().unsqueeze(0))[0], torch.zeros(1, 4))
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        StackedBatchNorm([torch.nn.BatchNorm1d(4)])(torch.zeros(1, 1, 4))
+
+
+def test_subset_and_select_keep_the_chosen_members():
+    net = BatchedMLP.from_modules(build_members("gmp", 3, [0, 1, 2], 5, dtype=F64))
+    adam = BatchedAdam(list(net.parameters()), torch.tensor([0.1, 0.2, 0.3], dtype=F64))
+    x = torch.randn(3, 4, 3, dtype=F64)
+    net(x).sum().backward()
+    adam.step()
+    idx = torch.tensor([0, 2])
+    sub = net.subset(idx)
+    adam.select(idx, list(sub.parameters()))
+    torch.testing.assert_close(sub(x[idx]), net(x)[idx])
+    assert adam.lr.tolist() == [0.1, 0.3] and adam.exp_avg.shape[0] == 2
+    with pytest.raises(ValueError, match="do not match"):
+        adam.select(idx, list(net.parameters()))
+
+
+# ---------------------------------------------------------------- splits: the script's tools
+
+def test_splits_follow_train_test_split():
+    tr, te = uci.split_indices(101, 3)
+    perm = np.random.RandomState(3).permutation(101)
+    assert np.array_equal(te, perm[:21]) and np.array_equal(tr, perm[21:])
+    assert not np.array_equal(te, uci.split_indices(101, 4)[1])
+
+
+def test_kfold_partitions_in_ascending_order():
+    folds = uci.kfold_indices(11, 3, seed=5)
+    held = [h for _, h in folds]
+    assert [len(h) for h in held] == [4, 4, 3]
+    assert np.array_equal(np.sort(np.concatenate(held)), np.arange(11))
+    order = np.arange(11)
+    np.random.RandomState(5).shuffle(order)
+    assert np.array_equal(held[0], np.sort(order[:4]))
+    for rest, h in folds:
+        assert np.all(np.diff(rest) > 0) and len(np.intersect1d(rest, h)) == 0
+    with pytest.raises(ValueError, match="folds"):
+        uci.kfold_indices(2, 3, 0)
+
+
+def test_validation_split_is_keras_tail():
+    fit, val = uci.validation_split(np.arange(10, 21), 0.2)     # floor(11 · 0.8) = 8
+    assert fit.tolist() == list(range(10, 18)) and val.tolist() == [18, 19, 20]
+    with pytest.raises(ValueError, match="validation split"):
+        uci.validation_split(np.arange(1), 0.2)
+
+
+def test_keras_normalizer_zeroes_constant_columns():
+    X = np.array([[1.0, 5.0], [3.0, 5.0], [5.0, 5.0]])
+    mean, scale = uci.keras_normalizer(X, np.arange(3))
+    z = (X - mean) / scale
+    np.testing.assert_allclose(z[:, 0], [-1.224744871391589, 0.0, 1.224744871391589])
+    assert np.all(z[:, 1] == 0)
+
+
+# ---------------------------------------------------------------- protocols
 
 def _tiny_data(n_rows=60, n=3, seed=0) -> UCIData:
     rng = np.random.default_rng(seed)
@@ -223,69 +239,96 @@ def _tiny_data(n_rows=60, n=3, seed=0) -> UCIData:
 
 
 def _tiny_cfg(**kw) -> uci.UCIConfig:
-    base = dict(splits=1, hidden=6, folds=2, lr_grid=(1e-2, 1e-1), max_epochs=15, patience=4,
-                dtype="float64")
+    base = dict(splits=2, hidden=6, folds=2, lr_grid=(1e-2, 1e-1), max_epochs=15, patience=4,
+                batch_size=16, dtype="float64")
     base.update(kw)
     return uci.UCIConfig(**base)
 
 
-def test_run_dataset_batched_equals_loop():
-    data, cfg = _tiny_data(), _tiny_cfg(splits=2)
-    a = uci.run_dataset("tiny", cfg, data=data, trainer="batched")
-    b = uci.run_dataset("tiny", cfg, data=data, trainer="loop")
-    for m in METHODS:
-        for ra, rb in zip(a["methods"][m]["splits"], b["methods"][m]["splits"], strict=True):
-            assert (ra["lr"], ra["best_epoch"], ra["stopped_epoch"]) == \
-                (rb["lr"], rb["best_epoch"], rb["stopped_epoch"])
-            assert ra["test_rmse"] == pytest.approx(rb["test_rmse"], rel=1e-7)
-            for lr, v in ra["cv_rmse"].items():
-                assert v == pytest.approx(rb["cv_rmse"][lr], rel=1e-7)
+def test_official_protocol_is_the_authors_script():
+    cfg = uci.UCIConfig(protocol="official")
+    fit = cfg.fit_config()
+    script = uci.AUTHORS_SCRIPT
+    assert cfg.hidden == script["units"] and cfg.max_epochs == script["n_epochs"]
+    assert cfg.batch_size == fit.batch_size == script["batch_size"]
+    assert fit.patience == script["early_stop_patience"]
+    assert fit.plateau_patience == script["lr_decay_patience"]
+    assert fit.plateau_factor == script["lr_decay_factor"]
+    assert fit.plateau_min_delta == script["lr_decay_min_delta"]
+    assert uci.OFFICIAL_LR == {"sp": script["lr_others"], "wn": script["lr_others"],
+                               "bn": script["lr_others"], "gmp": script["lr_gmp"]}
+    assert fit.loss == "mae" and script["loss"] == "mean_absolute_error"
+    assert fit.adam_eps == script["adam_epsilon"] and cfg.preset == script["networks"]
+    assert cfg.test_fraction == script["test_size"]
+    assert cfg.to_dict()["monitor"] == script["validation_data"] == "test"
+
+
+def test_honest_differs_from_official_only_in_the_selection():
+    off, hon = uci.UCIConfig(protocol="official"), uci.UCIConfig(protocol="honest")
+    assert off.fit_config() == hon.fit_config()
+    a, b = off.to_dict(), hon.to_dict()
+    changed = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+    assert changed == {"protocol", "monitor", "lr", "lr_grid", "lr_choice", "folds",
+                       "val_fraction"}
+    fixed = uci.UCIConfig(protocol="honest", lr_choice="paper").to_dict()
+    assert {k for k in a.keys() | fixed.keys() if a.get(k) != fixed.get(k)} == {
+        "protocol", "monitor", "lr_choice", "val_fraction"}
 
 
 def _poisoned(data: UCIData, cfg: uci.UCIConfig) -> UCIData:
-    _, test = uci.split_indices(len(data.y), 0, cfg.test_fraction)
+    """Split 0's test rows, features and targets, replaced by NaN (they are training rows of
+    the other splits, so only split 0 is compared)."""
     X, y = data.X.copy(), data.y.copy()
+    _, test = uci.split_indices(len(y), 0, cfg.test_fraction)
     X[test], y[test] = np.nan, np.nan
     return UCIData(data.name, X, y, data.feature_columns, data.target_column)
 
 
-def test_honest_protocol_never_looks_at_the_test_split():
-    data, cfg = _tiny_data(), _tiny_cfg()
-    clean = uci.run_dataset("tiny", cfg, data=data)
-    poisoned = uci.run_dataset("tiny", cfg, data=_poisoned(data, cfg))
-    for m in METHODS:
-        c, p = clean["methods"][m]["splits"][0], poisoned["methods"][m]["splits"][0]
-        assert math.isfinite(c["test_rmse"]) and math.isnan(p["test_rmse"])
-        c.pop("test_rmse"), p.pop("test_rmse")
-        assert c == p          # chosen LR, CV scores, epochs: identical
+def _one_split(data: UCIData, cfg: uci.UCIConfig, method: str) -> dict:
+    return uci.run_unit(data, method, cfg)["splits"][0]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_honest_protocol_never_reads_the_test_split(method):
+    """Test features and targets NaN: training and every selection are unchanged; only the
+    final score becomes NaN."""
+    data, cfg = _tiny_data(), _tiny_cfg(splits=1)
+    c = _one_split(data, cfg, method)
+    p = _one_split(_poisoned(data, cfg), cfg, method)
+    assert math.isfinite(c.pop("test_rmse")) and math.isnan(p.pop("test_rmse"))
+    assert c == p          # chosen LR, CV scores, epochs: identical
 
 
 def test_official_protocol_selects_on_the_test_split():
-    data, cfg = _tiny_data(), _tiny_cfg(protocol="official", batch_size=16, max_epochs=10)
-    clean = uci.run_dataset("tiny", cfg, data=data)
-    poisoned = uci.run_dataset("tiny", cfg, data=_poisoned(data, cfg))
-    c, p = clean["methods"]["sp"]["splits"][0], poisoned["methods"]["sp"]["splits"][0]
-    assert c["best_epoch"] > 0 and p["best_epoch"] == 0   # NaN monitor: nothing ever improves
+    data, cfg = _tiny_data(), _tiny_cfg(protocol="official", splits=1)
+    assert _one_split(data, cfg, "sp")["best_epoch"] > 0
+    # the monitor is the test split's MSE: NaN, so no epoch ever improves
+    assert _one_split(_poisoned(data, cfg), cfg, "sp")["best_epoch"] == 0
 
 
-def test_official_protocol_with_validation_monitor_is_blind_to_test():
-    data = _tiny_data()
-    cfg = _tiny_cfg(protocol="official", batch_size=16, max_epochs=10, monitor="validation")
-    assert cfg.to_dict()["monitor"] == "validation"
-    clean = uci.run_dataset("tiny", cfg, data=data)
-    poisoned = uci.run_dataset("tiny", cfg, data=_poisoned(data, cfg))
+def test_stacked_and_module_trainers_agree_on_the_protocol():
+    data, cfg = _tiny_data(), _tiny_cfg()
     for m in METHODS:
-        c, p = clean["methods"][m]["splits"][0], poisoned["methods"][m]["splits"][0]
-        assert math.isnan(p.pop("test_rmse")) and math.isfinite(c.pop("test_rmse"))
-        assert c == p
+        a = uci.run_unit(data, m, cfg, trainer="stacked")["splits"]
+        b = uci.run_unit(data, m, cfg, trainer="module")["splits"]
+        for ra, rb in zip(a, b, strict=True):
+            for key in ("lr", "best_epoch", "epochs", "stopped_early", "cv_stopped_early"):
+                assert ra[key] == rb[key], (m, key)
+            assert ra["test_rmse"] == pytest.approx(rb["test_rmse"], rel=1e-7)
+            for lr, v in ra["cv_rmse"].items():
+                assert v == pytest.approx(rb["cv_rmse"][lr], rel=1e-7)
+    with pytest.raises(ValueError, match="unknown trainer"):
+        uci.run_unit(data, "sp", cfg, trainer="keras")
 
 
-def test_splits_are_disjoint_and_seeded():
-    tr, te = uci.split_indices(101, 3)
-    assert len(te) == 21 and len(np.intersect1d(tr, te)) == 0 and len(tr) + len(te) == 101
-    tr2, te2 = uci.split_indices(101, 3)
-    assert np.array_equal(te, te2)
-    assert not np.array_equal(te, uci.split_indices(101, 4)[1])
+def test_honest_with_the_papers_rates_skips_cross_validation():
+    data, cfg = _tiny_data(), _tiny_cfg(lr_choice="paper")
+    assert uci.n_models(cfg) == cfg.splits
+    for m in ("sp", "gmp"):
+        for split in uci.run_unit(data, m, cfg)["splits"]:
+            assert split["lr"] == uci.OFFICIAL_LR[m] and "cv_rmse" not in split
+    res = {"config": cfg.to_dict()}
+    assert uci.lr_choice_table(res).startswith("(fixed learning rates: SP 0.01")
 
 
 def test_config_errors():
@@ -295,6 +338,10 @@ def test_config_errors():
         uci.UCIConfig(methods=("sp", "ln"))
     with pytest.raises(ValueError, match="lr_grid"):
         uci.UCIConfig(lr_grid=(0.1, -1.0))
+    with pytest.raises(ValueError, match="lr_choice must be"):
+        uci.UCIConfig(lr_choice="grid")
+    with pytest.raises(ValueError, match="unknown preset"):
+        uci.UCIConfig(preset="keras")
     assert uci.UCIConfig(protocol="official").batch_size == 1024
 
 
@@ -307,12 +354,18 @@ def test_markdown_table_bolds_best():
     assert table.splitlines()[0] == "| data set | N × d | SP | GmP |"
 
 
-# ---------------------------------------------------------------- CLI
+# ---------------------------------------------------------------- CLI, resume
 
 def _argv(out: Path) -> list[str]:
     return ["--datasets", "yacht", "--splits", "1", "--methods", "sp,gmp", "--folds", "2",
             "--lr-grid", "0.01,0.1", "--max-epochs", "4", "--patience", "2", "--hidden", "5",
             "--out", str(out), "--quiet", "--threads", "1"]
+
+
+def _numbers(res: dict) -> dict:
+    """The results without provenance and timings."""
+    return {n: {m: [{k: v for k, v in s.items()} for s in e["methods"][m]["splits"]]
+                for m in e["methods"]} for n, e in res["datasets"].items()}
 
 
 @needs_data
@@ -322,26 +375,48 @@ def test_cli_writes_json_and_resumes(tmp_path, monkeypatch, capsys):
     res = json.loads(out.read_text())
     assert res["protocol"] == "honest" and set(res["datasets"]) == {"yacht"}
     entry = res["datasets"]["yacht"]
-    assert set(entry["methods"]) == {"sp", "gmp"}
+    assert list(entry["methods"]) == ["sp", "gmp"]
     split = entry["methods"]["gmp"]["splits"][0]
     assert split["lr"] in (0.01, 0.1) and math.isfinite(split["test_rmse"])
     for key in provenance.KEYS:
-        assert key in res["created"] and key in entry["run"]
+        assert key in res["created"] and key in entry["methods"]["gmp"]["run"]
     assert "gmp-uci --datasets yacht" in res["created"]["command"]
     assert "cpu" in res["created"]["hardware"] and res["created"]["git_revision"] is not None
     assert "- command: `gmp-uci --datasets yacht" in uci.provenance_markdown(res)
     assert "| yacht | 308 × 6 |" in capsys.readouterr().out
 
     def boom(*a, **k):
-        raise AssertionError("a finished data set was trained again")
+        raise AssertionError("a finished unit was trained again")
 
-    monkeypatch.setattr(uci, "run_dataset", boom)
+    monkeypatch.setattr(uci, "run_unit", boom)
     assert uci.main(_argv(out)) == 0                       # resumed: nothing to do
     assert json.loads(out.read_text()) == res
     argv = _argv(out)
     argv[argv.index("--max-epochs") + 1] = "5"
     assert uci.main(argv) == 2                             # other config: clear error
     assert "different configuration" in capsys.readouterr().err
+
+
+@needs_data
+def test_resume_after_a_kill_gives_identical_numbers(tmp_path, monkeypatch):
+    whole = tmp_path / "whole.json"
+    assert uci.main(_argv(whole)) == 0
+    cut = tmp_path / "cut.json"
+    real, calls = uci.run_unit, []
+
+    def killed_after_one(*a, **k):
+        if calls:
+            raise KeyboardInterrupt       # the process dies during the second unit
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(uci, "run_unit", killed_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        uci.main(_argv(cut))
+    assert list(json.loads(cut.read_text())["datasets"]["yacht"]["methods"]) == ["sp"]
+    monkeypatch.setattr(uci, "run_unit", real)
+    assert uci.main(_argv(cut)) == 0
+    assert _numbers(json.loads(cut.read_text())) == _numbers(json.loads(whole.read_text()))
 
 
 def test_cli_rejects_unknown_dataset(tmp_path, capsys):
@@ -351,7 +426,7 @@ def test_cli_rejects_unknown_dataset(tmp_path, capsys):
 
 @needs_data
 def test_cli_jobs_gives_the_same_numbers(tmp_path):
-    """Data sets in parallel processes: same per-data-set results as one after another."""
+    """Units in parallel processes: the same numbers as one after another."""
     outs = {}
     for jobs in ("1", "2"):
         out = tmp_path / f"jobs{jobs}.json"
@@ -359,9 +434,7 @@ def test_cli_jobs_gives_the_same_numbers(tmp_path):
         argv[argv.index("yacht")] = "yacht,boston"
         assert uci.main(argv + ["--jobs", jobs]) == 0
         outs[jobs] = json.loads(out.read_text())
-    for name in ("yacht", "boston"):
-        a, b = (outs[j]["datasets"][name] for j in ("1", "2"))
-        assert a["methods"] == b["methods"]
-        assert b["run"]["jobs"] == 2
+    assert _numbers(outs["1"]) == _numbers(outs["2"])
+    assert outs["2"]["datasets"]["boston"]["methods"]["gmp"]["run"]["jobs"] == 2
     with pytest.raises(ValueError, match="jobs must be >= 1"):
         uci.run(["yacht"], uci.UCIConfig(), jobs=0)

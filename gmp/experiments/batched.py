@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from ..baselines import KerasBatchNorm1d, OneHiddenLayerMLP
+from ..cab import cab_geometry, gmp_cab_geometry
 from ..geometry import unit_vector
 from ..nn import GmPLinear
 
@@ -380,11 +381,8 @@ class BatchedMLP(nn.Module):
         ``φ = -λ·u(θ)`` and ``u(θ)`` (as :mod:`gmp.cab` computes them).
         """
         if self.hidden.kind == "gmp":
-            u = self._gmp_u()
-            return -self.hidden.lam.to(_F64).unsqueeze(-1) * u, u
-        w, b = self.effective_hidden(x_ref)
-        sq = (w * w).sum(dim=-1, keepdim=True)
-        return -b.unsqueeze(-1) * w / sq, w / torch.sqrt(sq)
+            return gmp_cab_geometry(self.hidden.lam.to(_F64), self._gmp_u())
+        return cab_geometry(*self.effective_hidden(x_ref))
 
     @staticmethod
     def cab_change(before: tuple[Tensor, Tensor], after: tuple[Tensor, Tensor]

@@ -26,6 +26,11 @@ settings for the baselines). Two protocols, named after their source:
     the third; the rate with the lowest mean fold RMSE trains the final model on the
     training part (minus its validation split), which is scored once on the test split.
 
+A variant, ``honest`` with ``lr_choice="paper"``, keeps the paper's fixed learning rates and
+moves only the early stopping and the schedule off the test split, which separates the two
+changes. The final model of split ``k`` starts from the same initialization (and shuffling
+seed) under every protocol, so the protocols' numbers of a split are paired.
+
 The training itself (Keras' ``fit``, many networks at once) is
 :mod:`gmp.experiments.uci_trainer`. Not reproduced: TensorFlow's random streams (the
 initializations and shuffles are torch's, seeded per model) and its float64 arithmetic
@@ -51,6 +56,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -79,6 +85,7 @@ __all__ = [
     "kfold_indices",
     "validation_split",
     "keras_normalizer",
+    "n_models",
     "run_unit",
     "run_dataset",
     "run",
@@ -120,6 +127,9 @@ class UCIConfig:
         val_fraction: honest only: Keras' ``validation_split`` of every model's rows.
         folds: honest only: cross-validation folds for the learning rate.
         lr_grid: honest only: learning rates cross-validation chooses from.
+        lr_choice: honest only: ``"cv"`` (cross-validation over ``lr_grid``) or ``"paper"``
+            (the paper's fixed rates, as the official protocol; a variant that separates
+            the two changes of the honest protocol).
         max_epochs, patience, batch_size, loss: Keras' ``fit`` (:class:`FitConfig`); the
             plateau patience is ``patience // 2``, as in the script.
         dtype: ``"float32"`` or ``"float64"`` (the script's).
@@ -135,6 +145,7 @@ class UCIConfig:
     val_fraction: float = 0.2
     folds: int = 3
     lr_grid: tuple[float, ...] = DEFAULT_LR_GRID
+    lr_choice: str = "cv"
     max_epochs: int = 5000
     patience: int = 100
     batch_size: int = 1024
@@ -156,6 +167,8 @@ class UCIConfig:
                              f"{self.test_fraction}, {self.val_fraction}")
         if self.folds < 2:
             raise ValueError(f"folds must be >= 2, got {self.folds}")
+        if self.lr_choice not in ("cv", "paper"):
+            raise ValueError(f"lr_choice must be 'cv' or 'paper', got {self.lr_choice!r}")
         grid = tuple(float(v) for v in self.lr_grid)
         if not grid or any(not (v > 0 and math.isfinite(v)) for v in grid):
             raise ValueError(f"lr_grid must hold positive learning rates, got {self.lr_grid}")
@@ -177,9 +190,12 @@ class UCIConfig:
         if self.protocol == "official":
             d["lr"] = {m: OFFICIAL_LR[m] for m in self.methods}
             d["monitor"] = "test"
-            del d["lr_grid"], d["folds"], d["val_fraction"]
+            del d["lr_grid"], d["folds"], d["val_fraction"], d["lr_choice"]
         else:
             d["monitor"] = "validation_split"
+            if self.lr_choice == "paper":
+                d["lr"] = {m: OFFICIAL_LR[m] for m in self.methods}
+                del d["lr_grid"], d["folds"]
         del d["max_rows"]            # does not affect results
         return d
 
@@ -219,9 +235,10 @@ def kfold_indices(n: int, folds: int, seed: int) -> list[tuple[np.ndarray, np.nd
 
 
 def validation_split(rows: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """``(fit, val)`` as Keras' ``fit(validation_split=fraction)`` cuts ``rows``: the first
-    ``ceil(len·(1 - fraction))`` rows are trained on, the rest validate."""
-    at = int(math.ceil(len(rows) * (1.0 - fraction)))
+    """``(fit, val)`` as Keras' ``fit(validation_split=fraction)`` cuts ``rows``
+    (``train_validation_split``): the first ``floor(len·(1 - fraction))`` rows are trained
+    on, the rest validate."""
+    at = int(math.floor(len(rows) * (1.0 - fraction)))
     if not 0 < at < len(rows):
         raise ValueError(f"validation split {fraction} leaves no fit or validation rows of "
                          f"{len(rows)}")
@@ -247,6 +264,11 @@ class _Task:
     score: np.ndarray      # what the trained model is scored on (RMSE)
     seen: np.ndarray       # what the normalizer is adapted on
     lrs: tuple[float, ...]
+
+
+# Seed roles. The final model of split k has the same initialization under both protocols
+# (and the same shuffling seed), so the two protocols' numbers of a split are paired.
+_CV, _FINAL = 0, 1
 
 
 def _seed(*key: int) -> int:
@@ -319,7 +341,7 @@ def _train_tasks(data: UCIData, tasks: list[_Task], method: str, cfg: UCIConfig,
 
 def n_models(cfg: UCIConfig) -> int:
     """Models trained per (data set, method)."""
-    if cfg.protocol == "official":
+    if cfg.protocol == "official" or cfg.lr_choice == "paper":
         return cfg.splits
     return cfg.splits * (cfg.folds * len(cfg.lr_grid) + 1)
 
@@ -338,7 +360,7 @@ def run_unit(data: UCIData, method: str, cfg: UCIConfig, *, trainer: str = "stac
         for k in range(cfg.splits):
             train, test = split_indices(N, k, cfg.test_fraction)
             tasks.append(_Task(k, -1, train, test, test, train, (OFFICIAL_LR[method],)))
-        for r in _train_tasks(data, tasks, method, cfg, ds_index, 2, trainer, bar):
+        for r in _train_tasks(data, tasks, method, cfg, ds_index, _FINAL, trainer, bar):
             out.append({"split": r["split"], "lr": r["lr"], "test_rmse": r["rmse"],
                         "best_epoch": r["best_epoch"], "epochs": r["epochs"],
                         "stopped_early": r["stopped_early"]})
@@ -347,29 +369,36 @@ def run_unit(data: UCIData, method: str, cfg: UCIConfig, *, trainer: str = "stac
         for k in range(cfg.splits):
             train, test = split_indices(N, k, cfg.test_fraction)
             parts[k] = (train, test)
+            if cfg.lr_choice == "paper":
+                continue
             for f, (rest, held) in enumerate(kfold_indices(len(train), cfg.folds, k)):
                 fit, val = validation_split(train[rest], cfg.val_fraction)
                 cv_tasks.append(_Task(k, f, fit, val, train[held], train[rest], cfg.lr_grid))
-        cv = _train_tasks(data, cv_tasks, method, cfg, ds_index, 0, trainer, bar)
+        cv = _train_tasks(data, cv_tasks, method, cfg, ds_index, _CV, trainer, bar)
         final_tasks, tables = [], {}
         for k in range(cfg.splits):
-            mine = [r for r in cv if r["split"] == k]
-            table = {lr: float(np.mean([r["rmse"] for r in mine if r["lr"] == lr]))
-                     for lr in cfg.lr_grid}
-            best_lr = min(cfg.lr_grid, key=lambda lr: (_finite_or_inf(table[lr]), lr))
-            tables[k] = (table, mine)
+            if cfg.lr_choice == "paper":
+                best_lr, tables[k] = OFFICIAL_LR[method], None
+            else:
+                mine = [r for r in cv if r["split"] == k]
+                table = {lr: float(np.mean([r["rmse"] for r in mine if r["lr"] == lr]))
+                         for lr in cfg.lr_grid}
+                best_lr = min(cfg.lr_grid, key=lambda lr: (_finite_or_inf(table[lr]), lr))
+                tables[k] = (table, mine)
             train, test = parts[k]
             fit, val = validation_split(train, cfg.val_fraction)
             final_tasks.append(_Task(k, -1, fit, val, test, train, (best_lr,)))
-        for r in _train_tasks(data, final_tasks, method, cfg, ds_index, 1, trainer, bar):
-            table, mine = tables[r["split"]]
-            out.append({"split": r["split"], "lr": r["lr"], "test_rmse": r["rmse"],
-                        "best_epoch": r["best_epoch"], "epochs": r["epochs"],
-                        "stopped_early": r["stopped_early"],
-                        "cv_rmse": {f"{lr:g}": v for lr, v in table.items()},
-                        "cv_models": len(mine),
-                        "cv_stopped_early": sum(c["stopped_early"] for c in mine),
-                        "cv_epochs_max": max(c["epochs"] for c in mine)})
+        for r in _train_tasks(data, final_tasks, method, cfg, ds_index, _FINAL, trainer, bar):
+            entry = {"split": r["split"], "lr": r["lr"], "test_rmse": r["rmse"],
+                     "best_epoch": r["best_epoch"], "epochs": r["epochs"],
+                     "stopped_early": r["stopped_early"]}
+            if tables[r["split"]] is not None:
+                table, mine = tables[r["split"]]
+                entry |= {"cv_rmse": {f"{lr:g}": v for lr, v in table.items()},
+                          "cv_models": len(mine),
+                          "cv_stopped_early": sum(c["stopped_early"] for c in mine),
+                          "cv_epochs_max": max(c["epochs"] for c in mine)}
+            out.append(entry)
     out.sort(key=lambda r: r["split"])
     rm = np.array([r["test_rmse"] for r in out], dtype=np.float64)
     return {"test_rmse_mean": float(np.mean(rm)),
@@ -511,6 +540,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=d.folds, help="CV folds (honest)")
     p.add_argument("--lr-grid", default=",".join(f"{v:g}" for v in DEFAULT_LR_GRID),
                    help="comma-separated learning rates for CV (honest)")
+    p.add_argument("--lr-choice", choices=("cv", "paper"), default=d.lr_choice,
+                   help="honest: learning rate by cross-validation (cv) or the paper's (paper)")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction,
                    help="Keras validation_split of every model's rows (honest)")
     p.add_argument("--max-epochs", type=int, default=d.max_epochs)
@@ -519,7 +550,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--hidden", type=int, default=d.hidden, help="hidden units")
     p.add_argument("--dtype", choices=tuple(_DTYPES), default=d.dtype)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads per process (default: torch's; with --jobs, the "
+                   "cores divided among the processes)")
     p.add_argument("--jobs", type=int, default=1,
                    help="(data set, method) units trained in parallel processes (each with "
                         "--threads threads); on a small CPU, --jobs 2 --threads 1 is fastest")
@@ -559,12 +592,16 @@ def main(argv: list[str] | None = None) -> int:
                         methods=tuple(_csv(args.methods)), preset=args.preset,
                         hidden=args.hidden, folds=args.folds, val_fraction=args.val_fraction,
                         lr_grid=tuple(float(v) for v in _csv(args.lr_grid)),
+                        lr_choice=args.lr_choice,
                         max_epochs=args.max_epochs, patience=args.patience,
                         batch_size=args.batch_size, dtype=args.dtype, max_rows=args.max_rows)
-        if args.threads is not None:
-            if args.threads < 1:
-                raise ValueError(f"--threads must be >= 1, got {args.threads}")
-            torch.set_num_threads(args.threads)
+        threads = args.threads
+        if threads is None and args.jobs > 1:     # share the cores among the processes
+            threads = max(1, (os.cpu_count() or 1) // args.jobs)
+        if threads is not None:
+            if threads < 1:
+                raise ValueError(f"--threads must be >= 1, got {threads}")
+            torch.set_num_threads(threads)
         if args.overwrite and Path(args.out).exists():
             Path(args.out).unlink()
         results = run(datasets, cfg, args.out, argv=sys.argv[1:] if argv is None else argv,

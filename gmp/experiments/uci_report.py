@@ -9,9 +9,13 @@ model's RMSE is stored as ``null`` and read as NaN; NaN ranks last.
 - :func:`summarize`, :func:`markdown_table`: Table 1 (Chen & Ge 2024, Sec. 4.2.1), mean ± std;
 - :func:`split_rmse`, :func:`best_methods`, :func:`paired_wins`, :func:`rmse_figure`: the
   per-split view;
-- :func:`lr_choice_table`, :func:`budget_table`: what cross-validation chose and whether the
-  epoch budget sufficed (honest protocol);
-- :func:`comparison_table`: two result files side by side (e.g. honest vs official);
+- :func:`paired_tests`, :func:`paired_table`: per data set, GmP against each rival on the same
+  splits (exact sign test, Holm-adjusted over every data set and rival), and
+  :func:`claim_verdict`: the paper's claim, computed from them;
+- :func:`lr_choice_table`, :func:`budget_table`: what cross-validation chose and how often
+  early stopping, not the epoch limit, ended training;
+- :func:`flattery_table`: two result files side by side (how much selecting on the test
+  split flatters each method, split by split);
 - :func:`provenance_markdown`: command, revision, date and machine of the run.
 """
 
@@ -25,6 +29,7 @@ from ..data.uci import DATASETS
 from ..params import LABELS, PARAMS
 from ..params import PARAMS as METHODS
 from ..provenance import normalize
+from .distributions import Paired, holm, paired, verdict
 
 __all__ = [
     "METHOD_LABELS",
@@ -33,9 +38,12 @@ __all__ = [
     "split_rmse",
     "best_methods",
     "paired_wins",
+    "paired_tests",
+    "paired_table",
+    "claim_verdict",
     "lr_choice_table",
     "budget_table",
-    "comparison_table",
+    "flattery_table",
     "provenance_markdown",
     "rmse_figure",
 ]
@@ -122,7 +130,11 @@ def paired_wins(results: dict, method: str = "gmp") -> dict[str, dict[str, tuple
 
 
 def lr_choice_table(results: dict) -> str:
-    """Markdown: how often cross-validation chose each learning rate, per method."""
+    """Markdown: how often cross-validation chose each learning rate, per method (a note
+    for files whose learning rates were fixed)."""
+    if "lr_grid" not in results["config"]:
+        return "(fixed learning rates: " + ", ".join(
+            f"{LABELS[m]} {v:g}" for m, v in results["config"]["lr"].items()) + ")"
     grid = results["config"]["lr_grid"]
     counts = {m: dict.fromkeys(grid, 0) for m in METHODS}
     for e in results["datasets"].values():
@@ -138,61 +150,147 @@ def lr_choice_table(results: dict) -> str:
 
 
 def budget_table(results: dict) -> str:
-    """Markdown: per data set, the share of models (CV and final) that used the whole epoch
-    budget (never early-stopped), and the median best epoch of the final models."""
-    cap = results["config"]["max_epochs"]
-    lines = ["| data set | CV models at the cap | final models at the cap | "
-             "median best epoch (final) |", "|---|---|---|---|"]
+    """Markdown: per data set, the share of models that early stopping ended (the others ran
+    to the epoch limit), for the final models and (honest protocol) the cross-validation
+    models, and the median number of epochs of the final models."""
+    cv = "cv_models" in next(iter(next(iter(results["datasets"].values()))["methods"].values()
+                                   ))["splits"][0]
+    head = "| data set | final models stopped early | "
+    head += ("CV models stopped early | " if cv else "") + "median epochs (final) |"
+    lines = [head, "|---|---|" + ("---|" if cv else "") + "---|"]
     for name, e in results["datasets"].items():
         finals = [s for r in e["methods"].values() for s in r["splits"]]
-        n_cv = sum(len(s.get("cv_best_epochs", [])) for s in finals) * len(
-            results["config"].get("lr_grid", [0]))
-        cv_cap = sum(s.get("cv_capped", 0) for s in finals)
-        fin_cap = sum(s["stopped_epoch"] >= cap for s in finals)
-        med = float(np.median([s["best_epoch"] for s in finals]))
-        cv = f"{cv_cap / n_cv:.0%}" if n_cv else "–"
-        lines.append(f"| {name} | {cv} | {fin_cap / len(finals):.0%} | {med:.0f} |")
+        early = sum(bool(s["stopped_early"]) for s in finals)
+        cells = [f"{early}/{len(finals)}"]
+        if cv:
+            n_cv = sum(s["cv_models"] for s in finals)
+            cells.append(f"{sum(s['cv_stopped_early'] for s in finals)}/{n_cv}")
+        cells.append(f"{np.median([s['epochs'] for s in finals]):.0f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def comparison_table(a: dict, b: dict, label_a: str, label_b: str, digits: int = 3) -> str:
-    """Markdown: mean test RMSE under two result sets and the relative change ``b/a - 1``."""
-    ra = {r["dataset"]: r for r in summarize(a)}
-    rb = {r["dataset"]: r for r in summarize(b)}
-    names = [n for n in ra if n in rb]
-    methods = [m for m in METHODS if all(m in ra[n] and m in rb[n] for n in names)]
-    lines = ["| data set | " + " | ".join(METHOD_LABELS[m] for m in methods) + " |",
+def paired_tests(results: dict, method: str = "gmp") -> dict[str, dict[str, Paired]]:
+    """Per data set and rival, :func:`gmp.experiments.distributions.paired` of ``method``
+    against the rival on the same splits (lower RMSE is better), with ``p_value`` replaced
+    by the Holm-adjusted one over every (data set, rival) pair of the file."""
+    per = split_rmse(results)
+    raw = {}
+    for name, scores in per.items():
+        if method not in scores:
+            continue
+        mine = dict(enumerate(scores[method]))
+        for m, v in scores.items():
+            if m != method:
+                raw[(name, m)] = paired(mine, dict(enumerate(v)))
+    adjusted = holm({f"{n}/{m}": p.p_value for (n, m), p in raw.items()})
+    out: dict[str, dict[str, Paired]] = {}
+    for (n, m), p in raw.items():
+        out.setdefault(n, {})[m] = Paired(p.seeds, p.diffs, p.wins, p.losses, p.ties, p.median,
+                                          adjusted[f"{n}/{m}"])
+    return out
+
+
+def paired_table(results: dict, method: str = "gmp") -> str:
+    """Markdown: per data set, ``method``'s wins/losses over the splits against each rival,
+    the median RMSE difference and the Holm-adjusted sign-test p-value."""
+    tests = paired_tests(results, method)
+    rivals = [m for m in METHODS if m != method and any(m in t for t in tests.values())]
+    lines = ["| data set | " + " | ".join(f"{LABELS[method]} vs {LABELS[m]}" for m in rivals)
+             + " |", "|---|" + "---|" * len(rivals)]
+    for name, t in tests.items():
+        cells = []
+        for m in rivals:
+            p = t[m]
+            d = _decimals(abs(p.median), 2) if p.median else 2
+            cells.append(f"{p.wins}–{p.losses}, {p.median:+.{d}f}, p = {p.p_value:.2g}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return ("wins–losses over the splits, median RMSE difference, Holm-adjusted sign-test "
+            "p\n\n" + "\n".join(lines))
+
+
+def claim_verdict(results: dict, method: str = "gmp", alpha: float = 0.05) -> dict:
+    """The paper's claim that ``method`` "consistently achieves the best test RMSE",
+    computed: on how many data sets its mean is the lowest, on how many it is significantly
+    better than every rival (Holm-adjusted sign tests at ``alpha``, all splits won or lost
+    count), and on how many significantly worse than some rival. ``"verdict"`` holds when
+    its mean is the lowest on every data set and it is nowhere significantly worse; holds
+    partly when its mean is the lowest on some.
+
+    The sign tests treat the splits as independent; random 80/20 splits overlap, so their
+    differences are correlated and the p-values are optimistic (Nadeau & Bengio 2003): a
+    rejection here is weaker evidence than its p-value says."""
+    best = best_methods(results)
+    tests = paired_tests(results, method)
+    lowest = [n for n, m in best.items() if m == method]
+    better = [n for n, t in tests.items()
+              if all(p.p_value < alpha and p.wins > p.losses for p in t.values())]
+    worse = [n for n, t in tests.items()
+             if any(p.p_value < alpha and p.losses > p.wins for p in t.values())]
+    n = len(best)
+    # "consistently best": the lowest mean everywhere and never significantly worse
+    v = verdict(len(lowest) == n and not worse, partly=bool(lowest),
+                where=f"on {len(lowest)} of {n} data sets ({', '.join(lowest)})")
+    return {"lowest_mean": lowest, "significantly_better": better,
+            "significantly_worse": worse, "n_datasets": n, "best": best, "verdict": v}
+
+
+def flattery_table(official: dict, honest: dict) -> str:
+    """Markdown: per data set and method, the official protocol's test RMSE against another
+    protocol's on the same split (same test rows, same initialization): the median of
+    ``official/other - 1`` over the splits and on how many splits the official number is the
+    lower one. Against the honest protocol this is everything the honest one changes (the
+    selection off the test split, 20 % fewer rows trained on, the learning rate); against
+    its ``lr_choice="paper"`` variant, the first two alone."""
+    a, b = split_rmse(official), split_rmse(honest)
+    names = [n for n in a if n in b]
+    methods = [m for m in METHODS if all(m in a[n] and m in b[n] for n in names)]
+    lines = ["| data set | " + " | ".join(LABELS[m] for m in methods) + " |",
              "|---|" + "---|" * len(methods)]
     for n in names:
         cells = []
         for m in methods:
-            x, y = ra[n][m][0], rb[n][m][0]
-            d = _decimals(x, digits)
-            cells.append(f"{x:.{d}f} → {y:.{d}f} ({y / x - 1:+.0%})")
+            k = min(len(a[n][m]), len(b[n][m]))
+            rel = a[n][m][:k] / b[n][m][:k] - 1
+            lower = int(np.sum(rel < 0))
+            cells.append(f"{np.nanmedian(rel):+.0%} ({lower}/{k} lower)")
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
-    return f"{label_a} → {label_b} (relative change)\n\n" + "\n".join(lines)
+    return ("official / other − 1 on the same split: median over the splits (splits where "
+            "official is lower)\n\n" + "\n".join(lines))
 
 
 def provenance_markdown(results: dict) -> str:
-    """Markdown list: how and where the results were produced."""
+    """Markdown list: how and where the results were produced, and how long it took (wall
+    clock from the file's creation to its last unit, and the summed training time)."""
+    import datetime as dt
+
     c = normalize(results["created"])  # files of either schema (gmp.provenance.normalize)
     hw = c["hardware"]
     rev = (c["git_revision"] or "unknown")[:12] + (" (uncommitted changes)" if c["git_dirty"]
                                                    else "")
     walls = {n: e.get("wall_s") for n, e in results["datasets"].items()}
     total = sum(v for v in walls.values() if v)
-    runs = {normalize(e["run"])["git_revision"] for e in results["datasets"].values()
-            if "run" in e}
+    units = [normalize(r["run"]) for e in results["datasets"].values()
+             for r in [e, *e["methods"].values()] if "run" in r]
+    revs = {u["git_revision"] for u in units}
     lines = [f"- command: `{c['command']}`",
-             f"- git revision: `{rev}`" + ("" if len(runs) <= 1 else
-                                            f" (data sets from {len(runs)} revisions)"),
+             f"- git revision: `{rev}`" + ("" if len(revs) <= 1 else
+                                            f" (units from {len(revs)} revisions)"),
              f"- started: {c['date_utc']}",
              f"- hardware: {hw['cpu']}, {hw['logical_cpus']} logical CPUs, "
              f"{hw['torch_threads']} torch thread(s), load average at start "
              f"{hw.get('load_avg')}",
-             f"- software: Python {c['software']['python']}, torch {c['software']['torch']}",
-             f"- training time: {total / 60:.1f} min in all ("
-             + ", ".join(f"{n} {v / 60:.1f}" for n, v in walls.items() if v) + " min)"]
+             f"- software: Python {c['software']['python']}, torch {c['software']['torch']}"]
+    if units:
+        t0 = dt.datetime.fromisoformat(c["date_utc"])
+        t1 = max(dt.datetime.fromisoformat(u["date_utc"]) for u in units)
+        jobs = max((r.get("jobs", 1) for e in results["datasets"].values()
+                    for r in [e.get("run", {}), *(m.get("run", {}) for m in
+                                                  e["methods"].values())]), default=1)
+        lines.append(f"- wall clock: {(t1 - t0).total_seconds() / 60:.1f} min from start to "
+                     f"the last result ({jobs} process{'es' if jobs > 1 else ''})")
+    lines.append(f"- training time summed over data sets: {total / 60:.1f} min ("
+                 + ", ".join(f"{n} {v / 60:.1f}" for n, v in walls.items() if v) + " min)")
     return "\n".join(lines)
 
 

@@ -20,7 +20,8 @@ computation for one ordinary :class:`~gmp.baselines.OneHiddenLayerMLP`, the refe
 4. ``EarlyStopping(restore_best_weights=True)``: the weights of the best epoch are kept (those
    of the first epoch if none improves, e.g. a NaN monitor), and restored only when
    ``patience`` epochs pass without an improvement; a member that reaches ``max_epochs``
-   keeps its last weights.
+   keeps its last weights (Keras 2, which the script ran on; Keras 3 restores the best
+   weights then too).
 
 Invariant: members never interact (batched products, per-member losses summed, elementwise
 Adam, per-member schedules), so member ``s`` follows the trajectory of :func:`fit_module` from
