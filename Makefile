@@ -97,12 +97,14 @@ small-results: install
 		$(SMALL) banana --method gmp --preset $$p --protocol honest $(SMALL_ARGS) \
 		--out results/banana_gmp_honest_$$p.json || exit 1; done
 
-# Table 1 under both protocols (chapter 8): about 40 min on 2 cores; resumable (rerun the
+# Table 1 under both protocols and the honest variant at the paper's learning rates
+# (chapter 8): about 45 min on 2 cores; resumable (rerun the
 # same command after an interruption). Each file records its command, revision and machine.
 UCI := $(BIN)/gmp-uci --datasets all --splits 10 --jobs 2 --threads 1 --quiet
 uci-results: install
 	$(UCI) --protocol official --out results/uci_official.json
 	$(UCI) --protocol honest --out results/uci.json
+	$(UCI) --protocol honest --lr-choice paper --out results/uci_honest_paper_lr.json
 
 lint: install
 	$(BIN)/ruff check gmp tests benchmarks

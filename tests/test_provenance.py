@@ -115,13 +115,19 @@ def test_normalize_reads_the_older_schemas():
 
 
 def test_committed_uci_results_read_in_the_current_schema():
-    for name in ("uci.json", "uci_official.json"):
+    for name in ("uci.json", "uci_official.json", "uci_honest_paper_lr.json"):
         path = ROOT / "results" / name
         if not path.exists():
             continue
-        rec = provenance.normalize(json.loads(path.read_text())["created"])
+        res = json.loads(path.read_text())
+        rec = provenance.normalize(res["created"])
         assert set(provenance.KEYS) <= set(rec) and len(rec["git_revision"]) == 40
         assert rec["date_utc"].startswith("20") and rec["hardware"]["logical_cpus"] >= 1
+        # every unit was computed by one committed revision, without local changes
+        units = [provenance.normalize(m["run"]) for e in res["datasets"].values()
+                 for m in e["methods"].values()]
+        assert {u["git_revision"] for u in units} == {rec["git_revision"]}, name
+        assert not any(u["git_dirty"] for u in units), name
 
 
 def test_describe_one_line_any_schema():

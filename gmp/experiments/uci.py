@@ -130,8 +130,9 @@ class UCIConfig:
         lr_choice: honest only: ``"cv"`` (cross-validation over ``lr_grid``) or ``"paper"``
             (the paper's fixed rates, as the official protocol; a variant that separates
             the two changes of the honest protocol).
-        max_epochs, patience, batch_size, loss: Keras' ``fit`` (:class:`FitConfig`); the
-            plateau patience is ``patience // 2``, as in the script.
+        max_epochs, patience, batch_size, loss: Keras' ``fit``
+            (:class:`~gmp.experiments.uci_trainer.FitConfig`); the plateau patience is
+            ``patience // 2``, as in the script.
         dtype: ``"float32"`` or ``"float64"`` (the script's).
         max_rows: members × rows trained in one stacked computation (speed and memory only).
     """

@@ -26,8 +26,9 @@ computation for one ordinary :class:`~gmp.baselines.OneHiddenLayerMLP`, the refe
 Invariant: members never interact (batched products, per-member losses summed, elementwise
 Adam, per-member schedules), so member ``s`` follows the trajectory of :func:`fit_module` from
 the same initial network, data, shuffling seed and learning rate, up to rounding. Members that
-stop early leave the working stack (:meth:`BatchedMLP.subset`, :meth:`BatchedAdam.select`), so
-a stack costs what its running members cost.
+stop early leave the working stack (:meth:`~gmp.experiments.batched.BatchedMLP.subset`,
+:meth:`~gmp.experiments.batched.BatchedAdam.select`), so a stack costs what its running
+members cost.
 """
 
 from __future__ import annotations
