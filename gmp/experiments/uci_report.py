@@ -61,12 +61,16 @@ def _num(v) -> float:
     return math.nan if v is None else float(v)
 
 
+def _order(results: dict) -> list[str]:
+    """The data sets of a results file in Table 1's order (others after them)."""
+    order = [d for d in DATASETS if d in results["datasets"]]
+    return order + [d for d in results["datasets"] if d not in order]
+
+
 def summarize(results: dict) -> list[dict]:
     """Rows ``{"dataset", "n_rows", "n_features", "<method>": (mean, std), ...}``, Table 1 order."""
     rows = []
-    order = [d for d in DATASETS if d in results["datasets"]]
-    order += [d for d in results["datasets"] if d not in order]
-    for name in order:
+    for name in _order(results):
         e = results["datasets"][name]
         row = {"dataset": name, "n_rows": e["n_rows"], "n_features": e["n_features"]}
         for m, r in e["methods"].items():
@@ -109,7 +113,7 @@ def split_rmse(results: dict) -> dict[str, dict[str, np.ndarray]]:
     """Per data set and method, the test RMSE of every split (``(splits,)``, NaN if diverged)."""
     return {name: {m: np.array([_num(r["test_rmse"]) for r in e["methods"][m]["splits"]])
                    for m in e["methods"]}
-            for name, e in results["datasets"].items()}
+            for name, e in ((n, results["datasets"][n]) for n in _order(results))}
 
 
 def best_methods(results: dict) -> dict[str, str]:
@@ -158,8 +162,8 @@ def budget_table(results: dict) -> str:
     head = "| data set | final models stopped early | "
     head += ("CV models stopped early | " if cv else "") + "median epochs (final) |"
     lines = [head, "|---|---|" + ("---|" if cv else "") + "---|"]
-    for name, e in results["datasets"].items():
-        finals = [s for r in e["methods"].values() for s in r["splits"]]
+    for name in _order(results):
+        finals = [s for r in results["datasets"][name]["methods"].values() for s in r["splits"]]
         early = sum(bool(s["stopped_early"]) for s in finals)
         cells = [f"{early}/{len(finals)}"]
         if cv:
