@@ -95,8 +95,8 @@ __all__ = [
 ]
 
 PROTOCOLS = ("honest", "official")
-#: Learning rates the honest protocol's cross-validation chooses from: the decade grid
-#: around the paper's choices (0.01 for SP/WN/BN, 0.1 for GmP; Sec. 4.1).
+#: Learning rates the honest protocol's cross-validation chooses from, the decade grid
+#: around the paper's choices (0.01 for SP/WN/BN and 0.1 for GmP, Sec. 4.1).
 DEFAULT_LR_GRID: tuple[float, ...] = (1e-3, 1e-2, 1e-1)
 #: Fixed learning rates of the authors' script (the paper's).
 OFFICIAL_LR: dict[str, float] = dict(PAPER_LR)
