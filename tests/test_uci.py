@@ -438,3 +438,51 @@ def test_cli_jobs_gives_the_same_numbers(tmp_path):
     assert outs["2"]["datasets"]["boston"]["methods"]["gmp"]["run"]["jobs"] == 2
     with pytest.raises(ValueError, match="jobs must be >= 1"):
         uci.run(["yacht"], uci.UCIConfig(), jobs=0)
+
+
+# ---------------------------------------------------------------- reading results
+
+def _results(rmse: dict[str, dict[str, list[float]]], **extra) -> dict:
+    """A results file with the given per-split test RMSEs ``{data set: {method: [...]}}``."""
+    ds = {}
+    for name, per in rmse.items():
+        methods = {}
+        for m, values in per.items():
+            splits = [{"split": k, "lr": 0.01, "test_rmse": v, "best_epoch": 5, "epochs": 105,
+                       "stopped_early": k % 2 == 0, **extra} for k, v in enumerate(values)]
+            methods[m] = {"test_rmse_mean": float(np.mean(values)),
+                          "test_rmse_std": float(np.std(values, ddof=1)), "splits": splits}
+        ds[name] = {"n_rows": 100, "n_features": 3, "methods": methods}
+    return {"config": {"lr": {"sp": 0.01}}, "datasets": ds}
+
+
+def test_paired_tests_adjust_over_every_pair_and_verdict_needs_every_data_set():
+    ten = list(np.linspace(1.0, 2.0, 10))
+    better = [v - 0.1 for v in ten]
+    res = _results({"yacht": {"sp": ten, "wn": ten, "gmp": better},
+                    "boston": {"sp": ten, "wn": better, "gmp": ten}})
+    tests = uci.paired_tests(res)
+    p = tests["yacht"]["sp"]
+    assert (p.wins, p.losses) == (10, 0)
+    # raw two-sided sign-test p of 10-0 is 2/1024; three pairs tie at it and one (all ties)
+    # has p = 1, so Holm multiplies the smallest by 4 and the running maximum keeps it
+    assert p.p_value == pytest.approx(4 * 2 / 1024)
+    assert tests["boston"]["wn"].losses == 10 and tests["boston"]["sp"].ties == 10
+    v = uci.claim_verdict(res)
+    assert v["lowest_mean"] == ["yacht"] and v["significantly_better"] == ["yacht"]
+    assert v["significantly_worse"] == ["boston"]
+    assert v["verdict"] == "holds only on 1 of 2 data sets (yacht)"
+    everywhere = _results({"yacht": {"sp": ten, "gmp": better}, "boston": {"sp": ten,
+                                                                           "gmp": better}})
+    assert uci.claim_verdict(everywhere)["verdict"] == "holds"
+    assert "| yacht | 10–0, -0.10, p = 0.0039 |" in uci.paired_table(everywhere)  # 2 pairs
+
+
+def test_budget_and_flattery_tables():
+    ten = [1.0] * 10
+    res = _results({"yacht": {"sp": ten, "gmp": ten}}, cv_models=9, cv_stopped_early=8)
+    table = uci.budget_table(res)
+    assert "| yacht | 10/20 | 160/180 | 105 |" in table
+    official = _results({"yacht": {"sp": [0.9] * 10, "gmp": [1.2] * 10}})
+    flat = uci.flattery_table(official, _results({"yacht": {"sp": ten, "gmp": ten}}))
+    assert "| yacht | -10% (10/10 lower) | +20% (0/10 lower) |" in flat
