@@ -442,7 +442,8 @@ def test_cli_jobs_gives_the_same_numbers(tmp_path):
 
 # ---------------------------------------------------------------- reading results
 
-def _results(rmse: dict[str, dict[str, list[float]]], **extra) -> dict:
+def _results(rmse: dict[str, dict[str, list[float]]], config: dict | None = None,
+             **extra) -> dict:
     """A results file with the given per-split test RMSEs ``{data set: {method: [...]}}``."""
     ds = {}
     for name, per in rmse.items():
@@ -453,7 +454,7 @@ def _results(rmse: dict[str, dict[str, list[float]]], **extra) -> dict:
             methods[m] = {"test_rmse_mean": float(np.mean(values)),
                           "test_rmse_std": float(np.std(values, ddof=1)), "splits": splits}
         ds[name] = {"n_rows": 100, "n_features": 3, "methods": methods}
-    return {"config": {"lr": {"sp": 0.01}}, "datasets": ds}
+    return {"config": config or {"lr": {"sp": 0.01}}, "datasets": ds}
 
 
 def test_paired_tests_adjust_over_every_pair_and_verdict_needs_every_data_set():
@@ -480,9 +481,12 @@ def test_paired_tests_adjust_over_every_pair_and_verdict_needs_every_data_set():
 
 def test_budget_and_flattery_tables():
     ten = [1.0] * 10
-    res = _results({"yacht": {"sp": ten, "gmp": ten}}, cv_models=9, cv_stopped_early=8)
+    res = _results({"yacht": {"sp": ten, "gmp": ten}}, {"lr_grid": [0.01, 0.1]}, cv_models=9,
+                   cv_stopped_early=8)
     table = uci.budget_table(res)
     assert "| yacht | 10/20 | 160/180 | 105 |" in table
+    fixed = uci.budget_table(_results({"yacht": {"sp": ten}}))
+    assert "CV models" not in fixed and "| yacht | 5/10 | 105 |" in fixed
     official = _results({"yacht": {"sp": [0.9] * 10, "gmp": [1.2] * 10}})
     flat = uci.flattery_table(official, _results({"yacht": {"sp": ten, "gmp": ten}}))
     assert "| yacht | -10% (10/10 lower) | +20% (0/10 lower) |" in flat

@@ -157,8 +157,7 @@ def budget_table(results: dict) -> str:
     """Markdown: per data set, the share of models that early stopping ended (the others ran
     to the epoch limit), for the final models and (honest protocol) the cross-validation
     models, and the median number of epochs of the final models."""
-    cv = "cv_models" in next(iter(next(iter(results["datasets"].values()))["methods"].values()
-                                   ))["splits"][0]
+    cv = "lr_grid" in results["config"]          # honest with cross-validation
     head = "| data set | final models stopped early | "
     head += ("CV models stopped early | " if cv else "") + "median epochs (final) |"
     lines = [head, "|---|---|" + ("---|" if cv else "") + "---|"]
