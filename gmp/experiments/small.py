@@ -464,9 +464,7 @@ def _train_batched(task: str, method: str, members: Sequence[tuple[int, int, flo
                        eps=cfg.adam_eps, eps_mode="keras")
     levy = task == "levy"
     plateau, stopper = _schedules(task, cfg, adam.lr, S)
-    # the weights to keep: every floating tensor of the model, flattened to (S, P)
-    saved = [t for t in (*params, *net.buffers()) if t.is_floating_point() and t.numel() > 0]
-    best = torch.cat([t.detach().reshape(S, -1) for t in saved], dim=1)
+    best = net.flat_state()          # the weights to keep, (S, P)
     gens = [torch.Generator().manual_seed(seed) for seed, _, _ in members]
     x_ref = problem.x_train if method == "bn" else None
 
@@ -530,19 +528,14 @@ def _train_batched(task: str, method: str, members: Sequence[tuple[int, int, flo
         # Keras remembers the weights at the end of an improving epoch, and those at the end
         # of epoch 0 in any case (a run that never improves, e.g. NaN, falls back to them)
         keep = improved | (epoch == 0)
-        cur = torch.cat([t.detach().reshape(S, -1) for t in saved], dim=1)
-        best = torch.where(keep.unsqueeze(1), cur, best)
+        best = torch.where(keep.unsqueeze(1), net.flat_state(), best)
         hist["train_loss"].append(train_loss)
         if progress:
             bar.set_postfix(active=int((~stopper.stopped).sum()), refresh=False)
     bar.close()
 
     # Keras restores the best weights only where early stopping triggered
-    restore = stopper.stopped.unsqueeze(1)
-    with torch.no_grad():
-        parts = torch.split(best, [t[0].numel() for t in saved], dim=1)
-        for t, b in zip(saved, parts, strict=True):
-            t.copy_(torch.where(restore, b, t.reshape(S, -1)).view_as(t))
+    net.load_flat_state(best, members=stopper.stopped)
     net.eval()
     metrics = _final_metrics(task, net, problem)
     through = _units_through(*net.effective_hidden(), problem.x_train)

@@ -216,8 +216,8 @@ def fit_stacked(models: Sequence[OneHiddenLayerMLP], x_fit: Tensor, y_fit: Tenso
             xf, yf, xv, yv = xf[keep_idx], yf[keep_idx], xv[keep_idx], yv[keep_idx]
     # Members that ran to the limit keep their last weights, the others their best ones.
     final = best.clone()
-    final[ids] = torch.where(stopper.stopped[ids].unsqueeze(1), best[ids], net.flat_state())
-    full.load_flat_state(final)
+    final[ids] = net.flat_state()
+    full.load_flat_state(torch.where(stopper.stopped.unsqueeze(1), best, final))
     full.eval()
     return FitResult(full, stopper.best_epoch + 1, epochs_run, stopper.stopped.clone(),
                      stopper.best.clone())
