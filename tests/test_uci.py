@@ -239,8 +239,8 @@ def _tiny_data(n_rows=60, n=3, seed=0) -> UCIData:
 
 
 def _tiny_cfg(**kw) -> uci.UCIConfig:
-    base = dict(splits=2, hidden=6, folds=2, lr_grid=(1e-2, 1e-1), max_epochs=15, patience=4,
-                batch_size=16, dtype="float64")
+    base = dict(protocol="honest", splits=2, hidden=6, folds=2, lr_grid=(1e-2, 1e-1),
+                max_epochs=15, patience=4, batch_size=16, dtype="float64")
     base.update(kw)
     return uci.UCIConfig(**base)
 
@@ -342,6 +342,7 @@ def test_config_errors():
         uci.UCIConfig(lr_choice="grid")
     with pytest.raises(ValueError, match="unknown preset"):
         uci.UCIConfig(preset="keras")
+    assert uci.UCIConfig().protocol == "official"           # the authors' script by default
     assert uci.UCIConfig(protocol="official").batch_size == 1024
 
 
@@ -357,7 +358,8 @@ def test_markdown_table_bolds_best():
 # ---------------------------------------------------------------- CLI, resume
 
 def _argv(out: Path) -> list[str]:
-    return ["--datasets", "yacht", "--splits", "1", "--methods", "sp,gmp", "--folds", "2",
+    return ["--protocol", "honest", "--datasets", "yacht", "--splits", "1", "--methods", "sp,gmp",
+            "--folds", "2",
             "--lr-grid", "0.01,0.1", "--max-epochs", "4", "--patience", "2", "--hidden", "5",
             "--out", str(out), "--quiet", "--threads", "1"]
 
@@ -380,9 +382,9 @@ def test_cli_writes_json_and_resumes(tmp_path, monkeypatch, capsys):
     assert split["lr"] in (0.01, 0.1) and math.isfinite(split["test_rmse"])
     for key in provenance.KEYS:
         assert key in res["created"] and key in entry["methods"]["gmp"]["run"]
-    assert "gmp-uci --datasets yacht" in res["created"]["command"]
+    assert "gmp-uci --protocol honest --datasets yacht" in res["created"]["command"]
     assert "cpu" in res["created"]["hardware"] and res["created"]["git_revision"] is not None
-    assert "- command: `gmp-uci --datasets yacht" in uci.provenance_markdown(res)
+    assert "- command: `gmp-uci --protocol honest --datasets yacht" in uci.provenance_markdown(res)
     assert "| yacht | 308 × 6 |" in capsys.readouterr().out
 
     def boom(*a, **k):
