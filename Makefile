@@ -82,19 +82,19 @@ no-browser:
 SMALL := $(BIN)/python -m gmp.experiments
 SMALL_ARGS := --seeds 0-19 --no-tracks --no-progress
 small-results: install
-	$(SMALL) levy --method all --preset authors $(SMALL_ARGS) --out results/levy_authors.json
-	$(SMALL) levy --method all --preset authors --data-seed 0 $(SMALL_ARGS) \
+	$(SMALL) levy --param all --preset authors $(SMALL_ARGS) --out results/levy_authors.json
+	$(SMALL) levy --param all --preset authors --data-seed 0 $(SMALL_ARGS) \
 		--out results/levy_authors_data0.json
 	for p in authors-weight-form paper-remark-3.5 book-v1; do \
-		$(SMALL) levy --method gmp --preset $$p $(SMALL_ARGS) --out results/levy_gmp_$$p.json \
+		$(SMALL) levy --param gmp --preset $$p $(SMALL_ARGS) --out results/levy_gmp_$$p.json \
 		|| exit 1; done
 	for proto in official honest; do \
-		$(SMALL) banana --method all --preset authors --protocol $$proto $(SMALL_ARGS) \
+		$(SMALL) banana --param all --preset authors --protocol $$proto $(SMALL_ARGS) \
 		--out results/banana_authors_$$proto.json || exit 1; done
-	$(SMALL) banana --method all --preset authors --protocol official --data-seed 0 \
+	$(SMALL) banana --param all --preset authors --protocol official --data-seed 0 \
 		$(SMALL_ARGS) --out results/banana_authors_official_data0.json
 	for p in authors-weight-form paper-remark-3.5 book-v1; do \
-		$(SMALL) banana --method gmp --preset $$p --protocol honest $(SMALL_ARGS) \
+		$(SMALL) banana --param gmp --preset $$p --protocol honest $(SMALL_ARGS) \
 		--out results/banana_gmp_honest_$$p.json || exit 1; done
 
 # Table 1 under both protocols and the honest variant at the paper's learning rates

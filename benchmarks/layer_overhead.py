@@ -51,7 +51,7 @@ TARGETS = {  # (case prefix, batch, mode) -> maximal gmp/sp ratio, from issue #1
     ("linear 1024→1024", 1024, "step"): 1.15,
     ("VGG-6", 32, "step"): 1.05,
 }
-METHODS = ("sp", "wn", "gmp", "gmp_compiled")
+CANDIDATES = ("sp", "wn", "gmp", "gmp_compiled")
 
 
 def provenance(out: Path | None, extra: dict) -> dict:
@@ -75,12 +75,12 @@ def provenance(out: Path | None, extra: dict) -> dict:
 
 
 def summarize(rows: list[dict]) -> list[dict]:
-    """One line per (case, batch, method): the step and fwd+bwd ratios side by side."""
+    """One line per (case, batch, param): the step and fwd+bwd ratios side by side."""
     table: dict[tuple, dict] = {}
     for r in rows:
-        key = (r["case"], r["batch"], r["method"])
+        key = (r["case"], r["batch"], r["param"])
         line = table.setdefault(key, {"case": r["case"], "batch": r["batch"],
-                                      "method": r["method"]})
+                                      "param": r["param"]})
         label = {"step": "step", "train": "fwd_bwd", "eval": "eval"}[r["mode"]]
         line[f"{label}_ratio"] = r["ratio"]
         line[f"{label}_median_ms"] = r["median_ms"]
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--features", type=int, default=1024, help="linear width")
     p.add_argument("--conv-batches", type=int, nargs="+", default=[32, 128])
     p.add_argument("--vgg-batch", type=int, default=32)
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--params", nargs="+", default=list(CANDIDATES), choices=CANDIDATES)
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--warmup", type=int, default=3)
@@ -115,20 +115,20 @@ def main(argv: list[str] | None = None) -> int:
         args.batches, args.features = [4, 64], 128
         args.conv_batches, args.vgg_batch = [2], 2
         args.repeats, args.warmup = 3, 1
-    methods = tuple(args.methods)
+    params = tuple(args.params)
     layer_cases, net_cases = [], []
     if "linear" in args.suites:
-        layer_cases += linear_cases(args.batches, args.features, methods=methods)
+        layer_cases += linear_cases(args.batches, args.features, params=params)
     if "conv" in args.suites:
         for b in args.conv_batches:
             layer_cases += conv_cases(b, shapes=[(64, 64, 4) if args.quick else (512, 512, 8)],
-                                      methods=methods)
+                                      params=params)
     if "vgg6" in args.suites:
         net_cases += vgg6_cases(args.vgg_batch, width=0.125 if args.quick else 1.0,
-                                num_classes=10 if args.quick else 1000, methods=methods)
+                                num_classes=10 if args.quick else 1000, params=params)
     if "resnet18" in args.suites:
-        net_cases += (resnet18_cases(2, 0.125, 10, 32, methods=methods) if args.quick
-                      else resnet18_cases(8, 0.25, 1000, 64, methods=methods))
+        net_cases += (resnet18_cases(2, 0.125, 10, 32, params=params) if args.quick
+                      else resnet18_cases(8, 0.25, 1000, 64, params=params))
     load_before = list(os.getloadavg())
     common = {"repeats": args.repeats, "warmup": args.warmup, "modes": args.modes,
               "input_grad": not args.no_input_grad, "threads": args.threads, "seed": args.seed}
@@ -143,12 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     for (prefix, batch, mode), limit in TARGETS.items():
         for r in rows:
             if (r["case"].startswith(prefix) and r["batch"] == batch and r["mode"] == mode
-                    and r["method"] in ("gmp", "gmp_compiled")):
+                    and r["param"] in ("gmp", "gmp_compiled")):
                 met = r["ratio"] <= limit
                 verdicts.append({"case": r["case"], "batch": batch, "mode": mode,
-                                 "method": r["method"], "ratio": r["ratio"], "target": limit,
+                                 "param": r["param"], "ratio": r["ratio"], "target": limit,
                                  "met": met})
-                print(f"target {r['case']} batch {batch} {mode} {r['method']}: "
+                print(f"target {r['case']} batch {batch} {mode} {r['param']}: "
                       f"ratio to sp = {r['ratio']:.3f} (target <= {limit}: "
                       f"{'met' if met else 'NOT met'})")
     if args.out:

@@ -24,7 +24,7 @@ import time
 import torch
 
 from gmp.experiments import uci
-from gmp.params import PARAMS as METHODS
+from gmp.params import PARAMS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr-grid", default="0.001,0.01,0.1")
     p.add_argument("--max-epochs", type=int, default=200)
     p.add_argument("--patience", type=int, default=100)
-    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--params", default=",".join(PARAMS))
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rtol", type=float, default=None,
@@ -44,11 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = uci.UCIConfig(protocol=args.protocol, splits=args.splits, folds=args.folds,
-                        methods=tuple(args.methods.split(",")),
+                        params=tuple(args.params.split(",")),
                         lr_grid=tuple(float(v) for v in args.lr_grid.split(",")),
                         max_epochs=args.max_epochs, patience=args.patience, dtype=args.dtype)
     rtol = args.rtol if args.rtol is not None else (1e-6 if args.dtype == "float64" else 2e-2)
-    models = uci.n_models(cfg) * len(cfg.methods)
+    models = uci.n_models(cfg) * len(cfg.params)
     print(f"{args.dataset}, {args.protocol}: {models} models, ≤ {cfg.max_epochs} epochs, "
           f"{args.dtype}, {torch.get_num_threads()} thread(s)")
     timings, res = {}, {}
@@ -60,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"speed-up stacked / module: {timings['module'] / timings['stacked']:.1f}x")
 
     worst, worst_cv, notes, n = 0.0, 0.0, [], 0
-    for m in cfg.methods:
-        for a, b in zip(res["stacked"]["methods"][m]["splits"],
-                        res["module"]["methods"][m]["splits"], strict=True):
+    for m in cfg.params:
+        for a, b in zip(res["stacked"]["params"][m]["splits"],
+                        res["module"]["params"][m]["splits"], strict=True):
             n += 1
             worst = max(worst, abs(a["test_rmse"] - b["test_rmse"]) / abs(b["test_rmse"]))
             for lr, v in a.get("cv_rmse", {}).items():

@@ -20,15 +20,10 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from .nn import GmPLinear
-from .params import PARAMS, Preset, check_param, get_preset
+from .params import Preset, check_param, get_preset
 
-__all__ = ["METHODS", "check_method", "linear", "KerasBatchNorm1d", "hidden_layer",
+__all__ = ["linear", "KerasBatchNorm1d", "hidden_layer",
            "output_layer", "OneHiddenLayerMLP", "mlp"]
-
-#: Alias of :data:`gmp.params.PARAMS` (the small experiments' parameterizations).
-METHODS: tuple[str, ...] = PARAMS
-#: Alias of :func:`gmp.params.check_param`.
-check_method = check_param
 
 
 @torch.no_grad()
@@ -102,26 +97,26 @@ class OneHiddenLayerMLP(nn.Module):
 
     ``self.hidden`` is the layer whose characteristic activation boundaries are studied;
     ``self.act`` is ReLU, or the identity when ``hidden`` includes its activation (GmP in the
-    paper's unit form). ``self.method`` is the parameterization, ``self.preset`` the preset.
+    paper's unit form). ``self.param`` is the parameterization, ``self.preset`` the preset.
     """
 
-    def __init__(self, method: str, in_features: int, hidden: int, out_features: int = 1,
+    def __init__(self, param: str, in_features: int, hidden: int, out_features: int = 1,
                  preset: str | Preset | None = None):
         super().__init__()
-        self.method = check_param(method)
+        self.param = check_param(param)
         self.preset = get_preset(preset).name
-        self.hidden = hidden_layer(self.method, in_features, hidden, preset)
+        self.hidden = hidden_layer(self.param, in_features, hidden, preset)
         unit_form = isinstance(self.hidden, GmPLinear) and self.hidden.activation is not None
         self.act = nn.Identity() if unit_form else nn.ReLU()
-        self.out = output_layer(self.method, hidden, out_features, preset)
+        self.out = output_layer(self.param, hidden, out_features, preset)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.out(self.act(self.hidden(x)))
 
 
-def mlp(method: str, in_features: int, hidden: int = 100, out_features: int = 1,
+def mlp(param: str, in_features: int, hidden: int = 100, out_features: int = 1,
         preset: str | Preset | None = None) -> OneHiddenLayerMLP:
-    """One-hidden-layer ReLU network under ``method`` and ``preset`` (default ``"authors"``).
+    """One-hidden-layer ReLU network under ``param`` and ``preset`` (default ``"authors"``).
 
     Random numbers come from torch's global generator (``torch.manual_seed`` fixes them)."""
-    return OneHiddenLayerMLP(method, in_features, hidden, out_features, preset)
+    return OneHiddenLayerMLP(param, in_features, hidden, out_features, preset)

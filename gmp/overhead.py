@@ -11,7 +11,7 @@ forward, backward, ``opt.step()``; fresh gradient buffers every step are part of
 ``"train"`` forward + backward only (gradients accumulated in place); ``"eval"`` an inference
 forward.
 
-Candidates (``method``): ``"sp"`` plain ``nn.Linear``/``nn.Conv2d``; ``"wn"`` torch's
+Candidates (``param``): ``"sp"`` plain ``nn.Linear``/``nn.Conv2d``; ``"wn"`` torch's
 ``parametrizations.weight_norm`` on it; ``"gmp"`` the same layer after :func:`gmp.convert`;
 ``"gmp_compiled"`` that layer with the ``torch.compile``'d weight kernel
 (:func:`gmp.geometry.set_weight_kernel`).
@@ -39,7 +39,7 @@ from .convert import convert
 __all__ = ["Case", "VGG6_CONV_SHAPES", "linear_cases", "conv_cases", "vgg6_cases",
            "resnet18_cases", "measure_layer_overhead", "format_rows"]
 
-METHODS = ("sp", "wn", "gmp", "gmp_compiled")
+CANDIDATES = ("sp", "wn", "gmp", "gmp_compiled")
 MODES = ("train", "eval", "step")
 OPTIMIZERS = ("adam", "sgd")
 
@@ -56,15 +56,15 @@ class Case:
         name: label, e.g. ``"linear 1024→1024"``.
         batch: batch size (for the report).
         input_shape: shape of the input, batch first.
-        build: returns the plain (SP) model; other methods are derived from a copy of it.
-        methods: candidates to time; the first is the baseline of the ratios.
+        build: returns the plain (SP) model; other parameterizations are derived from a copy of it.
+        params: candidates to time; the first is the baseline of the ratios.
     """
 
     name: str
     batch: int
     input_shape: tuple[int, ...]
     build: Callable[[], nn.Module] = field(repr=False)
-    methods: tuple[str, ...] = ("sp", "gmp")
+    params: tuple[str, ...] = ("sp", "gmp")
 
 
 def _weight_norm_all(model: nn.Module) -> nn.Module:
@@ -78,51 +78,51 @@ def _weight_norm_all(model: nn.Module) -> nn.Module:
     return model
 
 
-def _derive(plain: nn.Module, method: str) -> nn.Module:
-    """The candidate ``method`` computing the same function as ``plain`` (a deep copy)."""
+def _derive(plain: nn.Module, param: str) -> nn.Module:
+    """The candidate ``param`` computing the same function as ``plain`` (a deep copy)."""
     model = copy.deepcopy(plain)
-    if method == "sp":
+    if param == "sp":
         return model
-    if method == "wn":
+    if param == "wn":
         return _weight_norm_all(model)
-    if method in ("gmp", "gmp_compiled"):
+    if param in ("gmp", "gmp_compiled"):
         return convert(model)
-    raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    raise ValueError(f"unknown candidate {param!r}; expected one of {CANDIDATES}")
 
 
 def linear_cases(batch_sizes: Iterable[int] = (1, 4, 16, 64, 256, 1024), features: int = 1024,
-                 methods: Sequence[str] = ("sp", "wn", "gmp")) -> list[Case]:
+                 params: Sequence[str] = ("sp", "wn", "gmp")) -> list[Case]:
     """``features → features`` linear layers (with bias) at each batch size."""
     return [Case(f"linear {features}→{features}", b, (b, features),
-                 lambda: nn.Linear(features, features), tuple(methods)) for b in batch_sizes]
+                 lambda: nn.Linear(features, features), tuple(params)) for b in batch_sizes]
 
 
 def conv_cases(batch: int = 32, shapes: Iterable[tuple[int, int, int]] = VGG6_CONV_SHAPES,
-               methods: Sequence[str] = ("sp", "gmp")) -> list[Case]:
+               params: Sequence[str] = ("sp", "gmp")) -> list[Case]:
     """3×3 "same" convolutions ``(in, out, size)`` at one batch size (VGG-6's by default)."""
     return [Case(f"conv3x3 {ci}→{co} @{s}×{s}", batch, (batch, ci, s, s),
-                 (lambda ci=ci, co=co: nn.Conv2d(ci, co, 3, padding="same")), tuple(methods))
+                 (lambda ci=ci, co=co: nn.Conv2d(ci, co, 3, padding="same")), tuple(params))
             for ci, co, s in shapes]
 
 
 def vgg6_cases(batch: int = 32, width: float = 1.0, num_classes: int = 1000, size: int = 32,
-               methods: Sequence[str] = ("sp", "gmp")) -> list[Case]:
+               params: Sequence[str] = ("sp", "gmp")) -> list[Case]:
     """The whole VGG-6 of :mod:`gmp.models` (every conv and the classifier converted)."""
     from .models import vgg6
 
     name = f"VGG-6 (width {width:g}, {num_classes} classes) @{size}×{size}"
     return [Case(name, batch, (batch, 3, size, size),
-                 lambda: vgg6("sp", num_classes=num_classes, width=width), tuple(methods))]
+                 lambda: vgg6("sp", num_classes=num_classes, width=width), tuple(params))]
 
 
 def resnet18_cases(batch: int = 8, width: float = 0.25, num_classes: int = 1000,
-                   size: int = 64, methods: Sequence[str] = ("sp", "gmp")) -> list[Case]:
+                   size: int = 64, params: Sequence[str] = ("sp", "gmp")) -> list[Case]:
     """The whole ResNet-18 of :mod:`gmp.models` (every conv and the classifier converted)."""
     from .models import resnet18
 
     name = f"ResNet-18 (width {width:g}, {num_classes} classes) @{size}×{size}"
     return [Case(name, batch, (batch, 3, size, size),
-                 lambda: resnet18("sp", num_classes=num_classes, width=width), tuple(methods))]
+                 lambda: resnet18("sp", num_classes=num_classes, width=width), tuple(params))]
 
 
 def _optimizer(model: nn.Module, name: str) -> torch.optim.Optimizer:
@@ -149,12 +149,12 @@ def _step(model: nn.Module, x: Tensor, mode: str, grad_out: Tensor | None,
     model(x).backward(grad_out)
 
 
-def _run(method: str, model: nn.Module, x: Tensor, mode: str, grad_out: Tensor | None,
+def _run(param: str, model: nn.Module, x: Tensor, mode: str, grad_out: Tensor | None,
          opt: torch.optim.Optimizer | None) -> None:
-    """One step of ``method``, with the compiled weight kernel for ``"gmp_compiled"``."""
+    """One step of ``param``, with the compiled weight kernel for ``"gmp_compiled"``."""
     from .geometry import set_weight_kernel
 
-    if method != "gmp_compiled":
+    if param != "gmp_compiled":
         _step(model, x, mode, grad_out, opt)
         return
     old = set_weight_kernel("compile")
@@ -188,13 +188,13 @@ def measure_layer_overhead(cases: Iterable[Case], *, repeats: int = 15, warmup: 
         optimizer: ``"adam"`` or ``"sgd"`` (momentum 0.9), the step of ``step`` mode.
 
     Returns:
-        Rows ``{"case", "batch", "mode", "method", "median_ms", "q1_ms", "q3_ms", "ratio",
+        Rows ``{"case", "batch", "mode", "param", "median_ms", "q1_ms", "q3_ms", "ratio",
         "cpu_median_ms", "cpu_ratio", "repeats", "threads", "max_abs_diff", "optimizer"}``
         (``optimizer`` None outside ``step`` mode): wall-clock
-        medians and quartiles, ``ratio`` = median / the first method's median; ``cpu_*`` the
+        medians and quartiles, ``ratio`` = median / the first candidate's median; ``cpu_*`` the
         same for the process's CPU time (less sensitive to other processes time-slicing the
         cores, but it counts the threads' spin-waiting); ``max_abs_diff`` compares outputs
-        with the first method's.
+        with the first candidate's.
     """
     from tqdm.auto import tqdm
 
@@ -207,21 +207,21 @@ def measure_layer_overhead(cases: Iterable[Case], *, repeats: int = 15, warmup: 
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {OPTIMIZERS}")
     for case in cases:
-        for method in case.methods:
-            if method not in METHODS:
-                raise ValueError(f"case {case.name!r}: unknown method {method!r}; "
-                                 f"expected one of {METHODS}")
+        for param in case.params:
+            if param not in CANDIDATES:
+                raise ValueError(f"case {case.name!r}: unknown candidate {param!r}; "
+                                 f"expected one of {CANDIDATES}")
     old_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     rows: list[dict] = []
-    total = sum(len(c.methods) * (warmup + repeats) for c in cases) * len(modes)
+    total = sum(len(c.params) * (warmup + repeats) for c in cases) * len(modes)
     bar = tqdm(total=total, disable=not progress, desc="overhead", leave=False)
     try:
         for case in cases:
             torch.manual_seed(seed)
             plain = case.build()
-            models = {m: _derive(plain, m) for m in case.methods}
+            models = {m: _derive(plain, m) for m in case.params}
             x = torch.randn(case.input_shape)
             for mode in modes:
                 for model in models.values():
@@ -231,40 +231,40 @@ def measure_layer_overhead(cases: Iterable[Case], *, repeats: int = 15, warmup: 
                 xin = x.detach().requires_grad_(mode != "eval" and input_grad)
                 with torch.no_grad():
                     outs = {m: model(xin) for m, model in models.items()}
-                base_out = outs[case.methods[0]]
+                base_out = outs[case.params[0]]
                 grad_out = torch.randn_like(base_out)
                 if "gmp_compiled" in models:  # compile outside the timed and warm-up runs
                     _run("gmp_compiled", models["gmp_compiled"], xin,
                          "eval" if mode == "eval" else "train", grad_out, None)
-                times: dict[str, list[float]] = {m: [] for m in case.methods}
-                cpu: dict[str, list[float]] = {m: [] for m in case.methods}
-                order = list(case.methods)
+                times: dict[str, list[float]] = {m: [] for m in case.params}
+                cpu: dict[str, list[float]] = {m: [] for m in case.params}
+                order = list(case.params)
                 for i in range(warmup + repeats):
-                    for method in order:
+                    for param in order:
                         start, start_cpu = time.perf_counter(), time.process_time()
-                        _run(method, models[method], xin, mode, grad_out, opts[method])
+                        _run(param, models[param], xin, mode, grad_out, opts[param])
                         elapsed = time.perf_counter() - start
                         elapsed_cpu = time.process_time() - start_cpu
                         if i >= warmup:
-                            times[method].append(elapsed)
-                            cpu[method].append(elapsed_cpu)
+                            times[param].append(elapsed)
+                            cpu[param].append(elapsed_cpu)
                         bar.update(1)
                     order = order[1:] + order[:1]
-                base = statistics.median(times[case.methods[0]])
-                base_cpu = statistics.median(cpu[case.methods[0]])
-                for method in case.methods:
-                    ts = times[method]
+                base = statistics.median(times[case.params[0]])
+                base_cpu = statistics.median(cpu[case.params[0]])
+                for param in case.params:
+                    ts = times[param]
                     med = statistics.median(ts)
                     q1, _, q3 = statistics.quantiles(ts, n=4) if len(ts) > 1 else (med,) * 3
                     rows.append({
-                        "case": case.name, "batch": case.batch, "mode": mode, "method": method,
+                        "case": case.name, "batch": case.batch, "mode": mode, "param": param,
                         "median_ms": 1e3 * med, "q1_ms": 1e3 * q1, "q3_ms": 1e3 * q3,
                         "ratio": med / base,
-                        "cpu_median_ms": 1e3 * statistics.median(cpu[method]),
-                        "cpu_ratio": statistics.median(cpu[method]) / base_cpu,
+                        "cpu_median_ms": 1e3 * statistics.median(cpu[param]),
+                        "cpu_ratio": statistics.median(cpu[param]) / base_cpu,
                         "repeats": repeats,
                         "threads": torch.get_num_threads(),
-                        "max_abs_diff": float((outs[method] - base_out).abs().max()),
+                        "max_abs_diff": float((outs[param] - base_out).abs().max()),
                         "optimizer": optimizer if mode == "step" else None,
                     })
     finally:
@@ -275,10 +275,10 @@ def measure_layer_overhead(cases: Iterable[Case], *, repeats: int = 15, warmup: 
 
 def format_rows(rows: Sequence[dict]) -> str:
     """A plain-text table of :func:`measure_layer_overhead` rows."""
-    header = (f"{'case':<40} {'batch':>5} {'mode':<5} {'method':<6} {'median ms':>10} "
+    header = (f"{'case':<40} {'batch':>5} {'mode':<5} {'param':<6} {'median ms':>10} "
               f"{'ratio':>6} {'cpu ratio':>9}")
     lines = [header, "-" * len(header)]
     for r in rows:
-        lines.append(f"{r['case']:<40} {r['batch']:>5} {r['mode']:<5} {r['method']:<6} "
+        lines.append(f"{r['case']:<40} {r['batch']:>5} {r['mode']:<5} {r['param']:<6} "
                      f"{r['median_ms']:>10.3f} {r['ratio']:>6.3f} {r['cpu_ratio']:>9.3f}")
     return "\n".join(lines)

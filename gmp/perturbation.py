@@ -5,8 +5,8 @@ Chen & Ge 2024, Sec. 2.3 (Props. 2.3-2.5, Fig. 1(b-e)) and Sec. 3.3 (Thm 3.7). P
 1. draw ``m`` units with weights ``w ∈ Rⁿ`` and biases ``b`` i.i.d. ``N(0, std²)``, by default
    ``std = 1e-3`` (variance 1e-6) in ``n = 2`` dimensions: *small* weights, as weight decay
    produces;
-2. write the same units under each parameterization (:data:`gmp.baselines.METHODS`), so that
-   every method starts from the same boundaries:
+2. write the same units under each parameterization (:data:`gmp.baselines.PARAMS`), so that
+   every parameterization starts from the same boundaries:
 
    - ``"sp"``: ``nn.Linear`` with ``weight = w``, ``bias = b``;
    - ``"wn"``: weight-normalised ``nn.Linear`` with ``v = w``, ``g = ‖w‖``, ``bias = b``;
@@ -34,9 +34,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .baselines import check_method, hidden_layer
+from .baselines import hidden_layer
 from .cab import angular_change, directions, effective_weight_bias, spatial_locations
 from .nn import GmPLinear
+from .params import check_param
 
 __all__ = [
     "PerturbationResult",
@@ -47,7 +48,7 @@ __all__ = [
     "run_perturbation",
     "perturbation_grid",
     "summarize",
-    "STEP_METHODS",
+    "STEP_PARAMS",
     "gradient_identities",
     "StepTurns",
     "optimizer_step_turns",
@@ -61,7 +62,7 @@ class PerturbationResult:
     """CABs of ``m`` units with input in ``Rⁿ`` before and after one perturbation.
 
     Attributes:
-        method: the parameterization (``"sp"``, ``"wn"``, ``"bn"`` or ``"gmp"``).
+        param: the parameterization (``"sp"``, ``"wn"``, ``"bn"`` or ``"gmp"``).
         delta: the perturbation added to every parameter.
         weight_before, weight_after: ``(m, n)`` effective weights ``w`` of ``wᵀx + b``.
         bias_before, bias_after: ``(m,)`` effective biases ``b``.
@@ -71,7 +72,7 @@ class PerturbationResult:
         location_shift: ``(m,)`` Euclidean distance ``‖φ_after - φ_before‖``.
     """
 
-    method: str
+    param: str
     delta: float
     weight_before: np.ndarray
     bias_before: np.ndarray
@@ -114,18 +115,18 @@ def centred_batch(n: int = 2, size: int = 256, seed: int = 0) -> Tensor:
     return x - x.mean(dim=0)
 
 
-def build_layer(method: str, w: np.ndarray | Tensor, b: np.ndarray | Tensor) -> nn.Module:
-    """A float64 layer of ``method`` whose units have effective weights ``w`` and biases ``b``.
+def build_layer(param: str, w: np.ndarray | Tensor, b: np.ndarray | Tensor) -> nn.Module:
+    """A float64 layer of ``param`` whose units have effective weights ``w`` and biases ``b``.
 
     Args:
-        method: one of :data:`gmp.baselines.METHODS`.
+        param: one of :data:`gmp.baselines.PARAMS`.
         w: ``(m, n)`` weights; b: ``(m,)`` biases.
 
     Returns:
         the layer built by :func:`gmp.baselines.hidden_layer` (BN block in training mode:
         its effective parameters depend on the input batch, see :func:`run_perturbation`).
     """
-    method = check_method(method)
+    param = check_param(param)
     w_t = torch.as_tensor(np.asarray(w, dtype=np.float64))
     b_t = torch.as_tensor(np.asarray(b, dtype=np.float64))
     if w_t.dim() != 2 or b_t.shape != (w_t.shape[0],):
@@ -134,16 +135,16 @@ def build_layer(method: str, w: np.ndarray | Tensor, b: np.ndarray | Tensor) -> 
     m, n = w_t.shape
     with torch.random.fork_rng(devices=[]):  # the default init below must not consume
         torch.manual_seed(0)                   # the caller's random stream
-        layer = hidden_layer("sp" if method == "gmp" else method, n, m).to(_F64)
-    linear = layer[0] if method == "bn" else layer
+        layer = hidden_layer("sp" if param == "gmp" else param, n, m).to(_F64)
+    linear = layer[0] if param == "bn" else layer
     with torch.no_grad():
         # WN: assigning the weight goes through weight_norm's right inverse: v = w, g = ‖w‖.
-        if method == "wn":
+        if param == "wn":
             linear.weight = w_t.clone()
         else:
             linear.weight.copy_(w_t)
         linear.bias.copy_(b_t)
-    if method == "gmp":
+    if param == "gmp":
         return GmPLinear.from_linear(layer)
     return layer
 
@@ -169,27 +170,27 @@ def _state(layer: nn.Module, x: Tensor | None) -> tuple[np.ndarray, ...]:
     return tuple(t.numpy().copy() for t in (w, b, phi, d))
 
 
-def run_perturbation(method: str, delta: float, m: int = 1, n: int = 2, std: float = 1e-3,
+def run_perturbation(param: str, delta: float, m: int = 1, n: int = 2, std: float = 1e-3,
                      seed: int = 0, batch: Tensor | None = None) -> PerturbationResult:
-    """Perturb ``m`` units of ``method`` by ``δ`` and measure how their CABs move.
+    """Perturb ``m`` units of ``param`` by ``δ`` and measure how their CABs move.
 
-    The units come from :func:`sample_units` with ``seed``, so every method starts from the
-    same boundaries. ``batch`` is the ``(N, n)`` input used for BN's statistics (default:
-    :func:`centred_batch` with ``seed``); other methods ignore it.
+    The units come from :func:`sample_units` with ``seed``, so every parameterization starts
+    from the same boundaries. ``batch`` is the ``(N, n)`` input used for BN's statistics (default:
+    :func:`centred_batch` with ``seed``); other parameterizations ignore it.
     """
-    method = check_method(method)
+    param = check_param(param)
     w, b = sample_units(m, n, std, seed)
     x = None
-    if method == "bn":
+    if param == "bn":
         x = centred_batch(n, seed=seed) if batch is None else torch.as_tensor(batch, dtype=_F64)
         if x.dim() != 2 or x.shape[1] != n:
             raise ValueError(f"batch must have shape (N, {n}), got {tuple(x.shape)}")
-    layer = build_layer(method, w, b)
+    layer = build_layer(param, w, b)
     w0, b0, phi0, d0 = _state(layer, x)
     perturb_(layer, float(delta))
     w1, b1, phi1, d1 = _state(layer, x)
     return PerturbationResult(
-        method=method, delta=float(delta),
+        param=param, delta=float(delta),
         weight_before=w0, bias_before=b0, weight_after=w1, bias_after=b1,
         location_before=phi0, location_after=phi1,
         direction_before=d0, direction_after=d1,
@@ -198,10 +199,10 @@ def run_perturbation(method: str, delta: float, m: int = 1, n: int = 2, std: flo
     )
 
 
-def perturbation_grid(methods: Sequence[str], deltas: Sequence[float], m: int = 1, n: int = 2,
+def perturbation_grid(params: Sequence[str], deltas: Sequence[float], m: int = 1, n: int = 2,
                       std: float = 1e-3, seed: int = 0) -> list[list[PerturbationResult]]:
-    """``grid[i][j] = run_perturbation(methods[i], deltas[j], ...)``, same units throughout."""
-    return [[run_perturbation(meth, d, m, n, std, seed) for d in deltas] for meth in methods]
+    """``grid[i][j] = run_perturbation(params[i], deltas[j], ...)``, same units throughout."""
+    return [[run_perturbation(meth, d, m, n, std, seed) for d in deltas] for meth in params]
 
 
 def summarize(results: Iterable[PerturbationResult]) -> list[dict[str, float | str]]:
@@ -210,7 +211,7 @@ def summarize(results: Iterable[PerturbationResult]) -> list[dict[str, float | s
     for r in results:
         ang = r.angle_change_deg
         rows.append({
-            "method": r.method, "delta": r.delta, "units": int(ang.shape[0]),
+            "param": r.param, "delta": r.delta, "units": int(ang.shape[0]),
             "median_angle_deg": float(np.median(ang)), "max_angle_deg": float(np.max(ang)),
             "median_shift": float(np.median(r.location_shift)),
             "max_shift": float(np.max(r.location_shift)),
@@ -221,7 +222,7 @@ def summarize(results: Iterable[PerturbationResult]) -> list[dict[str, float | s
 # --------------------------------------------------------------------------------------
 # From perturbations to optimizer steps
 # --------------------------------------------------------------------------------------
-STEP_METHODS: tuple[str, ...] = ("sp", "wn", "gmp")
+STEP_PARAMS: tuple[str, ...] = ("sp", "wn", "gmp")
 
 
 def gradient_identities(n: int = 6, m: int = 4, batch: int = 32, seed: int = 0
@@ -299,7 +300,7 @@ class StepTurns:
     ``T`` steps, ``m`` units of the measured layer, fan-in ``n``.
 
     Attributes:
-        method: ``"sp"``, ``"wn"`` or ``"gmp"``.
+        param: ``"sp"``, ``"wn"`` or ``"gmp"``.
         optimizer: ``"adam"`` or ``"sgd"``.
         lr: the learning rate.
         n: fan-in of the measured layer.
@@ -313,7 +314,7 @@ class StepTurns:
         loss: ``(T,)`` training loss before each step.
     """
 
-    method: str
+    param: str
     optimizer: str
     lr: float
     n: int
@@ -325,9 +326,9 @@ class StepTurns:
     loss: np.ndarray
 
 
-def _step_net(method: str, width: int, init_scale: float, seed: int) -> nn.Sequential:
+def _step_net(param: str, width: int, init_scale: float, seed: int) -> nn.Sequential:
     """``1 → width → width → 1`` ReLU net with IMN before the second hidden layer; the same
-    function for every method at initialization (WN and GmP converted from SP)."""
+    function for every parameterization at initialization (WN and GmP converted from SP)."""
     from .nn import InputMeanNorm
     torch.manual_seed(int(seed))
     f64 = {"dtype": _F64}
@@ -336,15 +337,15 @@ def _step_net(method: str, width: int, init_scale: float, seed: int) -> nn.Seque
     with torch.no_grad():
         l2.weight.mul_(init_scale)
         l2.bias.mul_(init_scale)
-    if method == "wn":
+    if param == "wn":
         l1 = nn.utils.parametrizations.weight_norm(l1)
         l2 = nn.utils.parametrizations.weight_norm(l2)
-    elif method == "gmp":
+    elif param == "gmp":
         l1, l2 = GmPLinear.from_linear(l1), GmPLinear.from_linear(l2)
     return nn.Sequential(l1, nn.ReLU(), InputMeanNorm(width), l2, nn.ReLU(), out).double()
 
 
-def optimizer_step_turns(method: str, optimizer: str = "adam", lr: float = 1e-2,
+def optimizer_step_turns(param: str, optimizer: str = "adam", lr: float = 1e-2,
                          steps: int = 300, width: int = 32, init_scale: float = 1.0,
                          seed: int = 0) -> StepTurns:
     """Train a small ReLU net on the Levy data (Sec. 4.1) and record how far every step
@@ -357,9 +358,9 @@ def optimizer_step_turns(method: str, optimizer: str = "adam", lr: float = 1e-2,
     torch RNG is reseeded with ``seed``.
     """
     from .data.levy import levy_data
-    method = check_method(method)
-    if method not in STEP_METHODS:
-        raise ValueError(f"method must be one of {STEP_METHODS}, got {method!r}")
+    param = check_param(param)
+    if param not in STEP_PARAMS:
+        raise ValueError(f"param must be one of {STEP_PARAMS}, got {param!r}")
     if optimizer not in ("adam", "sgd"):
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
     if steps < 1 or width < 2 or not lr > 0 or not init_scale > 0:
@@ -369,14 +370,14 @@ def optimizer_step_turns(method: str, optimizer: str = "adam", lr: float = 1e-2,
     x = torch.as_tensor(data.x_train, dtype=_F64)
     y = torch.as_tensor(data.y_train, dtype=_F64)
     x, y = (x - x.mean()) / x.std(), (y - y.mean()) / y.std()
-    net = _step_net(method, width, init_scale, seed)
+    net = _step_net(param, width, init_scale, seed)
     layer = net[3]
     opt_cls = torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
     opt = opt_cls(net.parameters(), lr=lr)
     def param_norm() -> np.ndarray:
-        if method == "gmp":
+        if param == "gmp":
             return layer.r.detach().abs().numpy().copy()
-        if method == "wn":
+        if param == "wn":
             return layer.parametrizations.weight.original1.detach().norm(dim=1).numpy()
         return layer.weight.detach().norm(dim=1).numpy()
 
@@ -384,7 +385,7 @@ def optimizer_step_turns(method: str, optimizer: str = "adam", lr: float = 1e-2,
     for _ in range(steps):
         w0, _ = effective_weight_bias(layer)
         d0 = directions(layer)
-        th0 = layer.theta.detach().clone() if method == "gmp" else None
+        th0 = layer.theta.detach().clone() if param == "gmp" else None
         opt.zero_grad(set_to_none=True)
         loss = torch.nn.functional.mse_loss(net(x), y)
         loss.backward()
@@ -400,7 +401,7 @@ def optimizer_step_turns(method: str, optimizer: str = "adam", lr: float = 1e-2,
             dth_max.append(np.full(width, np.nan))
         losses.append(float(loss.detach()))
         pnorm.append(param_norm())
-    return StepTurns(method=method, optimizer=optimizer, lr=float(lr), n=width,
+    return StepTurns(param=param, optimizer=optimizer, lr=float(lr), n=width,
                      turn=np.stack(turn), weight_norm=np.stack(norms),
                      theta_step=np.stack(dth), theta_step_max=np.stack(dth_max),
                      param_norm=np.stack(pnorm), loss=np.asarray(losses))

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .cab import cab_geometry, gmp_cab_geometry
-from .params import LABELS, PARAMS
+from .params import LABELS
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from matplotlib.axes import Axes
@@ -33,7 +33,6 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 __all__ = [
     "Box",
     "DEFAULT_BOX",
-    "METHOD_LABELS",
     "location",
     "gmp_unit",
     "boundary_segment",
@@ -51,7 +50,6 @@ __all__ = [
 
 Box = tuple[float, float, float, float]
 DEFAULT_BOX: Box = (-3.0, 3.0, -3.0, 3.0)
-METHOD_LABELS = {m: LABELS[m] for m in PARAMS}
 
 # Colours of the "before" and "after" states in perturbation plots (colour-blind safe pair).
 _BEFORE, _AFTER = "#0072B2", "#D55E00"
@@ -334,44 +332,44 @@ def auto_box(points: np.ndarray, margin: float = 1.5, minimum: float = 1.0) -> B
 
 def perturbation_figure(results: Sequence[Sequence[PerturbationResult]], unit: int = 0, *,
                         box: Sequence[float] | None = DEFAULT_BOX, size: float = 1.9,
-                        methods_as_columns: bool = False, dpi: int = 80) -> Figure:
-    """Grid of before/after CABs of one unit for several methods and perturbations δ.
+                        params_as_columns: bool = False, dpi: int = 80) -> Figure:
+    """Grid of before/after CABs of one unit for several parameterizations and perturbations δ.
 
-    Fig. 1(b–e) of the paper: by default one row per method and one column per δ.
+    Fig. 1(b–e) of the paper: by default one row per parameterization and one column per δ.
 
     Args:
-        results: ``results[i][j]`` is the result of method ``i`` at perturbation ``j``, e.g.
-            from :func:`gmp.perturbation.perturbation_grid`.
+        results: ``results[i][j]`` is the result of parameterization ``i`` at perturbation
+            ``j``, e.g. from :func:`gmp.perturbation.perturbation_grid`.
         unit: which unit of each result to draw.
         box: the drawing box, or None for one box fitted to every spatial location drawn
             (:func:`auto_box`).
-        methods_as_columns: transpose the grid (one column per method, one row per δ).
+        params_as_columns: transpose the grid (one column per parameterization, one row per δ).
     """
     import matplotlib.pyplot as plt
 
     rows = len(results)
     cols = len(results[0]) if rows else 0
     if rows == 0 or cols == 0 or any(len(r) != cols for r in results):
-        raise ValueError("results must be a non-empty rectangular grid (methods × deltas)")
+        raise ValueError("results must be a non-empty rectangular grid (params × deltas)")
     m = results[0][0].weight_before.shape[0]
     if not 0 <= unit < m:
         raise IndexError(f"unit {unit} out of range for results with {m} units")
     if box is None:
         box = auto_box(np.concatenate([np.stack([r.location_before[unit], r.location_after[unit]])
                                        for row in results for r in row]))
-    nr, nc = (cols, rows) if methods_as_columns else (rows, cols)
+    nr, nc = (cols, rows) if params_as_columns else (rows, cols)
     fig, axes = plt.subplots(nr, nc, figsize=(size * nc, size * nr), dpi=dpi,
                              squeeze=False, sharex=True, sharey=True, layout="constrained")
     for i, row in enumerate(results):
         for j, res in enumerate(row):
-            r_, c_ = (j, i) if methods_as_columns else (i, j)
+            r_, c_ = (j, i) if params_as_columns else (i, j)
             ax = axes[r_, c_]
             draw_perturbation(ax, res, unit, box=box, legend=(r_ == 0 and c_ == 0))
             ang = float(np.degrees(res.angle_change[unit]))
             ax.text(0.97, 0.95, f"{ang:.1f}°", transform=ax.transAxes, ha="right",
                     va="top", fontsize=8)
-            name = METHOD_LABELS.get(res.method, res.method)
-            top, side = (name, f"δ = {res.delta:g}") if methods_as_columns else \
+            name = LABELS.get(res.param, res.param)
+            top, side = (name, f"δ = {res.delta:g}") if params_as_columns else \
                 (f"δ = {res.delta:g}", name)
             if r_ == 0:
                 ax.set_title(top, fontsize=9)
@@ -428,7 +426,7 @@ def step_turns_figure(runs: Sequence, bounds: dict[str, float] | None = None) ->
     """Per-step CAB turns of :func:`gmp.perturbation.optimizer_step_turns` runs.
 
     One panel per ``init_scale`` group (runs are grouped by their ``label`` attribute if
-    present, else by order of ``(method, optimizer)``); each run draws the largest turn of any
+    present, else by order of ``(param, optimizer)``); each run draws the largest turn of any
     unit at each step (degrees, log scale). ``bounds`` maps a legend label to a horizontal
     line (radians), e.g. ``{"lr·sqrt(n-1)": 0.055}``.
     """
@@ -442,7 +440,7 @@ def step_turns_figure(runs: Sequence, bounds: dict[str, float] | None = None) ->
     for ax, (label, group) in zip(axes[0], groups.items(), strict=True):
         for run in group:
             ax.plot(np.degrees(run.turn.max(axis=1)), lw=0.9,
-                    label=METHOD_LABELS.get(run.method, run.method))
+                    label=LABELS.get(run.param, run.param))
         for k, (name, value) in enumerate((bounds or {}).items()):
             ax.axhline(np.degrees(value), color="k", lw=0.8, ls=("--", ":")[k % 2], label=name)
         ax.set(yscale="log", xlabel="step", ylabel="largest turn of a CAB (degrees)",

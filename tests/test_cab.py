@@ -217,10 +217,10 @@ def test_unsupported_layer_type(layer):
         cab.CABTracker(layer)
 
 
-@pytest.mark.parametrize("method", ["sp", "wn", "bn", "gmp"])
-def test_baseline_hidden_layers(method):
+@pytest.mark.parametrize("param", ["sp", "wn", "bn", "gmp"])
+def test_baseline_hidden_layers(param):
     torch.manual_seed(9)
-    net = mlp(method, 2, hidden=6)
+    net = mlp(param, 2, hidden=6)
     x = torch.randn(16, 2)
     w, b = cab.effective_weight_bias(net.hidden, x)
     # ReLU(wᵀx + b) is the hidden unit's output (GmP in the paper's unit form includes its
@@ -332,11 +332,11 @@ def test_angular_change_properties(vals, s1, s2):
 # ---------------------------------------------------------------------------------------
 # tracker
 # ---------------------------------------------------------------------------------------
-def _tiny_problem(method: str, n_in: int = 2, seed: int = 0):
+def _tiny_problem(param: str, n_in: int = 2, seed: int = 0):
     torch.manual_seed(seed)
     x = torch.randn(24, n_in)
     y = torch.sin(x.sum(-1, keepdim=True))
-    net = mlp(method, n_in, hidden=5)
+    net = mlp(param, n_in, hidden=5)
     opt = torch.optim.Adam(net.parameters(), lr=0.05)
 
     def step():
@@ -347,9 +347,9 @@ def _tiny_problem(method: str, n_in: int = 2, seed: int = 0):
     return net, opt, x, step
 
 
-@pytest.mark.parametrize("method", ["sp", "wn", "bn", "gmp"])
-def test_tracker_records_every_step(method):
-    net, opt, x, step = _tiny_problem(method)
+@pytest.mark.parametrize("param", ["sp", "wn", "bn", "gmp"])
+def test_tracker_records_every_step(param):
+    net, opt, x, step = _tiny_problem(param)
     tracker = cab.CABTracker(net.hidden, inputs=x).attach(opt)
     assert len(tracker) == 1  # initial state
     for _ in range(6):

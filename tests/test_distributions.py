@@ -53,8 +53,8 @@ def test_paired_counts_wins_on_shared_seeds():
 
 
 class _Run:
-    def __init__(self, method, seed, data_seed, score):
-        self.method, self.seed, self.data_seed, self.score = method, seed, data_seed, score
+    def __init__(self, param, seed, data_seed, score):
+        self.param, self.seed, self.data_seed, self.score = param, seed, data_seed, score
         self.metrics = {"r": score}
 
 
@@ -103,12 +103,12 @@ def test_paired_counts_nan_as_a_loss():
 
 
 class _R:
-    def __init__(self, method, data_seed, score, units):
-        self.method, self.seed, self.data_seed, self.score = method, data_seed, data_seed, score
+    def __init__(self, param, data_seed, score, units):
+        self.param, self.seed, self.data_seed, self.score = param, data_seed, data_seed, score
         self.metrics = {"units": units}
 
 
-def test_paired_against_by_method_and_the_markdown_table():
+def test_paired_against_by_param_and_the_markdown_table():
     from gmp.experiments.distributions import paired_against
 
     runs = [_R("sp", s, 1.0 + s, 3) for s in range(3)] + [_R("gmp", s, 0.5 + s, 5)
@@ -117,8 +117,8 @@ def test_paired_against_by_method_and_the_markdown_table():
     assert list(pairs) == ["sp"] and (pairs["sp"].wins, pairs["sp"].losses) == (3, 0)
     more = paired_against(runs, key="units", lower_is_better=False)["sp"]
     assert more.wins == 3 and more.median == 2.0
-    assert figures.by_method(runs) == {"SP": [1.0, 2.0, 3.0], "GmP": [0.5, 1.5, 2.5]}
-    assert figures.by_method(runs, "units")["GmP"] == [5, 5, 5]
+    assert figures.by_param(runs) == {"SP": [1.0, 2.0, 3.0], "GmP": [0.5, 1.5, 2.5]}
+    assert figures.by_param(runs, "units")["GmP"] == [5, 5, 5]
     table = figures.paired_markdown(pairs)
     assert table.splitlines()[0].startswith("| GmP vs | GmP better")
     assert "| SP | 3 | 0 | 0 | -0.500 | 0.25 |" in table

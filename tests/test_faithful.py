@@ -90,19 +90,19 @@ def test_remark_3_5_preset_starts_at_r_one():
     assert type(net.out) is nn.Linear
 
 
-@pytest.mark.parametrize("method", ["sp", "wn", "bn"])
-def test_authors_baselines_use_keras_initialization(method):
+@pytest.mark.parametrize("param", ["sp", "wn", "bn"])
+def test_authors_baselines_use_keras_initialization(param):
     torch.manual_seed(3)
-    net = mlp(method, 2, 10, preset="authors")
-    lin = net.hidden[0] if method == "bn" else net.hidden
+    net = mlp(param, 2, 10, preset="authors")
+    lin = net.hidden[0] if param == "bn" else net.hidden
     assert (lin.bias == 0).all() and (net.out.bias == 0).all()
     assert (lin.weight.abs() <= math.sqrt(6.0 / 12) + 1e-6).all()
-    if method == "wn":  # WN starts at g = ‖v‖ (the authors' DenseWN), read-out WN too
+    if param == "wn":  # WN starts at g = ‖v‖ (the authors' DenseWN), read-out WN too
         g = lin.parametrizations.weight.original0
         v = lin.parametrizations.weight.original1
         torch.testing.assert_close(g.squeeze(1), v.norm(dim=1))
         assert hasattr(net.out, "parametrizations")
-    if method == "bn":  # Keras' BatchNormalization(momentum=0.99, epsilon=1e-3)
+    if param == "bn":  # Keras' BatchNormalization(momentum=0.99, epsilon=1e-3)
         bn = net.hidden[1]
         assert bn.momentum == pytest.approx(0.01) and bn.eps == pytest.approx(1e-3)
 

@@ -45,10 +45,10 @@ def test_centred_batch_has_zero_mean():
         centred_batch(2, size=1)
 
 
-@pytest.mark.parametrize("method", ["sp", "wn", "gmp"])
-def test_build_layer_reproduces_units(method):
+@pytest.mark.parametrize("param", ["sp", "wn", "gmp"])
+def test_build_layer_reproduces_units(param):
     w, b = sample_units(4, 2, seed=3)
-    layer = build_layer(method, w, b)
+    layer = build_layer(param, w, b)
     we, be = effective_weight_bias(layer)
     np.testing.assert_allclose(we.numpy(), w, rtol=1e-12, atol=0)
     np.testing.assert_allclose(be.numpy(), b, rtol=1e-12, atol=1e-18)
@@ -152,13 +152,13 @@ def test_results_are_deterministic_and_independent_of_global_rng():
 
 def test_grid_and_summary():
     grid = perturbation_grid(("sp", "gmp"), DELTAS, m=50, seed=0)
-    assert [[r.method for r in row] for row in grid] == [["sp"] * 4, ["gmp"] * 4]
-    # every method starts from the same boundaries
+    assert [[r.param for r in row] for row in grid] == [["sp"] * 4, ["gmp"] * 4]
+    # every parameterization starts from the same boundaries
     np.testing.assert_allclose(grid[0][0].location_before, grid[1][0].location_before,
                                rtol=1e-9)
     rows = summarize(r for row in grid for r in row)
     assert len(rows) == 8 and rows[0]["units"] == 50
-    gmp_rows = [r for r in rows if r["method"] == "gmp"]
+    gmp_rows = [r for r in rows if r["param"] == "gmp"]
     np.testing.assert_allclose([r["median_angle_deg"] for r in gmp_rows],
                                np.degrees(DELTAS), rtol=1e-6)
 
@@ -184,7 +184,7 @@ def test_optimizer_step_turns_bounds_and_shapes():
     assert np.nanmax(r.theta_step_max) <= 1e-2 * 0.1 / np.sqrt(1e-3) * (1 + 1e-6)
     sp = optimizer_step_turns("sp", "adam", lr=1e-2, steps=20, width=8, init_scale=0.01)
     assert np.isnan(sp.theta_step).all() and sp.loss.shape == (20,)
-    # same function at initialization for every method
+    # same function at initialization for every parameterization
     assert sp.loss[0] == pytest.approx(r.loss[0], rel=1e-12)
 
 
@@ -197,7 +197,7 @@ def test_wn_norm_never_shrinks_under_sgd():
 
 def test_optimizer_step_turns_bad_arguments():
     from gmp.perturbation import optimizer_step_turns
-    with pytest.raises(ValueError, match="method must be one of"):
+    with pytest.raises(ValueError, match="param must be one of"):
         optimizer_step_turns("bn")
     with pytest.raises(ValueError, match="optimizer must be"):
         optimizer_step_turns("sp", optimizer="rmsprop")

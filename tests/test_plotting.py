@@ -134,7 +134,7 @@ def test_auto_box_contains_points_and_ignores_nan():
 
 def test_perturbation_figure_transposed_auto_box():
     grid = perturbation_grid(("sp", "wn", "gmp"), (1e-2,), m=3, seed=0)
-    fig = plotting.perturbation_figure(grid, unit=2, box=None, methods_as_columns=True)
+    fig = plotting.perturbation_figure(grid, unit=2, box=None, params_as_columns=True)
     axes = fig.axes
     assert [a.get_title() for a in axes] == ["SP", "WN", "GmP"]
     assert axes[0].get_ylabel() == "δ = 0.01"

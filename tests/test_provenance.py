@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from gmp import provenance
+from gmp.experiments.uci import load_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,13 +120,13 @@ def test_committed_uci_results_read_in_the_current_schema():
         path = ROOT / "results" / name
         if not path.exists():
             continue
-        res = json.loads(path.read_text())
-        rec = provenance.normalize(res["created"])
+        res = load_results(path)
+        rec = provenance.normalize(res["provenance"])
         assert set(provenance.KEYS) <= set(rec) and len(rec["git_revision"]) == 40
         assert rec["date_utc"].startswith("20") and rec["hardware"]["logical_cpus"] >= 1
         # every unit was computed by one committed revision, without local changes
         units = [provenance.normalize(m["run"]) for e in res["datasets"].values()
-                 for m in e["methods"].values()]
+                 for m in e["params"].values()]
         assert {u["git_revision"] for u in units} == {rec["git_revision"]}, name
         assert not any(u["git_dirty"] for u in units), name
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from gmp import cab
-from gmp.baselines import METHODS, mlp
+from gmp.baselines import mlp
 from gmp.data.banana import BananaSplits
 from gmp.experiments import figures, small
 from gmp.experiments.__main__ import main
@@ -24,7 +24,7 @@ from gmp.experiments.batched import (
     nanmax,
 )
 from gmp.experiments.small import BananaConfig, LevyConfig, SmallRunResult, run
-from gmp.params import PRESETS
+from gmp.params import PARAMS, PRESETS
 
 F64 = torch.float64
 
@@ -49,27 +49,27 @@ def _synthetic_banana(seed: int, n_train: int = 40, n_val: int = 16, n_test: int
 BANANA_DATA = {s: _synthetic_banana(s) for s in (0, 1)}
 
 
-def _models(method: str, seeds, n_in: int = 1, hidden: int = 5, dtype=torch.float32):
+def _models(param: str, seeds, n_in: int = 1, hidden: int = 5, dtype=torch.float32):
     out = []
     for s in seeds:
         torch.manual_seed(s)
-        out.append(mlp(method, n_in, hidden, 1).to(dtype))
+        out.append(mlp(param, n_in, hidden, 1).to(dtype))
     return out
 
 
 # ---------------------------------------------------------------------------------------
 # stacked forward == module forward
 # ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("method", METHODS)
-def test_batched_forward_matches_modules(method):
-    models = _models(method, [0, 1, 2], n_in=3, hidden=7)
+@pytest.mark.parametrize("param", PARAMS)
+def test_batched_forward_matches_modules(param):
+    models = _models(param, [0, 1, 2], n_in=3, hidden=7)
     net = BatchedMLP.from_modules(models)
     x = torch.randn(3, 11, 3)
     # training mode (BN: batch statistics, running statistics updated)
     out = net.train()(x)
     for s, m in enumerate(models):
         torch.testing.assert_close(out[s], m.train()(x[s]), rtol=1e-5, atol=1e-6)
-    if method == "bn":
+    if param == "bn":
         for s, m in enumerate(models):
             torch.testing.assert_close(net.bn.running_mean[s], m.hidden[1].running_mean)
             torch.testing.assert_close(net.bn.running_var[s], m.hidden[1].running_var)
@@ -86,9 +86,9 @@ def _stack_name(module_name: str) -> str:
             .replace("hidden.0.", "hidden.").replace("hidden.1.", "bn."))
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_batched_gradients_match_modules(method):
-    models = _models(method, [0, 1], n_in=2, hidden=5, dtype=F64)
+@pytest.mark.parametrize("param", PARAMS)
+def test_batched_gradients_match_modules(param):
+    models = _models(param, [0, 1], n_in=2, hidden=5, dtype=F64)
     net = BatchedMLP.from_modules(models).train()
     x, y = torch.randn(2, 9, 2, dtype=F64), torch.randn(2, 9, 1, dtype=F64)
     ((net(x) - y) ** 2).mean(dim=(1, 2)).sum().backward()
@@ -104,15 +104,15 @@ def test_batched_gradients_match_modules(method):
                                        m.get_parameter(n).grad, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("param", PARAMS)
 @pytest.mark.parametrize("n_in", [1, 2])
-def test_cab_state_matches_gmp_cab(method, n_in):
-    models = _models(method, [0, 1], n_in=n_in, hidden=5, dtype=F64)
+def test_cab_state_matches_gmp_cab(param, n_in):
+    models = _models(param, [0, 1], n_in=n_in, hidden=5, dtype=F64)
     x = torch.randn(2, 13, n_in, dtype=F64)
     net = BatchedMLP.from_modules(models).train()
-    loc, direc = net.cab_state(x if method == "bn" else None)
+    loc, direc = net.cab_state(x if param == "bn" else None)
     for s, m in enumerate(models):
-        inputs = x[s] if method == "bn" else None
+        inputs = x[s] if param == "bn" else None
         torch.testing.assert_close(loc[s], cab.spatial_locations(m.hidden.train(), inputs))
         torch.testing.assert_close(direc[s], cab.directions(m.hidden, inputs))
     before = (loc, direc)
@@ -123,22 +123,22 @@ def test_cab_state_matches_gmp_cab(method, n_in):
     torch.testing.assert_close(dl, torch.full_like(dl, 0.1 * math.sqrt(n_in)))
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_load_into_roundtrip(method):
-    models = _models(method, [0, 1], n_in=2, hidden=4)
+@pytest.mark.parametrize("param", PARAMS)
+def test_load_into_roundtrip(param):
+    models = _models(param, [0, 1], n_in=2, hidden=4)
     net = BatchedMLP.from_modules(models)
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    fresh = _models(method, [5], n_in=2, hidden=4)[0]
+    fresh = _models(param, [5], n_in=2, hidden=4)[0]
     net.load_into(fresh, 1)
     x = torch.randn(1, 6, 2)
     net.eval()
     torch.testing.assert_close(fresh.eval()(x[0]), net(x.expand(2, -1, -1))[1])
 
 
-def test_stack_rejects_mixed_methods_and_bad_input():
-    with pytest.raises(ValueError, match="one method"):
+def test_stack_rejects_mixed_params_and_bad_input():
+    with pytest.raises(ValueError, match="one parameterization"):
         BatchedMLP([mlp("sp", 1, 3), mlp("gmp", 1, 3)])
     net = BatchedMLP([mlp("sp", 2, 3)])
     with pytest.raises(ValueError, match="expected input"):
@@ -248,7 +248,7 @@ def test_batched_early_stopping():
 # the batched engine == the module engine (float64)
 # ---------------------------------------------------------------------------------------
 def _assert_same_run(a: SmallRunResult, b: SmallRunResult) -> None:
-    assert (a.method, a.seed, a.lr) == (b.method, b.seed, b.lr)
+    assert (a.param, a.seed, a.lr) == (b.param, b.seed, b.lr)
     assert a.epochs_run == b.epochs_run and a.best_epoch == b.best_epoch
     assert a.kept_step == b.kept_step
     assert a.stopped_early == b.stopped_early
@@ -268,24 +268,24 @@ def _assert_same_run(a: SmallRunResult, b: SmallRunResult) -> None:
         assert a.metrics[k] == pytest.approx(b.metrics[k], rel=rel, abs=1e-10), k
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_levy_batched_equals_module(method):
+@pytest.mark.parametrize("param", PARAMS)
+def test_levy_batched_equals_module(param):
     kw = dict(config=TINY_LEVY, lr=[0.01, 0.5], dtype=F64, progress=False, track_every=3)
-    a = run("levy", method, [0, 1], engine="batched", **kw)
-    b = run("levy", method, [0, 1], engine="module", **kw)
+    a = run("levy", param, [0, 1], engine="batched", **kw)
+    b = run("levy", param, [0, 1], engine="module", **kw)
     assert len(a) == len(b) == 4
     for ra, rb in zip(a, b, strict=True):
         _assert_same_run(ra, rb)
     # the runs differ in length, so the masking of finished members is exercised
-    assert len({r.epochs_run for r in a}) > 1 or method == "bn"
+    assert len({r.epochs_run for r in a}) > 1 or param == "bn"
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_banana_batched_equals_module(method):
+@pytest.mark.parametrize("param", PARAMS)
+def test_banana_batched_equals_module(param):
     kw = dict(config=TINY_BANANA, lr=[0.01, 0.3], dtype=F64, progress=False,
               data=BANANA_DATA)
-    a = run("banana", method, [0, 1], engine="batched", **kw)
-    b = run("banana", method, [0, 1], engine="module", **kw)
+    a = run("banana", param, [0, 1], engine="batched", **kw)
+    b = run("banana", param, [0, 1], engine="module", **kw)
     for ra, rb in zip(a, b, strict=True):
         _assert_same_run(ra, rb)
         assert len(ra.max_angular_change) == ra.epochs_run * 3  # 40 points, batches of 16
@@ -312,17 +312,17 @@ def test_gmp_presets_run(preset):
 # ---------------------------------------------------------------------------------------
 # early stopping keeps the best weights
 # ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("method, lr", [("sp", 0.5), ("gmp", 1.0)])
-def test_levy_restores_best_weights_when_stopped(method, lr):
+@pytest.mark.parametrize("param, lr", [("sp", 0.5), ("gmp", 1.0)])
+def test_levy_restores_best_weights_when_stopped(param, lr):
     # a large learning rate makes the loss bounce, so the best epoch is not the last one
     cfg = LevyConfig(hidden=8, epochs=60, plateau_patience=100, stop_patience=10)
-    r = run("levy", method, [0], lr=lr, config=cfg, dtype=F64, progress=False)[0]
+    r = run("levy", param, [0], lr=lr, config=cfg, dtype=F64, progress=False)[0]
     hist = r.history["train_loss"]
     assert r.stopped_early and r.best_epoch == int(np.argmin(hist))
     assert r.epochs_run == r.best_epoch + 1 + cfg.stop_patience
     # Keras keeps the weights at the end of the best epoch: after its step
     assert r.kept_step == r.best_epoch + 1
-    again = run("levy", method, [0], lr=lr, dtype=F64, progress=False,
+    again = run("levy", param, [0], lr=lr, dtype=F64, progress=False,
                 config=LevyConfig(hidden=8, epochs=r.best_epoch + 1, plateau_patience=100,
                                   stop_patience=10))[0]
     assert not again.stopped_early and again.kept_step == r.best_epoch + 1
@@ -368,7 +368,7 @@ def test_result_fields_and_roundtrip(tmp_path):
     assert r.locations.shape == (T, 6, 1) and r.characteristic_points.shape == (T, 6)
     assert r.max_change.shape == (r.epochs_run,)  # one step per epoch (full batch)
     rows = small.summarize(res)
-    assert [(row["method"], row["n"]) for row in rows] == [("sp", 2), ("gmp", 2)]
+    assert [(row["param"], row["n"]) for row in rows] == [("sp", 2), ("gmp", 2)]
     assert rows[0]["mean"] == pytest.approx(np.mean([x.score for x in res[:2]]))
     r.metrics["train_rmse"] = math.nan  # NaN must survive as null
     path = tmp_path / "runs.json"
@@ -386,6 +386,11 @@ def test_result_fields_and_roundtrip(tmp_path):
     _, slim = small.load_results(str(path))
     assert slim[1].history == {} and slim[1].metrics == pytest.approx(res[1].metrics,
                                                                       nan_ok=True)
+    for run_ in doc["runs"]:                  # files written before the rename to "param"
+        run_["method"] = run_.pop("param")
+    path.write_text(json.dumps(doc))
+    _, legacy = small.load_results(str(path))
+    assert [r_.param for r_ in legacy] == [r_.param for r_ in res] == ["sp", "sp", "gmp", "gmp"]
 
 
 def test_banana_characteristic_points_are_1d_only():
@@ -402,7 +407,7 @@ def test_default_learning_rates():
 
 @pytest.mark.parametrize("kw, err, match", [
     ({"task": "mnist"}, ValueError, "unknown task"),
-    ({"methods": "xx"}, ValueError, "unknown parameterization"),
+    ({"params": "xx"}, ValueError, "unknown parameterization"),
     ({"engine": "gpu"}, ValueError, "unknown engine"),
     ({"lr": -1.0}, ValueError, "positive"),
     ({"lr": []}, ValueError, "positive"),
@@ -412,9 +417,9 @@ def test_default_learning_rates():
     ({"dtype": torch.float16}, ValueError, "dtype"),
 ])
 def test_run_errors(kw, err, match):
-    args = {"task": "levy", "methods": "sp", "seeds": [0], "config": TINY_LEVY} | kw
+    args = {"task": "levy", "params": "sp", "seeds": [0], "config": TINY_LEVY} | kw
     with pytest.raises(err, match=match):
-        run(args.pop("task"), args.pop("methods"), args.pop("seeds"), **args, progress=False)
+        run(args.pop("task"), args.pop("params"), args.pop("seeds"), **args, progress=False)
 
 
 @pytest.mark.parametrize("kw, match", [
@@ -432,7 +437,7 @@ def test_config_errors(kw, match):
 # ---------------------------------------------------------------------------------------
 def test_cli_levy(tmp_path, capsys):
     out = tmp_path / "levy.json"
-    rc = main(["levy", "--method", "gmp", "sp", "--seeds", "0", "1", "--epochs", "5",
+    rc = main(["levy", "--param", "gmp", "sp", "--seeds", "0", "1", "--epochs", "5",
                "--hidden", "4", "--no-progress", "--output", str(out)])
     assert rc == 0
     text = capsys.readouterr().out
@@ -440,7 +445,7 @@ def test_cli_levy(tmp_path, capsys):
     assert len([ln for ln in text.splitlines() if ln.startswith(("GmP ", "SP "))]) == 6
     doc = json.loads(out.read_text())
     prov = doc["provenance"]
-    assert prov["command"].startswith("python -m gmp.experiments levy --method gmp sp")
+    assert prov["command"].startswith("python -m gmp.experiments levy --param gmp sp")
     assert {"git_revision", "git_dirty", "date_utc", "hardware", "software"} <= prov.keys()
     assert len(doc["runs"]) == 4 and doc["runs"][0]["epochs_run"] == 5
     assert doc["runs"][0]["lr"] == 0.1 and doc["runs"][2]["lr"] == 0.01  # paper's defaults
@@ -449,7 +454,7 @@ def test_cli_levy(tmp_path, capsys):
 
 def test_cli_banana_lr_grid(monkeypatch, capsys):
     monkeypatch.setattr(small, "banana_splits_authors", lambda seed, *a, **k: BANANA_DATA[seed])
-    rc = main(["banana", "--method", "wn", "--seed", "1", "--lr", "0.01", "0.1",
+    rc = main(["banana", "--methods", "wn", "--seed", "1", "--lr", "0.01", "0.1",  # old name
                "--epochs", "2", "--hidden", "3", "--no-progress", "--no-tracks"])
     assert rc == 0
     lines = capsys.readouterr().out.splitlines()
@@ -459,7 +464,7 @@ def test_cli_banana_lr_grid(monkeypatch, capsys):
 
 def test_cli_errors(capsys):
     with pytest.raises(SystemExit):
-        main(["levy", "--method", "nope", "--epochs", "1"])
+        main(["levy", "--param", "nope", "--epochs", "1"])
     assert "unknown parameterization" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["levy", "--seed", "0", "--seeds", "1"])
@@ -477,7 +482,7 @@ def test_cli_dispatches_uci(monkeypatch):
 def test_cli_subprocess(tmp_path):
     import subprocess
 
-    proc = subprocess.run([sys.executable, "-m", "gmp.experiments", "levy", "--method", "sp",
+    proc = subprocess.run([sys.executable, "-m", "gmp.experiments", "levy", "--param", "sp",
                            "--epochs", "3", "--hidden", "3", "--no-progress"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -487,9 +492,9 @@ def test_cli_subprocess(tmp_path):
 # ---------------------------------------------------------------------------------------
 # figures, tables and sentences
 # ---------------------------------------------------------------------------------------
-def _fake(task: str, method: str, seed: int, score: float, lr: float = 0.1) -> SmallRunResult:
+def _fake(task: str, param: str, seed: int, score: float, lr: float = 0.1) -> SmallRunResult:
     key = "test_rmse" if task == "levy" else "test_acc"
-    return SmallRunResult(task, method, "authors", "official", seed, seed, lr, 1, 0, 0, False,
+    return SmallRunResult(task, param, "authors", "official", seed, seed, lr, 1, 0, 0, False,
                           {"lr": np.array([lr])}, {key: score}, np.array([0]),
                           np.zeros((1, 2, 1)), np.zeros(0), np.zeros(0), {})
 
@@ -501,10 +506,10 @@ def test_reference_comparison_sentences():
     assert "ours GmP, SP" in text and "Both put GmP first" in text
     assert "within the range of our seeds for GmP" in text
     assert "For SP the authors' value (0.850) lies above all 3 of our seeds" in text
-    assert "GmP has the best test accuracy of all methods on 3 of 3 seeds" in text
+    assert "GmP has the best test accuracy of all parameterizations on 3 of 3 seeds" in text
     levy = [_fake("levy", "sp", 0, 1.0), _fake("levy", "gmp", 0, 2.0)]
     text = figures.reference_comparison(levy, {"sp": 1.5, "gmp": 0.5})
-    assert "best method differs: SP in our runs, GmP in the authors' run" in text
+    assert "best parameterization differs: SP in our runs, GmP in the authors' run" in text
 
 
 def test_results_and_runs_tables():
@@ -549,6 +554,6 @@ def test_figures_draw():
     with pytest.raises(ValueError, match="one learning rate"):
         figures.characteristic_points_figure(levy, seed=0)
     stats = figures.change_stats(one)
-    assert [s["method"] for s in stats] == list(METHODS)
+    assert [s["param"] for s in stats] == list(PARAMS)
     assert all(0 <= s["share_above"] <= 1 for s in stats)
     plt.close("all")

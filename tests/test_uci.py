@@ -4,6 +4,7 @@ selection), resume and the CLI."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import shutil
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 from gmp import provenance
-from gmp.baselines import METHODS, KerasBatchNorm1d
+from gmp.baselines import KerasBatchNorm1d
 from gmp.data import DataCorruptError, DataNotFoundError
 from gmp.data.uci import DATASETS, SHAPES, UCIData, load_uci, remote_files
 from gmp.experiments import uci
@@ -26,6 +27,7 @@ from gmp.experiments.uci_trainer import (
     fit_stacked,
     predict,
 )
+from gmp.params import PARAMS
 
 F64 = torch.float64
 SHARED = Path("/work/shared/data")
@@ -104,8 +106,8 @@ def _toy(S, N, n, seed):
     return x, 3 * torch.sin(x.sum(-1)) + 0.5 * x[..., 0] ** 2
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_stacked_fit_equals_module(method):
+@pytest.mark.parametrize("param", PARAMS)
+def test_stacked_fit_equals_module(param):
     """Mini-batches with a last batch of one row, the plateau schedule, early stopping at
     different epochs (members leave the stack) and one member reaching the epoch limit."""
     S, N, V, n, m = 5, 25, 9, 3, 7
@@ -114,12 +116,12 @@ def test_stacked_fit_equals_module(method):
     lrs = [0.03, 0.01, 0.003, 0.001, 0.0003]
     cfg = FitConfig(max_epochs=60, patience=8, plateau_patience=3, batch_size=8)
     seeds, shuffle = [11, 12, 13, 14, 15], [5, 6, 7, 8, 9]
-    a = fit_stacked(build_members(method, n, seeds, m, dtype=F64), x, y, xv, yv, lrs, cfg,
+    a = fit_stacked(build_members(param, n, seeds, m, dtype=F64), x, y, xv, yv, lrs, cfg,
                     shuffle)
     x_new = torch.randn(S, 6, n, dtype=F64)
     pa = predict(a.net, x_new)
     for s in range(S):
-        model = build_members(method, n, [seeds[s]], m, dtype=F64)[0]
+        model = build_members(param, n, [seeds[s]], m, dtype=F64)[0]
         b = fit_module(model, x[s], y[s], xv[s], yv[s], lrs[s], cfg, shuffle[s])
         assert int(a.best_epoch[s]) == int(b.best_epoch[0]) > 0
         assert int(a.epochs_run[s]) == int(b.epochs_run[0])
@@ -284,17 +286,17 @@ def _poisoned(data: UCIData, cfg: uci.UCIConfig) -> UCIData:
     return UCIData(data.name, X, y, data.feature_columns, data.target_column)
 
 
-def _one_split(data: UCIData, cfg: uci.UCIConfig, method: str) -> dict:
-    return uci.run_unit(data, method, cfg)["splits"][0]
+def _one_split(data: UCIData, cfg: uci.UCIConfig, param: str) -> dict:
+    return uci.run_unit(data, param, cfg)["splits"][0]
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_honest_protocol_never_reads_the_test_split(method):
+@pytest.mark.parametrize("param", PARAMS)
+def test_honest_protocol_never_reads_the_test_split(param):
     """Test features and targets NaN: training and every selection are unchanged; only the
     final score becomes NaN."""
     data, cfg = _tiny_data(), _tiny_cfg(splits=1)
-    c = _one_split(data, cfg, method)
-    p = _one_split(_poisoned(data, cfg), cfg, method)
+    c = _one_split(data, cfg, param)
+    p = _one_split(_poisoned(data, cfg), cfg, param)
     assert math.isfinite(c.pop("test_rmse")) and math.isnan(p.pop("test_rmse"))
     assert c == p          # chosen LR, CV scores, epochs: identical
 
@@ -308,7 +310,7 @@ def test_official_protocol_selects_on_the_test_split():
 
 def test_stacked_and_module_trainers_agree_on_the_protocol():
     data, cfg = _tiny_data(), _tiny_cfg()
-    for m in METHODS:
+    for m in PARAMS:
         a = uci.run_unit(data, m, cfg, trainer="stacked")["splits"]
         b = uci.run_unit(data, m, cfg, trainer="module")["splits"]
         for ra, rb in zip(a, b, strict=True):
@@ -335,7 +337,7 @@ def test_config_errors():
     with pytest.raises(ValueError, match="unknown protocol 'leaky'"):
         uci.UCIConfig(protocol="leaky")
     with pytest.raises(ValueError, match="unknown parameterization 'ln'"):
-        uci.UCIConfig(methods=("sp", "ln"))
+        uci.UCIConfig(params=("sp", "ln"))
     with pytest.raises(ValueError, match="lr_grid"):
         uci.UCIConfig(lr_grid=(0.1, -1.0))
     with pytest.raises(ValueError, match="lr_choice must be"):
@@ -347,7 +349,7 @@ def test_config_errors():
 
 
 def test_markdown_table_bolds_best():
-    res = {"datasets": {"yacht": {"n_rows": 308, "n_features": 6, "methods": {
+    res = {"datasets": {"yacht": {"n_rows": 308, "n_features": 6, "params": {
         "sp": {"test_rmse_mean": 1.234, "test_rmse_std": 0.1},
         "gmp": {"test_rmse_mean": 0.987, "test_rmse_std": 0.05}}}}}
     table = uci.markdown_table(res)
@@ -358,7 +360,7 @@ def test_markdown_table_bolds_best():
 # ---------------------------------------------------------------- CLI, resume
 
 def _argv(out: Path) -> list[str]:
-    return ["--protocol", "honest", "--datasets", "yacht", "--splits", "1", "--methods", "sp,gmp",
+    return ["--protocol", "honest", "--datasets", "yacht", "--splits", "1", "--params", "sp,gmp",
             "--folds", "2",
             "--lr-grid", "0.01,0.1", "--max-epochs", "4", "--patience", "2", "--hidden", "5",
             "--out", str(out), "--quiet", "--threads", "1"]
@@ -366,8 +368,8 @@ def _argv(out: Path) -> list[str]:
 
 def _numbers(res: dict) -> dict:
     """The results without provenance and timings."""
-    return {n: {m: [{k: v for k, v in s.items()} for s in e["methods"][m]["splits"]]
-                for m in e["methods"]} for n, e in res["datasets"].items()}
+    return {n: {m: [{k: v for k, v in s.items()} for s in e["params"][m]["splits"]]
+                for m in e["params"]} for n, e in res["datasets"].items()}
 
 
 @needs_data
@@ -377,13 +379,13 @@ def test_cli_writes_json_and_resumes(tmp_path, monkeypatch, capsys):
     res = json.loads(out.read_text())
     assert res["protocol"] == "honest" and set(res["datasets"]) == {"yacht"}
     entry = res["datasets"]["yacht"]
-    assert list(entry["methods"]) == ["sp", "gmp"]
-    split = entry["methods"]["gmp"]["splits"][0]
+    assert list(entry["params"]) == ["sp", "gmp"]
+    split = entry["params"]["gmp"]["splits"][0]
     assert split["lr"] in (0.01, 0.1) and math.isfinite(split["test_rmse"])
     for key in provenance.KEYS:
-        assert key in res["created"] and key in entry["methods"]["gmp"]["run"]
-    assert "gmp-uci --protocol honest --datasets yacht" in res["created"]["command"]
-    assert "cpu" in res["created"]["hardware"] and res["created"]["git_revision"] is not None
+        assert key in res["provenance"] and key in entry["params"]["gmp"]["run"]
+    assert "gmp-uci --protocol honest --datasets yacht" in res["provenance"]["command"]
+    assert "cpu" in res["provenance"]["hardware"] and res["provenance"]["git_revision"] is not None
     assert "- command: `gmp-uci --protocol honest --datasets yacht" in uci.provenance_markdown(res)
     assert "| yacht | 308 × 6 |" in capsys.readouterr().out
 
@@ -393,6 +395,17 @@ def test_cli_writes_json_and_resumes(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(uci, "run_unit", boom)
     assert uci.main(_argv(out)) == 0                       # resumed: nothing to do
     assert json.loads(out.read_text()) == res
+    # a file of layout 2 ("methods", "created"), resumed with the flag's old name
+    old = copy.deepcopy(res)
+    old["format"], old["created"] = 2, old.pop("provenance")
+    old["config"]["methods"] = old["config"].pop("params")
+    old["datasets"]["yacht"]["methods"] = old["datasets"]["yacht"].pop("params")
+    legacy = tmp_path / "legacy.json"
+    legacy.write_text(json.dumps(old))
+    assert uci.load_results(legacy) == res
+    argv = _argv(legacy)
+    argv[argv.index("--params")] = "--methods"
+    assert uci.main(argv) == 0
     argv = _argv(out)
     argv[argv.index("--max-epochs") + 1] = "5"
     assert uci.main(argv) == 2                             # other config: clear error
@@ -415,7 +428,7 @@ def test_resume_after_a_kill_gives_identical_numbers(tmp_path, monkeypatch):
     monkeypatch.setattr(uci, "run_unit", killed_after_one)
     with pytest.raises(KeyboardInterrupt):
         uci.main(_argv(cut))
-    assert list(json.loads(cut.read_text())["datasets"]["yacht"]["methods"]) == ["sp"]
+    assert list(json.loads(cut.read_text())["datasets"]["yacht"]["params"]) == ["sp"]
     monkeypatch.setattr(uci, "run_unit", real)
     assert uci.main(_argv(cut)) == 0
     assert _numbers(json.loads(cut.read_text())) == _numbers(json.loads(whole.read_text()))
@@ -437,7 +450,7 @@ def test_cli_jobs_gives_the_same_numbers(tmp_path):
         assert uci.main(argv + ["--jobs", jobs]) == 0
         outs[jobs] = json.loads(out.read_text())
     assert _numbers(outs["1"]) == _numbers(outs["2"])
-    assert outs["2"]["datasets"]["boston"]["methods"]["gmp"]["run"]["jobs"] == 2
+    assert outs["2"]["datasets"]["boston"]["params"]["gmp"]["run"]["jobs"] == 2
     with pytest.raises(ValueError, match="jobs must be >= 1"):
         uci.run(["yacht"], uci.UCIConfig(), jobs=0)
 
@@ -446,16 +459,16 @@ def test_cli_jobs_gives_the_same_numbers(tmp_path):
 
 def _results(rmse: dict[str, dict[str, list[float]]], config: dict | None = None,
              **extra) -> dict:
-    """A results file with the given per-split test RMSEs ``{data set: {method: [...]}}``."""
+    """A results file with the given per-split test RMSEs ``{data set: {param: [...]}}``."""
     ds = {}
     for name, per in rmse.items():
-        methods = {}
+        params = {}
         for m, values in per.items():
             splits = [{"split": k, "lr": 0.01, "test_rmse": v, "best_epoch": 5, "epochs": 105,
                        "stopped_early": k % 2 == 0, **extra} for k, v in enumerate(values)]
-            methods[m] = {"test_rmse_mean": float(np.mean(values)),
+            params[m] = {"test_rmse_mean": float(np.mean(values)),
                           "test_rmse_std": float(np.std(values, ddof=1)), "splits": splits}
-        ds[name] = {"n_rows": 100, "n_features": 3, "methods": methods}
+        ds[name] = {"n_rows": 100, "n_features": 3, "params": params}
     return {"config": config or {"lr": {"sp": 0.01}}, "datasets": ds}
 
 

@@ -2,14 +2,14 @@
 
 Examples::
 
-    python -m gmp.experiments levy --preset authors --protocol official --method gmp \
+    python -m gmp.experiments levy --preset authors --protocol official --param gmp \
         --seeds 0-19 --out results/levy_gmp.json
-    python -m gmp.experiments levy --method all --seeds 0-19 --data-seed 0   # fixed data
-    python -m gmp.experiments banana --protocol honest --method all --seeds 0-19
+    python -m gmp.experiments levy --param all --seeds 0-19 --data-seed 0   # fixed data
+    python -m gmp.experiments banana --protocol honest --param all --seeds 0-19
     python -m gmp.experiments uci ...        # handled by gmp.experiments.uci.main
 
 ``levy`` and ``banana`` train as the authors' notebooks do (:mod:`gmp.experiments.small`), print
-one line per run and a summary per method (median, range, mean ± std over seeds), and
+one line per run and a summary per parameterization (median, range, mean ± std over seeds), and
 optionally write every run, with the command, git revision, date and hardware
 (:func:`gmp.provenance.record`), to a JSON file.
 """
@@ -79,9 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(task, help=f"the {task} experiment",
                            description=f"Train SP/WN/BN/GmP on {task} as the authors' notebook "
                                        "does.")
-        p.add_argument("--method", "--methods", dest="methods", nargs="+", default=["all"],
-                       metavar="M", help=f"methods among {', '.join(PARAMS)} or 'all' "
-                                         "(default: all)")
+        p.add_argument("--param", "--params", dest="params", nargs="+", default=["all"],
+                       metavar="P", help=f"parameterizations among {', '.join(PARAMS)} or "
+                                         "'all' (default: all)")
+        # the flag's name before the rename to "param", so that recorded commands still run
+        p.add_argument("--method", "--methods", dest="params", nargs="+",
+                       default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         p.add_argument("--preset", choices=tuple(PRESETS), default="authors",
                        help="network preset, named after its source (default: authors)")
         p.add_argument("--protocol", choices=PROTOCOLS, default="official",
@@ -109,8 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"epochs without improvement before stopping "
                             f"(default {cfg.stop_patience})")
         p.add_argument("--engine", choices=("batched", "module"), default="batched",
-                       help="train all seeds of a method at once (default) or one module at "
-                            "a time (reference)")
+                       help="train all seeds of a parameterization at once (default) or one "
+                            "module at a time (reference)")
         p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
         p.add_argument("--track-every", type=int, default=10,
                        help="store CAB locations every K steps in the JSON (default 10; the "
@@ -137,24 +140,24 @@ def _config(args: argparse.Namespace) -> LevyConfig | BananaConfig:
 
 
 def print_runs(results: Sequence[SmallRunResult]) -> None:
-    """One line per run, then the summary per method (median, range, mean ± std)."""
+    """One line per run, then the summary per parameterization (median, range, mean ± std)."""
     if not results:
         return
     task = results[0].task
     key = "test_rmse" if task == "levy" else "test_acc"
-    print(f"{'method':<7}{'seed':>5}{'data':>5}{'lr':>8}{'epochs':>7}{'stopped':>8}"
+    print(f"{'param':<7}{'seed':>5}{'data':>5}{'lr':>8}{'epochs':>7}{'stopped':>8}"
           f"{key:>11}{'r<0':>5}")
     for r in results:
         neg = r.metrics.get("r_negative", math.nan)
-        print(f"{LABELS[r.method]:<7}{r.seed:>5}{r.data_seed:>5}{r.lr:>8.3g}{r.epochs_run:>7}"
+        print(f"{LABELS[r.param]:<7}{r.seed:>5}{r.data_seed:>5}{r.lr:>8.3g}{r.epochs_run:>7}"
               f"{'yes' if r.stopped_early else 'no':>8}{r.metrics[key]:>11.4f}"
               f"{'' if math.isnan(neg) else int(neg):>5}")
     print()
     print(f"summary ({key}; preset {results[0].preset}, protocol {results[0].protocol})")
-    print(f"{'method':<7}{'lr':>8}{'n':>4}{'median':>9}{'min':>9}{'max':>9}{'mean':>9}"
+    print(f"{'param':<7}{'lr':>8}{'n':>4}{'median':>9}{'min':>9}{'max':>9}{'mean':>9}"
           f"{'std':>9}")
     for row in summarize(results):
-        print(f"{LABELS[row['method']]:<7}{row['lr']:>8.3g}{row['n']:>4}{row['median']:>9.4f}"
+        print(f"{LABELS[row['param']]:<7}{row['lr']:>8.3g}{row['n']:>4}{row['median']:>9.4f}"
               f"{row['min']:>9.4f}{row['max']:>9.4f}{row['mean']:>9.4f}{row['std']:>9.4f}")
     if task == "banana" and results[0].protocol == "official":
         print("note: the official protocol selects (LR schedule, early stopping) on the TEST "
@@ -177,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return uci.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
-    methods = "all" if "all" in args.methods else args.methods
+    params = "all" if "all" in args.params else args.params
     try:
         seeds = (parse_seeds(args.seeds) if args.seeds is not None
                  else [0 if args.seed is None else args.seed])
@@ -187,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         cfg = _config(args)
-        results = run(args.task, methods, seeds, lr, cfg, preset=args.preset,
+        results = run(args.task, params, seeds, lr, cfg, preset=args.preset,
                       protocol=args.protocol, data_seed=args.data_seed, engine=args.engine,
                       track_every=args.track_every, dtype=getattr(torch, args.dtype),
                       progress=not args.no_progress, threads=args.threads)

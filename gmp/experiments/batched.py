@@ -45,7 +45,8 @@ __all__ = [
 _F64 = torch.float64
 
 
-def _kind(layer: nn.Module) -> str:
+def _param(layer: nn.Module) -> str:
+    """The parameterization of a linear layer (``"sp"``, ``"wn"`` or ``"gmp"``)."""
     if isinstance(layer, GmPLinear):
         if layer.activation is not None and type(layer.activation) is not nn.ReLU:
             raise TypeError("StackedLinear: a GmP layer in unit form must use nn.ReLU, got "
@@ -82,11 +83,11 @@ class StackedLinear(nn.Module):
         super().__init__()
         if not layers:
             raise ValueError("StackedLinear needs at least one layer")
-        kinds = {_kind(layer) for layer in layers}
-        if len(kinds) != 1:
+        params = {_param(layer) for layer in layers}
+        if len(params) != 1:
             raise TypeError("StackedLinear: all layers must share one parameterization, got "
-                            f"{kinds}")
-        self.kind = kinds.pop()
+                            f"{params}")
+        self.param = params.pop()
         forms = {getattr(layer, "activation", None) is not None for layer in layers}
         if len(forms) != 1:
             raise TypeError("StackedLinear: GmP layers mix the unit and the weight form")
@@ -97,10 +98,10 @@ class StackedLinear(nn.Module):
         self.out_features, self.in_features = shapes.pop()
         if any(_bias_of(layer) is None for layer in layers):
             raise ValueError("StackedLinear: layers without bias are not supported")
-        if self.kind == "sp":
+        if self.param == "sp":
             self.weight = nn.Parameter(_stack([l.weight for l in layers]))
             self.bias = nn.Parameter(_stack([l.bias for l in layers]))
-        elif self.kind == "wn":
+        elif self.param == "wn":
             self.g = nn.Parameter(_stack([l.parametrizations.weight.original0 for l in layers]))
             self.v = nn.Parameter(_stack([l.parametrizations.weight.original1 for l in layers]))
             self.bias = nn.Parameter(_stack([l.bias for l in layers]))
@@ -118,9 +119,9 @@ class StackedLinear(nn.Module):
 
     def weight_and_bias(self) -> tuple[Tensor, Tensor]:
         """Effective ``(w (S, m, n), b (S, m))`` (differentiable)."""
-        if self.kind == "sp":
+        if self.param == "sp":
             return self.weight, self.bias
-        if self.kind == "wn":
+        if self.param == "wn":
             # torch._weight_norm(v, g, dim=0) for each member: v · (g / ‖v‖_row)
             norm = torch.linalg.vector_norm(self.v, dim=-1, keepdim=True)
             return self.v * (self.g / norm), self.bias
@@ -139,12 +140,12 @@ class StackedLinear(nn.Module):
     @torch.no_grad()
     def load_into(self, layer: nn.Module, s: int) -> None:
         """Copy member ``s`` into ``layer`` (a module of the same parameterization)."""
-        if _kind(layer) != self.kind:
-            raise TypeError(f"load_into: layer is {_kind(layer)}, the stack is {self.kind}")
-        if self.kind == "sp":
+        if _param(layer) != self.param:
+            raise TypeError(f"load_into: layer is {_param(layer)}, the stack is {self.param}")
+        if self.param == "sp":
             layer.weight.copy_(self.weight[s])
             layer.bias.copy_(self.bias[s])
-        elif self.kind == "wn":
+        elif self.param == "wn":
             layer.parametrizations.weight.original0.copy_(self.g[s])
             layer.parametrizations.weight.original1.copy_(self.v[s])
             layer.bias.copy_(self.bias[s])
@@ -258,11 +259,12 @@ class BatchedMLP(nn.Module):
         super().__init__()
         if not models:
             raise ValueError("BatchedMLP needs at least one model")
-        methods = {m.method for m in models}
-        if len(methods) != 1:
-            raise ValueError(f"BatchedMLP: all models must use one method, got {sorted(methods)}")
-        self.method = methods.pop()
-        if self.method == "bn":
+        params = {m.param for m in models}
+        if len(params) != 1:
+            raise ValueError("BatchedMLP: all models must use one parameterization, got "
+                             f"{sorted(params)}")
+        self.param = params.pop()
+        if self.param == "bn":
             self.hidden = StackedLinear([m.hidden[0] for m in models])
             self.bn = StackedBatchNorm([m.hidden[1] for m in models])
         else:
@@ -328,9 +330,9 @@ class BatchedMLP(nn.Module):
 
     @torch.no_grad()
     def load_into(self, model: OneHiddenLayerMLP, s: int) -> OneHiddenLayerMLP:
-        """Copy member ``s`` into ``model`` (same method and sizes); returns ``model``."""
-        if model.method != self.method:
-            raise ValueError(f"load_into: model uses {model.method!r}, the stack {self.method!r}")
+        """Copy member ``s`` into ``model`` (same parameterization and sizes); returns ``model``."""
+        if model.param != self.param:
+            raise ValueError(f"load_into: model uses {model.param!r}, the stack {self.param!r}")
         if self.bn is not None:
             self.hidden.load_into(model.hidden[0], s)
             self.bn.load_into(model.hidden[1], s)
@@ -347,10 +349,10 @@ class BatchedMLP(nn.Module):
         statistics of ``x_ref (S, N, n)`` in training mode, the running statistics otherwise.
         """
         lin = self.hidden
-        if lin.kind == "gmp":
+        if lin.param == "gmp":
             w = lin.r.to(_F64).unsqueeze(-1) * self._gmp_u()
             b = lin.r.to(_F64) * lin.lam.to(_F64)
-        elif lin.kind == "wn":
+        elif lin.param == "wn":
             v, g = lin.v.to(_F64), lin.g.to(_F64)
             w = v * (g / torch.linalg.vector_norm(v, dim=-1, keepdim=True))
             b = lin.bias.to(_F64)
@@ -380,7 +382,7 @@ class BatchedMLP(nn.Module):
         ``φ = -b·w/‖w‖²`` and ``w/‖w‖`` from :meth:`effective_hidden`; for GmP exactly
         ``φ = -λ·u(θ)`` and ``u(θ)`` (as :mod:`gmp.cab` computes them).
         """
-        if self.hidden.kind == "gmp":
+        if self.hidden.param == "gmp":
             return gmp_cab_geometry(self.hidden.lam.to(_F64), self._gmp_u())
         return cab_geometry(*self.effective_hidden(x_ref))
 

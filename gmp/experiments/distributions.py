@@ -6,13 +6,14 @@ hides what happens. The helpers here keep every run in view:
 
 - :func:`split_modes`: the threshold that best separates the runs into two groups (Otsu's
   criterion on the pooled values, in log space for errors), and the count in each group;
-- :func:`paired`: per data seed, the difference between two methods trained on the *same*
+- :func:`paired`: per data seed, the difference between two parameterizations trained on the *same*
   data (the comparison that removes the data sample's own variance), with
 - :func:`sign_test`: the exact two-sided sign test of those differences (no assumption on
   their distribution; ties dropped);
-- :func:`holm`: Holm's step-down adjustment when one claim is tested against several methods;
+- :func:`holm`: Holm's step-down adjustment when one claim is tested against several
+  parameterizations;
 - :func:`fisher_exact`: the exact test of a 2×2 table (e.g. runs in the low-error mode, per
-  method);
+  parameterization);
 - :func:`verdict`: a claim's status computed from these numbers.
 
 Everything works on plain sequences of floats, so the tests can check each piece by hand.
@@ -100,13 +101,13 @@ class Paired:
 
 
 def paired(a: dict[int, float], b: dict[int, float], lower_is_better: bool = True) -> Paired:
-    """Compare two methods run on the same data seeds (``{data_seed: score}`` each).
+    """Compare two parameterizations run on the same data seeds (``{data_seed: score}`` each).
 
     Only seeds present in both count. ``wins`` counts the seeds where ``a`` beats ``b``. A
     NaN score (a diverged run) loses against any number; two NaNs tie."""
     seeds = tuple(sorted(set(a) & set(b)))
     if not seeds:
-        raise ValueError("paired: the two methods share no data seed")
+        raise ValueError("paired: the two parameterizations share no data seed")
     diffs = tuple(float(a[s] - b[s]) for s in seeds)
     sign = -1.0 if lower_is_better else 1.0
     better = []
@@ -121,23 +122,23 @@ def paired(a: dict[int, float], b: dict[int, float], lower_is_better: bool = Tru
 
 def paired_against(runs: Sequence, a: str = "gmp", key: str | None = None,
                    lower_is_better: bool = True) -> dict[str, Paired]:
-    """:func:`paired` comparisons of method ``a`` with every other method in ``runs``, keyed
-    by the other method (in the order first seen), on ``metrics[key]`` (default the score)."""
-    others = list(dict.fromkeys(r.method for r in runs if r.method != a))
+    """:func:`paired` comparisons of parameterization ``a`` with every other one in ``runs``,
+    keyed by the other (in the order first seen), on ``metrics[key]`` (default the score)."""
+    others = list(dict.fromkeys(r.param for r in runs if r.param != a))
     mine = scores(runs, a, key)
     return {b: paired(mine, scores(runs, b, key), lower_is_better) for b in others}
 
 
-def scores(runs: Sequence, method: str, key: str | None = None, by: str = "data_seed"
+def scores(runs: Sequence, param: str, key: str | None = None, by: str = "data_seed"
            ) -> dict[int, float]:
-    """``{data_seed (or seed): score}`` of one method's runs (a single learning rate)."""
+    """``{data_seed (or seed): score}`` of one parameterization's runs (a single learning rate)."""
     out: dict[int, float] = {}
     for r in runs:
-        if r.method != method:
+        if r.param != param:
             continue
         k = getattr(r, by)
         if k in out:
-            raise ValueError(f"scores: two runs of {method} share {by} {k} (several learning "
+            raise ValueError(f"scores: two runs of {param} share {by} {k} (several learning "
                              "rates or presets?); select one first")
         out[k] = r.metrics[key] if key else r.score
     return out

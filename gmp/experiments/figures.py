@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..params import LABELS as _ALL_LABELS
-from ..params import PARAMS as METHODS
+from ..params import LABELS, PARAMS
 from .small import SmallRunResult, summarize
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -25,7 +24,6 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from ..data.levy import LevyData
 
 __all__ = [
-    "LABELS",
     "COLORS",
     "AUTHORS_REPORTED",
     "select",
@@ -36,7 +34,7 @@ __all__ = [
     "decision_boundary_figure",
     "lr_sensitivity_figure",
     "strip_figure",
-    "by_method",
+    "by_param",
     "paired_markdown",
     "change_stats",
     "results_table",
@@ -46,8 +44,7 @@ __all__ = [
     "kept_characteristic_points",
 ]
 
-LABELS = {m: _ALL_LABELS[m] for m in METHODS}
-#: Okabe-Ito colours (colour-blind safe), one per method.
+#: Okabe-Ito colours (colour-blind safe), one per parameterization.
 COLORS = {"sp": "#0072B2", "wn": "#E69F00", "bn": "#009E73", "gmp": "#D55E00"}
 
 #: Single-seed test scores printed by the authors' official notebooks (their seed 0, the
@@ -60,18 +57,18 @@ AUTHORS_REPORTED: dict[str, dict[str, float]] = {
 
 
 def select(results: Sequence[SmallRunResult], *, seed: int | None = None,
-           lr: float | None = None, method: str | None = None) -> list[SmallRunResult]:
+           lr: float | None = None, param: str | None = None) -> list[SmallRunResult]:
     """The runs matching every given field."""
     return [r for r in results if (seed is None or r.seed == seed)
-            and (lr is None or math.isclose(r.lr, lr)) and (method is None or r.method == method)]
+            and (lr is None or math.isclose(r.lr, lr)) and (param is None or r.param == param)]
 
 
-def _one_per_method(results: Sequence[SmallRunResult], seed: int) -> list[SmallRunResult]:
+def _one_per_param(results: Sequence[SmallRunResult], seed: int) -> list[SmallRunResult]:
     runs = select(results, seed=seed)
-    methods = [m for m in METHODS if any(r.method == m for r in runs)]
+    params = [m for m in PARAMS if any(r.param == m for r in runs)]
     out = []
-    for m in methods:
-        mine = [r for r in runs if r.method == m]
+    for m in params:
+        mine = [r for r in runs if r.param == m]
         if len(mine) != 1:
             raise ValueError(f"expected one run of {m!r} with seed {seed}, got {len(mine)} "
                              "(select one learning rate first)")
@@ -101,22 +98,22 @@ def characteristic_points_figure(results: Sequence[SmallRunResult], seed: int = 
                                  data_range: tuple[float, float] = (-10.0, 10.0)) -> Figure:
     """Fig. 2(a-b, d-g): every hidden unit's characteristic point ``x*`` over training.
 
-    One panel per method (runs of ``seed``); x-axis ``x*``, y-axis the optimizer step; the
+    One panel per parameterization (runs of ``seed``); x-axis ``x*``, y-axis the optimizer step; the
     data interval is shaded and a dashed line marks the step of the kept weights. Points
     outside ``xlim`` leave the panel; the title counts the units whose ``x*`` at the kept
     weights lies outside the data interval.
     """
-    runs = _one_per_method(results, seed)
+    runs = _one_per_param(results, seed)
     fig, axes = _grid(len(runs))
     for ax, r in zip(axes, runs, strict=True):
         pts = r.characteristic_points                     # (T, m)
         ax.axvspan(*data_range, color="0.92", zorder=0)
-        ax.plot(pts, r.steps, color=COLORS[r.method], lw=0.6, alpha=0.6)
+        ax.plot(pts, r.steps, color=COLORS[r.param], lw=0.6, alpha=0.6)
         ax.axhline(r.kept_step, color="k", lw=0.8, ls="--")
         kept = pts[r.steps <= r.kept_step][-1]
         out = int(np.sum(~((kept >= data_range[0]) & (kept <= data_range[1]))))
         ax.set(xlim=xlim, ylim=(0, max(int(r.steps[-1]), 1)), xlabel="characteristic point $x^*$",
-               title=f"{LABELS[r.method]} (lr {r.lr:g}): {out}/{pts.shape[1]} end outside")
+               title=f"{LABELS[r.param]} (lr {r.lr:g}): {out}/{pts.shape[1]} end outside")
         ax.title.set_fontsize(9)
     axes[0].set_ylabel("optimizer step")
     if len(axes) > 2:
@@ -133,7 +130,7 @@ def max_change_figure(results: Sequence[SmallRunResult], seed: int = 0,
     """
     import matplotlib.pyplot as plt
 
-    runs = _one_per_method(results, seed)
+    runs = _one_per_param(results, seed)
     kind = kind or ("location" if runs[0].task == "levy" else "angle")
     if kind not in ("location", "angle"):
         raise ValueError(f"kind must be 'location' or 'angle', got {kind!r}")
@@ -144,8 +141,8 @@ def max_change_figure(results: Sequence[SmallRunResult], seed: int = 0,
     for r in runs:
         y = r.max_location_change if kind == "location" else r.max_angular_change
         y = np.where(y > 0, y, np.nan)  # log scale: steps without any change are not drawn
-        ax.plot(np.arange(1, len(y) + 1), y, color=COLORS[r.method], lw=0.7, alpha=0.8,
-                label=LABELS[r.method])
+        ax.plot(np.arange(1, len(y) + 1), y, color=COLORS[r.param], lw=0.7, alpha=0.8,
+                label=LABELS[r.param])
     ax.set_yscale("log")
     if kind == "angle":
         unit = "max direction change (degrees)"
@@ -163,7 +160,7 @@ def levy_fits_figure(results: Sequence[SmallRunResult], data: LevyData, seed: in
     the x-axis, the characteristic points of the hidden units."""
     from ..data.levy import levy
 
-    runs = _one_per_method(results, seed)
+    runs = _one_per_param(results, seed)
     fig, axes = _grid(len(runs))
     xt = data.x_test.double()
     fine = torch.linspace(float(xt.min()), float(xt.max()), 801, dtype=torch.float64)[:, None]
@@ -175,13 +172,13 @@ def levy_fits_figure(results: Sequence[SmallRunResult], data: LevyData, seed: in
             pred = r.model(fine.to(next(r.model.parameters()).dtype)).double()
         ax.plot(fine, levy(fine), color="0.5", lw=1, label="Levy $f(x)$")
         ax.plot(data.x_train, data.y_train, "k.", ms=3, label="training data")
-        ax.plot(fine, pred, color=COLORS[r.method], lw=1.3, label="network")
+        ax.plot(fine, pred, color=COLORS[r.param], lw=1.3, label="network")
         pts = kept_characteristic_points(r)
         lo, hi = float(xt.min()), float(xt.max())
         inside = pts[(pts >= lo) & (pts <= hi)]
-        ax.plot(inside, np.full_like(inside, -1.5), "|", color=COLORS[r.method], ms=6)
+        ax.plot(inside, np.full_like(inside, -1.5), "|", color=COLORS[r.param], ms=6)
         ax.set(ylim=(-2.2, 16), xlabel="$x$",
-               title=f"{LABELS[r.method]}: test RMSE {r.metrics['test_rmse']:.3f}")
+               title=f"{LABELS[r.param]}: test RMSE {r.metrics['test_rmse']:.3f}")
         ax.title.set_fontsize(9)
     axes[0].legend(fontsize=7, loc="upper center")
     return fig
@@ -204,19 +201,19 @@ def cab_trajectories_figure(results: Sequence[SmallRunResult], splits: BananaSpl
     (filled circle); the steps after it, which early stopping discards, are left out. The
     training data of the same seed are in the background (standardized coordinates).
     """
-    runs = _one_per_method(results, seed)
+    runs = _one_per_param(results, seed)
     fig, axes = _grid(len(runs))
     for ax, r in zip(axes, runs, strict=True):
         _raw_scatter(ax, splits)
         keep = r.steps <= r.kept_step
         loc = r.locations[keep]                               # (T', m, 2)
-        c = COLORS[r.method]
+        c = COLORS[r.param]
         for i in range(loc.shape[1]):
             ax.plot(loc[:, i, 0], loc[:, i, 1], color=c, lw=0.8, alpha=0.8)
         ax.plot(*loc[0].T, "o", mfc="none", mec=c, ms=4)
         ax.plot(*loc[-1].T, "o", color=c, ms=4)
         ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal",
-               title=f"{LABELS[r.method]} (lr {r.lr:g}), {int(r.steps[keep][-1])} steps")
+               title=f"{LABELS[r.param]} (lr {r.lr:g}), {int(r.steps[keep][-1])} steps")
         ax.title.set_fontsize(9)
     return fig
 
@@ -227,7 +224,7 @@ def decision_boundary_figure(results: Sequence[SmallRunResult], splits: BananaSp
     (black), the hidden units' CABs (thin coloured lines) and the test points."""
     from ..cab import effective_weight_bias
 
-    runs = _one_per_method(results, seed)
+    runs = _one_per_param(results, seed)
     fig, axes = _grid(len(runs))
     g = np.linspace(-lim, lim, n)
     gx, gy = np.meshgrid(g, g)
@@ -247,12 +244,12 @@ def decision_boundary_figure(results: Sequence[SmallRunResult], splits: BananaSp
         for i in range(pre.shape[1]):
             z = pre[:, i].reshape(n, n)
             if z.min() < 0 < z.max():
-                ax.contour(gx, gy, z, levels=[0.0], colors=COLORS[r.method], linewidths=0.6)
+                ax.contour(gx, gy, z, levels=[0.0], colors=COLORS[r.param], linewidths=0.6)
         x, y = splits.x_test.numpy(), splits.y_test.numpy()
         for label, c in ((0, "#56B4E9"), (1, "#CC79A7")):
             ax.scatter(*x[y == label].T, s=6, color=c, edgecolor="k", lw=0.2)
         ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal",
-               title=f"{LABELS[r.method]}: test accuracy {r.metrics['test_acc']:.3f}")
+               title=f"{LABELS[r.param]}: test accuracy {r.metrics['test_acc']:.3f}")
         ax.title.set_fontsize(9)
     return fig
 
@@ -261,11 +258,11 @@ def decision_boundary_figure(results: Sequence[SmallRunResult], splits: BananaSp
 # learning rates
 # ---------------------------------------------------------------------------------------
 def _lr_rows(results: Sequence[SmallRunResult]) -> dict[str, dict[str, Any]]:
-    """Per method: the learning rates, and per rate every run's test error and largest
+    """Per param: the learning rates, and per rate every run's test error and largest
     per-step change (``"err"``, ``"chg"``: lists of arrays) and their medians."""
     out: dict[str, dict[str, Any]] = {}
-    for m in METHODS:
-        mine = select(results, method=m)
+    for m in PARAMS:
+        mine = select(results, param=m)
         if not mine:
             continue
         rows: dict[str, list] = {"lr": [], "err": [], "chg": []}
@@ -292,7 +289,7 @@ def lr_sensitivity_figure(results_by_task: dict[str, Sequence[SmallRunResult]]) 
 
     One row per task (``{"levy": runs, "banana": runs}``): left, the test error (RMSE, or
     1 - accuracy); right, the largest per-step change of a run (Levy ``max |Δx*|``, Banana
-    direction change in degrees). Every run is a dot (methods side by side around each
+    direction change in degrees). Every run is a dot (parameterizations side by side around each
     rate); lines join the medians. Log scales where the values span more than a factor of 20.
     """
     import matplotlib.pyplot as plt
@@ -306,7 +303,7 @@ def lr_sensitivity_figure(results_by_task: dict[str, Sequence[SmallRunResult]]) 
         for ax, key in zip(row, ("err", "chg"), strict=True):
             every = []
             for k, (m, s) in enumerate(stats.items()):
-                shift = 10 ** (0.06 * (k - (len(stats) - 1) / 2))   # methods side by side
+                shift = 10 ** (0.06 * (k - (len(stats) - 1) / 2))   # parameterizations side by side
                 for lr, vals in zip(s["lr"], s[key], strict=True):
                     v = vals[np.isfinite(vals)]
                     every.append(v)
@@ -331,12 +328,12 @@ def lr_sensitivity_figure(results_by_task: dict[str, Sequence[SmallRunResult]]) 
     return fig
 
 
-def by_method(results: Sequence[SmallRunResult], key: str | None = None
+def by_param(results: Sequence[SmallRunResult], key: str | None = None
               ) -> dict[str, list[float]]:
-    """``{label: [value per run]}`` per method in :data:`gmp.params.PARAMS` order: the score, or
-    ``metrics[key]`` — the groups :func:`strip_figure` draws."""
-    return {LABELS[m]: [r.metrics[key] if key else r.score for r in results if r.method == m]
-            for m in METHODS if any(r.method == m for r in results)}
+    """``{label: [value per run]}`` per parameterization in :data:`gmp.params.PARAMS` order:
+    the score, or ``metrics[key]`` — the groups :func:`strip_figure` draws."""
+    return {LABELS[m]: [r.metrics[key] if key else r.score for r in results if r.param == m]
+            for m in PARAMS if any(r.param == m for r in results)}
 
 
 def paired_markdown(pairs: dict[str, Any], a: str = "gmp") -> str:
@@ -410,15 +407,15 @@ def strip_figure(groups: dict[str, Sequence[float]], ylabel: str, *,
 # ---------------------------------------------------------------------------------------
 def change_stats(results: Sequence[SmallRunResult], threshold: float | None = None,
                  kind: str | None = None) -> list[dict[str, Any]]:
-    """Per method, over all its runs: median and maximum of the per-step maximum change and
+    """Per param, over all its runs: median and maximum of the per-step maximum change and
     the share of steps whose change exceeds ``threshold``.
 
     ``kind``: ``"location"`` or ``"angle"`` (default: location for Levy, angle for Banana);
     ``threshold`` default: 1 (Levy, one unit of ``x``) or 90 degrees (Banana).
     """
     rows = []
-    for m in METHODS:
-        runs = select(results, method=m)
+    for m in PARAMS:
+        runs = select(results, param=m)
         if not runs:
             continue
         k = kind or ("location" if runs[0].task == "levy" else "angle")
@@ -426,7 +423,7 @@ def change_stats(results: Sequence[SmallRunResult], threshold: float | None = No
         ys = np.concatenate([r.max_location_change if k == "location" else r.max_angular_change
                              for r in runs])
         ys = ys[np.isfinite(ys)]
-        rows.append({"method": m, "kind": k, "threshold": t, "steps": int(ys.size),
+        rows.append({"param": m, "kind": k, "threshold": t, "steps": int(ys.size),
                      "median": float(np.median(ys)) if ys.size else math.nan,
                      "max": float(ys.max()) if ys.size else math.nan,
                      "share_above": float(np.mean(ys > t)) if ys.size else math.nan})
@@ -435,12 +432,12 @@ def change_stats(results: Sequence[SmallRunResult], threshold: float | None = No
 
 def results_table(results: Sequence[SmallRunResult], reference: dict[str, float] | None = None,
                   digits: int = 3) -> str:
-    """Markdown table of the headline test metric per method: mean ± std over seeds, the
+    """Markdown table of the headline test metric per parameterization: mean ± std over seeds, the
     per-seed range, and (if given) the authors' reported single-seed value."""
     rows = summarize(results)
     task = results[0].task
     name = "test RMSE" if task == "levy" else "test accuracy"
-    head = f"| method | lr | seeds | {name}: mean ± std | min – max |"
+    head = f"| param | lr | seeds | {name}: mean ± std | min – max |"
     sep = "|---|---|---|---|---|"
     if reference is not None:
         head += " authors' reported value (single seed) |"
@@ -449,11 +446,11 @@ def results_table(results: Sequence[SmallRunResult], reference: dict[str, float]
     f = f"{{:.{digits}f}}"
     for row in rows:
         v = np.asarray(row["values"])
-        line = (f"| {LABELS[row['method']]} | {row['lr']:g} | {row['n']} | "
+        line = (f"| {LABELS[row['param']]} | {row['lr']:g} | {row['n']} | "
                 f"{f.format(row['mean'])} ± {f.format(row['std'])} | "
                 f"{f.format(v.min())} – {f.format(v.max())} |")
         if reference is not None:
-            ref = reference.get(row["method"])
+            ref = reference.get(row["param"])
             line += f" {f.format(ref)} |" if ref is not None else " – |"
         lines.append(line)
     return "\n".join(lines)
@@ -488,11 +485,11 @@ def runs_table(results: Sequence[SmallRunResult], digits: int = 3) -> str:
     rate and the headline test metric."""
     task = results[0].task
     name = "test RMSE" if task == "levy" else "test accuracy"
-    lines = ["| method | seed | lr | epochs run | kept epoch | stopped early | final lr | "
+    lines = ["| param | seed | lr | epochs run | kept epoch | stopped early | final lr | "
              f"{name} |", "|---|---|---|---|---|---|---|---|"]
     for r in results:
         final_lr = r.history["lr"][-1] if len(r.history["lr"]) else math.nan
-        lines.append(f"| {LABELS[r.method]} | {r.seed} | {r.lr:g} | {r.epochs_run} | "
+        lines.append(f"| {LABELS[r.param]} | {r.seed} | {r.lr:g} | {r.epochs_run} | "
                      f"{r.best_epoch} | {'yes' if r.stopped_early else 'no'} | {final_lr:.0e} | "
                      f"{r.score:.{digits}f} |")
     return "\n".join(lines)
@@ -502,16 +499,16 @@ def reference_comparison(results: Sequence[SmallRunResult], reference: dict[str,
                          ) -> str:
     """Sentences comparing our multi-seed results with the authors' single-seed values,
     computed from the numbers (so they stay true when the numbers change)."""
-    rows = {r["method"]: r for r in summarize(results)}
+    rows = {r["param"]: r for r in summarize(results)}
     task = results[0].task
     higher = task == "banana"
     metric = "test accuracy" if higher else "test RMSE"
-    methods = [m for m in METHODS if m in rows and m in reference]
+    params = [m for m in PARAMS if m in rows and m in reference]
 
     def order(vals: dict[str, float]) -> list[str]:
-        return sorted(methods, key=lambda m: -vals[m] if higher else vals[m])
+        return sorted(params, key=lambda m: -vals[m] if higher else vals[m])
 
-    ours = order({m: rows[m]["mean"] for m in methods})
+    ours = order({m: rows[m]["mean"] for m in params})
     theirs = order(reference)
     name = ", ".join
     out = [f"Ranking by mean {metric} (best first): ours {name(LABELS[m] for m in ours)}; "
@@ -519,10 +516,10 @@ def reference_comparison(results: Sequence[SmallRunResult], reference: dict[str,
     if ours[0] == theirs[0]:
         out.append(f"Both put {LABELS[ours[0]]} first.")
     else:
-        out.append(f"The best method differs: {LABELS[ours[0]]} in our runs, "
+        out.append(f"The best parameterization differs: {LABELS[ours[0]]} in our runs, "
                    f"{LABELS[theirs[0]]} in the authors' run.")
     inside, outside = [], []
-    for m in methods:
+    for m in params:
         v = np.asarray(rows[m]["values"])
         (inside if v.min() <= reference[m] <= v.max() else outside).append(m)
     if inside:
@@ -534,12 +531,12 @@ def reference_comparison(results: Sequence[SmallRunResult], reference: dict[str,
         out.append(f"For {LABELS[m]} the authors' value ({reference[m]:.3f}) lies {side} all "
                    f"{len(v)} of our seeds ({v.min():.3f} – {v.max():.3f}).")
     best = ours[0]
-    others = [m for m in methods if m != best]
+    others = [m for m in params if m != best]
     vb = np.asarray(rows[best]["values"])
     seeds_won = sum(
         all((vb[i] > np.asarray(rows[m]["values"])[i]) if higher
             else (vb[i] < np.asarray(rows[m]["values"])[i]) for m in others)
         for i in range(len(vb)) if all(len(rows[m]["values"]) == len(vb) for m in others))
-    out.append(f"{LABELS[best]} has the best {metric} of all methods on {seeds_won} of "
+    out.append(f"{LABELS[best]} has the best {metric} of all parameterizations on {seeds_won} of "
                f"{len(vb)} seeds.")
     return " ".join(out)

@@ -42,9 +42,9 @@ varies only the initialization (``data_seed=0`` is the authors' own data set).
 Two engines compute the same thing: ``"module"`` trains each run as an ordinary PyTorch
 module (:class:`KerasAdam`, torch's :class:`~torch.optim.lr_scheduler.ReduceLROnPlateau` in
 Keras' configuration, and a :class:`gmp.cab.CABTracker` attached to the optimizer: the
-reference), and ``"batched"`` (default) trains all seeds and learning rates of one method at
-once with :mod:`gmp.experiments.batched`, finished members frozen by a mask. The test suite
-checks that both give the same trajectories.
+reference), and ``"batched"`` (default) trains all seeds and learning rates of one
+parameterization at once with :mod:`gmp.experiments.batched`, finished members frozen by a
+mask. The test suite checks that both give the same trajectories.
 
 Every run yields a :class:`SmallRunResult`.
 """
@@ -97,9 +97,9 @@ PROTOCOLS: tuple[str, ...] = ("official", "honest")
 ENGINES: tuple[str, ...] = ("batched", "module")
 
 
-def default_lr(method: str) -> float:
-    """The paper's learning rate for ``method`` (0.1 for GmP, 0.01 for SP, WN, BN)."""
-    return DEFAULT_LR[check_param(method)]
+def default_lr(param: str) -> float:
+    """The paper's learning rate for ``param`` (0.1 for GmP, 0.01 for SP, WN, BN)."""
+    return DEFAULT_LR[check_param(param)]
 
 
 @dataclass(frozen=True)
@@ -205,11 +205,11 @@ class KerasAdam(torch.optim.Optimizer):
 
 @dataclass
 class SmallRunResult:
-    """One training run (one method, preset, protocol, seed pair and learning rate).
+    """One training run (one parameterization, preset, protocol, seed pair and learning rate).
 
     Attributes:
         task: ``"levy"`` or ``"banana"``.
-        method: the parameterization (:data:`gmp.params.PARAMS`).
+        param: the parameterization (:data:`gmp.params.PARAMS`).
         preset, protocol: the network preset (:mod:`gmp.params`) and the protocol.
         seed: initialization seed (``torch.manual_seed``; also the mini-batch order).
         data_seed: seed of the data sample (the notebooks' ``np.random.seed``).
@@ -241,7 +241,7 @@ class SmallRunResult:
     """
 
     task: str
-    method: str
+    param: str
     preset: str
     protocol: str
     seed: int
@@ -294,7 +294,9 @@ class SmallRunResult:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SmallRunResult:
         """Inverse of :meth:`to_dict` (missing track arrays and history come back empty)."""
-        kw = {k: d[k] for k in ("task", "method", "preset", "protocol", "seed", "data_seed",
+        if "param" not in d and "method" in d:   # files written before the rename to "param"
+            d = {**d, "param": d["method"]}
+        kw = {k: d[k] for k in ("task", "param", "preset", "protocol", "seed", "data_seed",
                                 "lr", "epochs_run", "best_epoch", "kept_step", "stopped_early",
                                 "config")}
         kw["metrics"] = {k: (math.nan if v is None else float(v)) for k, v in d["metrics"].items()}
@@ -403,13 +405,13 @@ def _final_metrics(task: str, predict: Callable[[Tensor], Tensor], p: _Problem) 
             for a, b, c in zip(*accs, strict=True)]
 
 
-def _init_model(method: str, seed: int, n_in: int, cfg: LevyConfig | BananaConfig,
+def _init_model(param: str, seed: int, n_in: int, cfg: LevyConfig | BananaConfig,
                 preset: str, dtype: torch.dtype) -> OneHiddenLayerMLP:
     """The module version of a run: ``torch.manual_seed(seed)``, then
     :func:`gmp.baselines.mlp` with ``preset``. The caller's global RNG state is kept."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return mlp(method, n_in, cfg.hidden, 1, preset=preset).to(dtype)
+        return mlp(param, n_in, cfg.hidden, 1, preset=preset).to(dtype)
 
 
 def _schedules(task: str, cfg, lr: Tensor, size: int):
@@ -452,21 +454,20 @@ def _gather(x: Tensor, idx: Tensor) -> Tensor:
     return torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
-def _train_batched(task: str, method: str, members: Sequence[tuple[int, int, float]], cfg,
+def _train_batched(task: str, param: str, members: Sequence[tuple[int, int, float]], cfg,
                    preset: str, protocol: str, problem: _Problem, dtype: torch.dtype,
                    track_every: int, progress: bool) -> list[SmallRunResult]:
     S = len(members)
     n_in = problem.x_train.shape[-1]
-    models = [_init_model(method, seed, n_in, cfg, preset, dtype) for seed, _, _ in members]
+    models = [_init_model(param, seed, n_in, cfg, preset, dtype) for seed, _, _ in members]
     net = BatchedMLP.from_modules(models).train()
-    params = list(net.parameters())
-    adam = BatchedAdam(params, torch.tensor([lr for _, _, lr in members], dtype=torch.float64),
-                       eps=cfg.adam_eps, eps_mode="keras")
+    rates = torch.tensor([lr for _, _, lr in members], dtype=torch.float64)
+    adam = BatchedAdam(list(net.parameters()), rates, eps=cfg.adam_eps, eps_mode="keras")
     levy = task == "levy"
     plateau, stopper = _schedules(task, cfg, adam.lr, S)
     best = net.flat_state()          # the weights to keep, (S, P)
     gens = [torch.Generator().manual_seed(seed) for seed, _, _ in members]
-    x_ref = problem.x_train if method == "bn" else None
+    x_ref = problem.x_train if param == "bn" else None
 
     cab_prev = net.cab_state(x_ref)
     rec_steps, rec_loc = [0], [cab_prev[0].clone()]
@@ -494,7 +495,7 @@ def _train_batched(task: str, method: str, members: Sequence[tuple[int, int, flo
             rec_steps.append(step)
             rec_loc.append(cab[0].clone())
 
-    bar = tqdm(range(cfg.epochs), desc=f"{task} {method} ×{S}", disable=not progress,
+    bar = tqdm(range(cfg.epochs), desc=f"{task} {param} ×{S}", disable=not progress,
                leave=False, dynamic_ncols=True)
     for epoch in bar:
         active = ~stopper.stopped
@@ -541,7 +542,7 @@ def _train_batched(task: str, method: str, members: Sequence[tuple[int, int, flo
     through = _units_through(*net.effective_hidden(), problem.x_train)
     for s in range(S):
         metrics[s]["units_through_data"] = float(through[s])
-    if method == "gmp":
+    if param == "gmp":
         neg = (net.hidden.r < 0).sum(dim=1)
         for s in range(S):
             metrics[s]["r_negative"] = float(neg[s])
@@ -558,7 +559,7 @@ def _train_batched(task: str, method: str, members: Sequence[tuple[int, int, flo
         stopped = bool(stopper.stopped[s])
         keep = steps_arr <= k
         results.append(SmallRunResult(
-            task=task, method=method, preset=preset, protocol=protocol, seed=seed,
+            task=task, param=param, preset=preset, protocol=protocol, seed=seed,
             data_seed=data_seed, lr=float(lr), epochs_run=e,
             best_epoch=int(stopper.best_epoch[s]),
             kept_step=_kept_step(task, int(stopper.best_epoch[s]), stopped, bs, n, k),
@@ -572,14 +573,14 @@ def _train_batched(task: str, method: str, members: Sequence[tuple[int, int, flo
 # ---------------------------------------------------------------------------------------
 # the module engine (reference)
 # ---------------------------------------------------------------------------------------
-def _train_module(task: str, method: str, seed: int, data_seed: int, lr: float, cfg,
+def _train_module(task: str, param: str, seed: int, data_seed: int, lr: float, cfg,
                   preset: str, protocol: str, problem: _Problem, dtype: torch.dtype,
                   track_every: int, progress: bool) -> SmallRunResult:
     """One run as a plain module: :class:`KerasAdam`, torch's ReduceLROnPlateau in Keras'
     configuration, :class:`gmp.cab.CABTracker`."""
     p = problem  # a single member: tensors (1, N, k)
     x_train, y_train = p.x_train[0], p.y_train[0]
-    model = _init_model(method, seed, x_train.shape[-1], cfg, preset, dtype).train()
+    model = _init_model(param, seed, x_train.shape[-1], cfg, preset, dtype).train()
     opt = KerasAdam(model.parameters(), lr=lr, eps=cfg.adam_eps)
     levy = task == "levy"
     # Keras: reduce after `patience` epochs without an absolute improvement by min_delta
@@ -589,7 +590,7 @@ def _train_module(task: str, method: str, seed: int, data_seed: int, lr: float, 
         eps=0.0)
     stopper = BatchedEarlyStopping(1, mode="min" if levy else "max", patience=cfg.stop_patience)
     tracker = CABTracker(model.hidden, every=1,
-                         inputs=x_train if method == "bn" else None).attach(opt)
+                         inputs=x_train if param == "bn" else None).attach(opt)
     gen = torch.Generator().manual_seed(seed)
     best_state = None
     hist: dict[str, list[float]] = {"train_loss": [], "lr": []} | (
@@ -597,7 +598,7 @@ def _train_module(task: str, method: str, seed: int, data_seed: int, lr: float, 
     n = x_train.shape[0]
     bs = n if levy else cfg.batch_size
     epochs = 0
-    for _ in tqdm(range(cfg.epochs), desc=f"{task} {method} seed {seed}", disable=not progress,
+    for _ in tqdm(range(cfg.epochs), desc=f"{task} {param} seed {seed}", disable=not progress,
                   leave=False, dynamic_ncols=True):
         if bool(stopper.stopped[0]):
             break
@@ -633,11 +634,11 @@ def _train_module(task: str, method: str, seed: int, data_seed: int, lr: float, 
     metrics = _final_metrics(task, lambda x: model(x[0])[None], p)[0]
     w, b = effective_weight_bias(model.hidden)
     metrics["units_through_data"] = float(_units_through(w[None], b[None], p.x_train)[0])
-    if method == "gmp":
+    if param == "gmp":
         metrics["r_negative"] = float((model.hidden.r < 0).sum())
     keep = tracker.steps % track_every == 0
     return SmallRunResult(
-        task=task, method=method, preset=preset, protocol=protocol, seed=seed,
+        task=task, param=param, preset=preset, protocol=protocol, seed=seed,
         data_seed=data_seed, lr=float(lr), epochs_run=epochs,
         best_epoch=int(stopper.best_epoch[0]),
         kept_step=_kept_step(task, int(stopper.best_epoch[0]), stopped, bs, n,
@@ -653,20 +654,20 @@ def _train_module(task: str, method: str, seed: int, data_seed: int, lr: float, 
 # ---------------------------------------------------------------------------------------
 # public runners
 # ---------------------------------------------------------------------------------------
-def _methods(methods: str | Iterable[str]) -> list[str]:
-    if isinstance(methods, str):
-        return list(PARAMS) if methods == "all" else [check_param(methods)]
-    out = [check_param(m) for m in methods]
+def _params(params: str | Iterable[str]) -> list[str]:
+    if isinstance(params, str):
+        return list(PARAMS) if params == "all" else [check_param(params)]
+    out = [check_param(m) for m in params]
     if not out:
-        raise ValueError("no methods given")
+        raise ValueError("no parameterization given")
     return out
 
 
-def _lrs(method: str, lr: float | Sequence[float] | dict[str, float] | None) -> list[float]:
+def _lrs(param: str, lr: float | Sequence[float] | dict[str, float] | None) -> list[float]:
     if lr is None:
-        vals = [default_lr(method)]
+        vals = [default_lr(param)]
     elif isinstance(lr, dict):
-        vals = [float(lr.get(method, default_lr(method)))]
+        vals = [float(lr.get(param, default_lr(param)))]
     elif isinstance(lr, (int, float)):
         vals = [float(lr)]
     else:
@@ -676,28 +677,28 @@ def _lrs(method: str, lr: float | Sequence[float] | dict[str, float] | None) -> 
     return vals
 
 
-def run(task: str, methods: str | Iterable[str] = "all", seeds: Iterable[int] = (0,),
+def run(task: str, params: str | Iterable[str] = "all", seeds: Iterable[int] = (0,),
         lr: float | Sequence[float] | dict[str, float] | None = None,
         config: LevyConfig | BananaConfig | None = None, *, preset: str = "authors",
         protocol: str = "official", data_seed: int | None = None, engine: str = "batched",
         track_every: int = 1, dtype: torch.dtype = torch.float64, progress: bool = True,
         data: dict[int, LevyData | BananaSplits] | None = None, threads: int | None = 1
         ) -> list[SmallRunResult]:
-    """Train every (method, seed, learning rate) combination of one task.
+    """Train every (param, seed, learning rate) combination of one task.
 
     Args:
         task: ``"levy"`` or ``"banana"``.
-        methods: ``"all"``, one method or a list (see :data:`gmp.params.PARAMS`).
+        params: ``"all"``, one parameterization or a list (see :data:`gmp.params.PARAMS`).
         seeds: initialization seeds (``torch.manual_seed(s)`` and the mini-batch order).
-        lr: ``None`` (the paper's choice per method, :data:`DEFAULT_LR`), one rate, a dict
-            per method, or a list of rates (every rate is run for every seed).
+        lr: ``None`` (the paper's choice per parameterization, :data:`DEFAULT_LR`), one rate, a dict
+            per parameterization, or a list of rates (every rate is run for every seed).
         config: settings; default the authors' (:class:`LevyConfig` / :class:`BananaConfig`).
         preset: network preset (:data:`gmp.params.PRESETS`; default ``"authors"``).
         protocol: ``"official"`` or ``"honest"`` (see the module docstring).
         data_seed: None (default: each run's data seed is its seed) or one data seed for
             every run (``0`` is the authors' own sample), so that only the initialization
             varies.
-        engine: ``"batched"`` (all seeds and rates of a method in one stacked model) or
+        engine: ``"batched"`` (all seeds and rates of a param in one stacked model) or
             ``"module"`` (one plain module at a time; the reference).
         track_every: store the CAB locations every ``track_every`` steps (the per-step
             maximum changes are always computed at every step).
@@ -710,7 +711,7 @@ def run(task: str, methods: str | Iterable[str] = "all", seeds: Iterable[int] = 
             current setting.
 
     Returns:
-        One :class:`SmallRunResult` per run, ordered by method, then seed, then rate.
+        One :class:`SmallRunResult` per run, ordered by param, then seed, then rate.
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
@@ -726,8 +727,8 @@ def run(task: str, methods: str | Iterable[str] = "all", seeds: Iterable[int] = 
     expected = LevyConfig if task == "levy" else BananaConfig
     if not isinstance(cfg, expected):
         raise TypeError(f"task {task!r} needs a {expected.__name__}, got {type(cfg).__name__}")
-    method_list = _methods(methods)
-    for m in method_list:
+    param_list = _params(params)
+    for m in param_list:
         _lrs(m, lr)  # validate before any data is loaded
     seeds = [int(s) for s in seeds]
     if not seeds:
@@ -745,14 +746,14 @@ def run(task: str, methods: str | Iterable[str] = "all", seeds: Iterable[int] = 
         torch.set_num_threads(threads)
     try:
         results: list[SmallRunResult] = []
-        for method in method_list:
-            members = [(s, d, lr_) for s, d in pairs for lr_ in _lrs(method, lr)]
+        for param in param_list:
+            members = [(s, d, lr_) for s, d in pairs for lr_ in _lrs(param, lr)]
             problem = _stack_problem(task, protocol, [data[d] for _, d, _ in members], dtype)
             if engine == "batched":
-                results += _train_batched(task, method, members, cfg, preset, protocol,
+                results += _train_batched(task, param, members, cfg, preset, protocol,
                                           problem, dtype, track_every, progress)
             else:
-                results += [_train_module(task, method, s, d, lr_, cfg, preset, protocol,
+                results += [_train_module(task, param, s, d, lr_, cfg, preset, protocol,
                                           problem.member(i), dtype, track_every, progress)
                             for i, (s, d, lr_) in enumerate(members)]
         for r in results:  # the largest per-step CAB change of the run (Fig. 2c / 3i)
@@ -762,40 +763,40 @@ def run(task: str, methods: str | Iterable[str] = "all", seeds: Iterable[int] = 
         torch.set_num_threads(before)
 
 
-def run_levy(methods: str | Iterable[str] = "all", seeds: Iterable[int] = (0,), lr=None,
+def run_levy(params: str | Iterable[str] = "all", seeds: Iterable[int] = (0,), lr=None,
              config: LevyConfig | None = None, **kwargs) -> list[SmallRunResult]:
     """:func:`run` for the Levy regression of Fig. 2 (see there for the arguments)."""
-    return run("levy", methods, seeds, lr, config, **kwargs)
+    return run("levy", params, seeds, lr, config, **kwargs)
 
 
-def run_banana(methods: str | Iterable[str] = "all", seeds: Iterable[int] = (0,), lr=None,
+def run_banana(params: str | Iterable[str] = "all", seeds: Iterable[int] = (0,), lr=None,
                config: BananaConfig | None = None, **kwargs) -> list[SmallRunResult]:
     """:func:`run` for the Banana classification of Fig. 3 (see there for the arguments)."""
-    return run("banana", methods, seeds, lr, config, **kwargs)
+    return run("banana", params, seeds, lr, config, **kwargs)
 
 
 def summarize(results: Sequence[SmallRunResult], metric: str | None = None
               ) -> list[dict[str, Any]]:
     """Mean, sample standard deviation, median and range of a metric per group over seeds.
 
-    Groups are (method, preset, protocol, lr) in the order first seen.
+    Groups are (param, preset, protocol, lr) in the order first seen.
 
     Args:
         results: runs of one task.
         metric: a key of ``metrics`` (default the headline: ``test_rmse`` / ``test_acc``).
 
     Returns:
-        Rows ``{"method", "preset", "protocol", "lr", "n", "mean", "std", "median", "min",
+        Rows ``{"param", "preset", "protocol", "lr", "n", "mean", "std", "median", "min",
         "max", "values"}`` (``std`` is NaN for a single run).
     """
     rows: dict[tuple, list[float]] = {}
     for r in results:
         key = metric or ("test_rmse" if r.task == "levy" else "test_acc")
-        rows.setdefault((r.method, r.preset, r.protocol, r.lr), []).append(r.metrics[key])
+        rows.setdefault((r.param, r.preset, r.protocol, r.lr), []).append(r.metrics[key])
     out = []
-    for (method, preset, protocol, lr), vals in rows.items():
+    for (param, preset, protocol, lr), vals in rows.items():
         v = np.asarray(vals, dtype=np.float64)
-        out.append({"method": method, "preset": preset, "protocol": protocol, "lr": lr,
+        out.append({"param": param, "preset": preset, "protocol": protocol, "lr": lr,
                     "n": len(v), "mean": float(v.mean()),
                     "std": float(v.std(ddof=1)) if len(v) > 1 else math.nan,
                     "median": float(np.median(v)), "min": float(v.min()), "max": float(v.max()),

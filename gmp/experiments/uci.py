@@ -20,11 +20,12 @@ settings for the baselines). Two protocols, named after their source:
     The same training, with the selection moved off the test split and nothing else changed:
     the schedule and early stopping watch Keras' ``validation_split=0.2`` of the rows being
     trained on (their last 20 %: the training part is already in random order), and the
-    learning rate of every method is chosen by 3-fold cross-validation on the training part
-    (scikit-learn's ``KFold(3, shuffle=True, random_state=k)``) over :data:`DEFAULT_LR_GRID`:
-    a fold model trains on two folds (minus their validation split) and is scored by RMSE on
-    the third; the rate with the lowest mean fold RMSE trains the final model on the
-    training part (minus its validation split), which is scored once on the test split.
+    learning rate of every parameterization is chosen by 3-fold cross-validation on the
+    training part (scikit-learn's ``KFold(3, shuffle=True, random_state=k)``) over
+    :data:`DEFAULT_LR_GRID`: a fold model trains on two folds (minus their validation split)
+    and is scored by RMSE on the third; the rate with the lowest mean fold RMSE trains the
+    final model on the training part (minus its validation split), which is scored once on
+    the test split.
 
 A variant, ``honest`` with ``lr_choice="paper"``, keeps the paper's fixed learning rates and
 moves only the early stopping and the schedule off the test split, which separates the two
@@ -90,6 +91,7 @@ __all__ = [
     "run_dataset",
     "run",
     "provenance",
+    "load_results",
     "main",
     *uci_report.__all__,
 ]
@@ -109,7 +111,9 @@ AUTHORS_SCRIPT: dict[str, object] = {
     "adam_epsilon": 1e-7, "networks": "authors",
 }
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
-FORMAT_VERSION = 2
+#: Version of the results file's layout: 3 names the parameterizations ``params`` and the
+#: provenance record ``provenance`` (version 2 said ``methods`` and ``created``).
+FORMAT_VERSION = 3
 _KERAS_EPSILON = 1e-7      # keras.backend.epsilon(): Normalization's smallest scale
 
 
@@ -120,7 +124,7 @@ class UCIConfig:
     Attributes:
         protocol: ``"official"`` (the default: the authors' script) or ``"honest"``.
         splits: number of random 80/20 splits (split ``k`` is ``random_state=k``).
-        methods: parameterizations to run.
+        params: parameterizations to run.
         preset: network preset of :mod:`gmp.params` (``"authors"``; others are variants).
         hidden: hidden units.
         test_fraction: test share of every split.
@@ -139,7 +143,7 @@ class UCIConfig:
 
     protocol: str = "official"
     splits: int = 10
-    methods: tuple[str, ...] = PARAMS
+    params: tuple[str, ...] = PARAMS
     preset: str = "authors"
     hidden: int = 100
     test_fraction: float = 0.2
@@ -157,9 +161,9 @@ class UCIConfig:
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {self.protocol!r}; expected one of {PROTOCOLS}")
-        object.__setattr__(self, "methods", tuple(check_param(m) for m in self.methods))
-        if not self.methods:
-            raise ValueError("methods must name at least one of " + ", ".join(PARAMS))
+        object.__setattr__(self, "params", tuple(check_param(m) for m in self.params))
+        if not self.params:
+            raise ValueError("params must name at least one of " + ", ".join(PARAMS))
         get_preset(self.preset)
         if self.splits < 1:
             raise ValueError(f"splits must be >= 1, got {self.splits}")
@@ -187,15 +191,15 @@ class UCIConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["methods"], d["lr_grid"] = list(self.methods), list(self.lr_grid)
+        d["params"], d["lr_grid"] = list(self.params), list(self.lr_grid)
         if self.protocol == "official":
-            d["lr"] = {m: OFFICIAL_LR[m] for m in self.methods}
+            d["lr"] = {m: OFFICIAL_LR[m] for m in self.params}
             d["monitor"] = "test"
             del d["lr_grid"], d["folds"], d["val_fraction"], d["lr_choice"]
         else:
             d["monitor"] = "validation_split"
             if self.lr_choice == "paper":
-                d["lr"] = {m: OFFICIAL_LR[m] for m in self.methods}
+                d["lr"] = {m: OFFICIAL_LR[m] for m in self.params}
                 del d["lr_grid"], d["folds"]
         del d["max_rows"]            # does not affect results
         return d
@@ -276,7 +280,7 @@ def _seed(*key: int) -> int:
     return int(np.random.SeedSequence([20240521, 7, *key]).generate_state(1)[0])
 
 
-def _train_tasks(data: UCIData, tasks: list[_Task], method: str, cfg: UCIConfig,
+def _train_tasks(data: UCIData, tasks: list[_Task], param: str, cfg: UCIConfig,
                  ds_index: int, role: int, trainer: str, bar) -> list[dict]:
     """Train every (task, learning rate); per model: RMSE on its score rows and epochs.
 
@@ -287,7 +291,7 @@ def _train_tasks(data: UCIData, tasks: list[_Task], method: str, cfg: UCIConfig,
         raise ValueError(f"unknown trainer {trainer!r}; expected 'stacked' or 'module'")
     dtype = _DTYPES[cfg.dtype]
     fcfg = cfg.fit_config()
-    mi = PARAMS.index(method)
+    mi = PARAMS.index(param)
     members = [(t, lr) for t in tasks for lr in t.lrs]
     groups: dict[tuple[int, int], list] = {}
     for t, lr in members:
@@ -306,7 +310,7 @@ def _train_tasks(data: UCIData, tasks: list[_Task], method: str, cfg: UCIConfig,
                 xs["yv"].append(data.y[t.val])
             init = [_seed(ds_index, t.split, role, t.fold + 1, mi) for t, _ in part]
             shuffle = [_seed(ds_index, t.split, role, t.fold + 1, mi, 1) for t, _ in part]
-            models = build_members(method, data.X.shape[1], init, cfg.hidden, cfg.preset, dtype)
+            models = build_members(param, data.X.shape[1], init, cfg.hidden, cfg.preset, dtype)
             T = {k: torch.as_tensor(np.stack(v), dtype=dtype) for k, v in xs.items()
                  if k != "xs"}
             lrs = [lr for _, lr in part]
@@ -341,17 +345,17 @@ def _train_tasks(data: UCIData, tasks: list[_Task], method: str, cfg: UCIConfig,
 
 
 def n_models(cfg: UCIConfig) -> int:
-    """Models trained per (data set, method)."""
+    """Models trained per (data set, param)."""
     if cfg.protocol == "official" or cfg.lr_choice == "paper":
         return cfg.splits
     return cfg.splits * (cfg.folds * len(cfg.lr_grid) + 1)
 
 
-def run_unit(data: UCIData, method: str, cfg: UCIConfig, *, trainer: str = "stacked",
+def run_unit(data: UCIData, param: str, cfg: UCIConfig, *, trainer: str = "stacked",
              bar=None) -> dict:
     """One parameterization on one data set: every split of the protocol; returns the
     JSON-ready entry ``{"test_rmse_mean", "test_rmse_std", "splits": [...], "wall_s"}``."""
-    method = check_param(method)
+    param = check_param(param)
     ds_index = list(DATASETS).index(data.name) if data.name in DATASETS else 99
     N = len(data.y)
     t0 = time.perf_counter()
@@ -360,8 +364,8 @@ def run_unit(data: UCIData, method: str, cfg: UCIConfig, *, trainer: str = "stac
         tasks = []
         for k in range(cfg.splits):
             train, test = split_indices(N, k, cfg.test_fraction)
-            tasks.append(_Task(k, -1, train, test, test, train, (OFFICIAL_LR[method],)))
-        for r in _train_tasks(data, tasks, method, cfg, ds_index, _FINAL, trainer, bar):
+            tasks.append(_Task(k, -1, train, test, test, train, (OFFICIAL_LR[param],)))
+        for r in _train_tasks(data, tasks, param, cfg, ds_index, _FINAL, trainer, bar):
             out.append({"split": r["split"], "lr": r["lr"], "test_rmse": r["rmse"],
                         "best_epoch": r["best_epoch"], "epochs": r["epochs"],
                         "stopped_early": r["stopped_early"]})
@@ -375,11 +379,11 @@ def run_unit(data: UCIData, method: str, cfg: UCIConfig, *, trainer: str = "stac
             for f, (rest, held) in enumerate(kfold_indices(len(train), cfg.folds, k)):
                 fit, val = validation_split(train[rest], cfg.val_fraction)
                 cv_tasks.append(_Task(k, f, fit, val, train[held], train[rest], cfg.lr_grid))
-        cv = _train_tasks(data, cv_tasks, method, cfg, ds_index, _CV, trainer, bar)
+        cv = _train_tasks(data, cv_tasks, param, cfg, ds_index, _CV, trainer, bar)
         final_tasks, tables = [], {}
         for k in range(cfg.splits):
             if cfg.lr_choice == "paper":
-                best_lr, tables[k] = OFFICIAL_LR[method], None
+                best_lr, tables[k] = OFFICIAL_LR[param], None
             else:
                 mine = [r for r in cv if r["split"] == k]
                 table = {lr: float(np.mean([r["rmse"] for r in mine if r["lr"] == lr]))
@@ -389,7 +393,7 @@ def run_unit(data: UCIData, method: str, cfg: UCIConfig, *, trainer: str = "stac
             train, test = parts[k]
             fit, val = validation_split(train, cfg.val_fraction)
             final_tasks.append(_Task(k, -1, fit, val, test, train, (best_lr,)))
-        for r in _train_tasks(data, final_tasks, method, cfg, ds_index, _FINAL, trainer, bar):
+        for r in _train_tasks(data, final_tasks, param, cfg, ds_index, _FINAL, trainer, bar):
             entry = {"split": r["split"], "lr": r["lr"], "test_rmse": r["rmse"],
                      "best_epoch": r["best_epoch"], "epochs": r["epochs"],
                      "stopped_early": r["stopped_early"]}
@@ -409,13 +413,13 @@ def run_unit(data: UCIData, method: str, cfg: UCIConfig, *, trainer: str = "stac
 
 def run_dataset(name: str, cfg: UCIConfig, *, data: UCIData | None = None,
                 trainer: str = "stacked", bar=None) -> dict:
-    """Every method of ``cfg`` on one data set: ``{"n_rows", "n_features", "methods",
+    """Every param of ``cfg`` on one data set: ``{"n_rows", "n_features", "params",
     "wall_s"}`` (``data`` replaces loading ``name``, for tests)."""
     if data is None:
         data = load_uci(resolve_name(name))
-    methods = {m: run_unit(data, m, cfg, trainer=trainer, bar=bar) for m in cfg.methods}
-    return {"n_rows": len(data.y), "n_features": int(data.X.shape[1]), "methods": methods,
-            "wall_s": round(sum(m["wall_s"] for m in methods.values()), 2)}
+    params = {m: run_unit(data, m, cfg, trainer=trainer, bar=bar) for m in cfg.params}
+    return {"n_rows": len(data.y), "n_features": int(data.X.shape[1]), "params": params,
+            "wall_s": round(sum(m["wall_s"] for m in params.values()), 2)}
 
 
 # ---------------------------------------------------------------- provenance and files
@@ -427,26 +431,39 @@ def provenance(argv: Sequence[str] | None = None, out: str | Path | None = None)
     return record(["gmp-uci", *(sys.argv[1:] if argv is None else argv)], ignore=out)
 
 
+def load_results(path: str | Path) -> dict:
+    """The results file at ``path`` (written by :func:`run`), in the current layout
+    (:data:`FORMAT_VERSION`); a version-2 file is read with its keys renamed."""
+    doc = json.loads(Path(path).read_text())
+    if doc.get("format") == 2:
+        doc["format"] = 3
+        doc["provenance"] = doc.pop("created")
+        doc["config"]["params"] = doc["config"].pop("methods")
+        for ds in doc["datasets"].values():
+            ds["params"] = ds.pop("methods")
+    return doc
+
+
 def _worker_init(threads: int) -> None:
     """Set-up of a :func:`run` worker process (``jobs > 1``)."""
     torch.set_num_threads(threads)
     _tune_malloc()
 
 
-def _worker(name: str, method: str, cfg: UCIConfig, trainer: str) -> dict:
-    return run_unit(load_uci(name), method, cfg, trainer=trainer)
+def _worker(name: str, param: str, cfg: UCIConfig, trainer: str) -> dict:
+    return run_unit(load_uci(name), param, cfg, trainer=trainer)
 
 
-def _cost(name: str, method: str) -> float:
+def _cost(name: str, param: str) -> float:
     """Rough relative cost of a unit, to start the longest first."""
     rows, feats = SHAPES.get(name, (1, 1))
-    return rows * (feats + 20) * (1.5 if method in ("bn", "gmp") else 1.0)
+    return rows * (feats + 20) * (1.5 if param in ("bn", "gmp") else 1.0)
 
 
 def run(datasets: Sequence[str], cfg: UCIConfig, out: str | Path | None = None, *,
         argv: Sequence[str] | None = None, progress: bool = True, trainer: str = "stacked",
         jobs: int = 1) -> dict:
-    """Run every (data set, method) of ``datasets`` × ``cfg.methods`` and (if ``out``)
+    """Run every (data set, param) of ``datasets`` × ``cfg.params`` and (if ``out``)
     write the results file after each one.
 
     An existing ``out`` written with the same configuration is resumed: the units already in
@@ -464,10 +481,10 @@ def run(datasets: Sequence[str], cfg: UCIConfig, out: str | Path | None = None, 
     names = [resolve_name(d) for d in datasets]
     path = Path(out) if out is not None else None
     results = {"format": FORMAT_VERSION, "protocol": cfg.protocol, "config": cfg.to_dict(),
-               "created": provenance(argv, path), "datasets": {}}
+               "provenance": provenance(argv, path), "datasets": {}}
     if path is not None and path.exists():
         try:
-            old = json.loads(path.read_text())
+            old = load_results(path)
         except json.JSONDecodeError as e:
             raise ValueError(f"{path} exists but is not valid JSON ({e}); move it away or "
                              "pass --overwrite") from e
@@ -475,20 +492,20 @@ def run(datasets: Sequence[str], cfg: UCIConfig, out: str | Path | None = None, 
             raise ValueError(f"{path} holds results of a different configuration "
                              f"({old.get('config')}); use another --out or --overwrite")
         results = old
-    todo = [(n, m) for n in names for m in cfg.methods
-            if m not in results["datasets"].get(n, {}).get("methods", {})]
+    todo = [(n, m) for n in names for m in cfg.params
+            if m not in results["datasets"].get(n, {}).get("params", {})]
     data: dict[str, UCIData] = {}
 
-    def save(name: str, method: str, entry: dict) -> None:
+    def save(name: str, param: str, entry: dict) -> None:
         entry["run"] = provenance(argv, path) | {"jobs": jobs}
         if name not in data:
             data[name] = load_uci(name)
         ds = results["datasets"].setdefault(name, {
             "n_rows": len(data[name].y), "n_features": int(data[name].X.shape[1]),
-            "methods": {}})
-        ds["methods"][method] = entry
-        ds["methods"] = {m: ds["methods"][m] for m in PARAMS if m in ds["methods"]}
-        ds["wall_s"] = round(sum(e["wall_s"] for e in ds["methods"].values()), 2)
+            "params": {}})
+        ds["params"][param] = entry
+        ds["params"] = {m: ds["params"][m] for m in PARAMS if m in ds["params"]}
+        ds["wall_s"] = round(sum(e["wall_s"] for e in ds["params"].values()), 2)
         ds["run"] = entry["run"]
         if path is not None:
             write_json(path, results)
@@ -496,11 +513,11 @@ def run(datasets: Sequence[str], cfg: UCIConfig, out: str | Path | None = None, 
     with tqdm(total=n_models(cfg) * len(todo), desc=f"UCI {cfg.protocol}", unit="model",
               disable=not progress, dynamic_ncols=True) as bar:
         if jobs == 1 or len(todo) < 2:
-            for name, method in todo:
-                bar.set_postfix_str(f"{name} {method}")
+            for name, param in todo:
+                bar.set_postfix_str(f"{name} {param}")
                 if name not in data:
                     data[name] = load_uci(name)
-                save(name, method, run_unit(data[name], method, cfg, trainer=trainer,
+                save(name, param, run_unit(data[name], param, cfg, trainer=trainer,
                                             bar=bar))
             return results
         import multiprocessing
@@ -515,10 +532,10 @@ def run(datasets: Sequence[str], cfg: UCIConfig, out: str | Path | None = None, 
             futures = {pool.submit(_worker, n, m, cfg, trainer): (n, m)
                        for n, m in costliest_first}
             for fut in as_completed(futures):
-                name, method = futures[fut]
-                save(name, method, fut.result())
+                name, param = futures[fut]
+                save(name, param, fut.result())
                 bar.update(n_models(cfg))
-                bar.set_postfix_str(f"{name} {method} done")
+                bar.set_postfix_str(f"{name} {param} done")
     return results
 
 
@@ -536,8 +553,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", type=int, default=d.splits, help="random 80/20 splits")
     p.add_argument("--out", default=None, help="results JSON, resumable (default: "
                    "results/uci_official.json, or results/uci.json for --protocol honest)")
-    p.add_argument("--methods", default=",".join(PARAMS), help="comma-separated subset of "
+    p.add_argument("--params", default=",".join(PARAMS), help="comma-separated subset of "
                    + ", ".join(PARAMS))
+    # the flag's name before the rename to "param", so that recorded commands still run
+    p.add_argument("--methods", dest="params", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument("--preset", default=d.preset, help="network preset (gmp.params)")
     p.add_argument("--folds", type=int, default=d.folds, help="CV folds (honest)")
     p.add_argument("--lr-grid", default=",".join(f"{v:g}" for v in DEFAULT_LR_GRID),
@@ -556,7 +575,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="torch CPU threads per process (default: torch's; with --jobs, the "
                    "cores divided among the processes)")
     p.add_argument("--jobs", type=int, default=1,
-                   help="(data set, method) units trained in parallel processes (each with "
+                   help="(data set, param) units trained in parallel processes (each with "
                         "--threads threads); on a small CPU, --jobs 2 --threads 1 is fastest")
     p.add_argument("--max-rows", type=int, default=d.max_rows,
                    help="members × rows per stacked computation (speed/memory only)")
@@ -593,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
         datasets = list(DATASETS) if args.datasets.strip().lower() == "all" else _csv(args.datasets)
         datasets = [resolve_name(d) for d in datasets]
         cfg = UCIConfig(protocol=args.protocol, splits=args.splits,
-                        methods=tuple(_csv(args.methods)), preset=args.preset,
+                        params=tuple(_csv(args.params)), preset=args.preset,
                         hidden=args.hidden, folds=args.folds, val_fraction=args.val_fraction,
                         lr_grid=tuple(float(v) for v in _csv(args.lr_grid)),
                         lr_choice=args.lr_choice,

@@ -1,13 +1,14 @@
 """Reading a UCI results file (:mod:`gmp.experiments.uci`) into Table 1 and its companions.
 
-Every function takes the ``results`` dict that ``gmp-uci`` writes (``json.loads`` of the
-file; layout: ``{"config", "created", "datasets": {name: {"n_rows", "n_features",
-"methods": {method: {"test_rmse_mean", "test_rmse_std", "splits": [...]}}, "run",
-"wall_s"}}}``) and returns Markdown, arrays or a figure; nothing here trains. A diverged
-model's RMSE is stored as ``null`` and read as NaN; NaN ranks last.
+Every function takes the ``results`` dict that ``gmp-uci`` writes
+(:func:`gmp.experiments.uci.load_results` of the file; layout: ``{"format", "protocol",
+"config", "provenance", "datasets": {name: {"n_rows", "n_features", "params": {param:
+{"test_rmse_mean", "test_rmse_std", "splits": [...]}}, "run", "wall_s"}}}``) and returns
+Markdown, arrays or a figure; nothing here trains. A diverged model's RMSE is stored as
+``null`` and read as NaN; NaN ranks last.
 
 - :func:`summarize`, :func:`markdown_table`: Table 1 (Chen & Ge 2024, Sec. 4.2.1), mean ± std;
-- :func:`split_rmse`, :func:`best_methods`, :func:`paired_wins`, :func:`rmse_figure`: the
+- :func:`split_rmse`, :func:`best_params`, :func:`paired_wins`, :func:`rmse_figure`: the
   per-split view;
 - :func:`paired_tests`, :func:`paired_table`: per data set, GmP against each rival on the same
   splits (exact sign test, Holm-adjusted over every data set and rival), and
@@ -15,7 +16,7 @@ model's RMSE is stored as ``null`` and read as NaN; NaN ranks last.
 - :func:`lr_choice_table`, :func:`budget_table`: what cross-validation chose and how often
   early stopping, not the epoch limit, ended training;
 - :func:`flattery_table`: two result files side by side (how much selecting on the test
-  split flatters each method, split by split);
+  split flatters each parameterization, split by split);
 - :func:`provenance_markdown`: command, revision, date and machine of the run.
 """
 
@@ -27,16 +28,14 @@ import numpy as np
 
 from ..data.uci import DATASETS
 from ..params import LABELS, PARAMS
-from ..params import PARAMS as METHODS
 from ..provenance import normalize
 from .distributions import Paired, holm, paired, verdict
 
 __all__ = [
-    "METHOD_LABELS",
     "summarize",
     "markdown_table",
     "split_rmse",
-    "best_methods",
+    "best_params",
     "paired_wins",
     "paired_tests",
     "paired_table",
@@ -47,10 +46,6 @@ __all__ = [
     "provenance_markdown",
     "rmse_figure",
 ]
-
-#: Display names of the methods.
-METHOD_LABELS: dict[str, str] = {m: LABELS[m] for m in PARAMS}
-
 
 def _finite_or_inf(v: float) -> float:
     """``v``, or ``inf`` if it is NaN (a diverged model ranks last)."""
@@ -68,12 +63,12 @@ def _order(results: dict) -> list[str]:
 
 
 def summarize(results: dict) -> list[dict]:
-    """Rows ``{"dataset", "n_rows", "n_features", "<method>": (mean, std), ...}``, Table 1 order."""
+    """Rows ``{"dataset", "n_rows", "n_features", "<param>": (mean, std), ...}``, Table 1 order."""
     rows = []
     for name in _order(results):
         e = results["datasets"][name]
         row = {"dataset": name, "n_rows": e["n_rows"], "n_features": e["n_features"]}
-        for m, r in e["methods"].items():
+        for m, r in e["params"].items():
             row[m] = (_num(r["test_rmse_mean"]), _num(r["test_rmse_std"]))
         rows.append(row)
     return rows
@@ -87,16 +82,16 @@ def _decimals(v: float, digits: int) -> int:
 
 
 def markdown_table(results: dict, digits: int = 3) -> str:
-    """Table 1 as Markdown: test RMSE mean ± std per data set and method, best in bold."""
+    """Table 1 as Markdown: test RMSE mean ± std per data set and param, best in bold."""
     rows = summarize(results)
-    methods = [m for m in METHODS if any(m in r for r in rows)]
-    head = "| data set | N × d | " + " | ".join(METHOD_LABELS[m] for m in methods) + " |"
-    lines = [head, "|" + "---|" * (len(methods) + 2)]
+    params = [m for m in PARAMS if any(m in r for r in rows)]
+    head = "| data set | N × d | " + " | ".join(LABELS[m] for m in params) + " |"
+    lines = [head, "|" + "---|" * (len(params) + 2)]
     for r in rows:
-        means = {m: r[m][0] for m in methods if m in r}
+        means = {m: r[m][0] for m in params if m in r}
         best = min(means, key=lambda m: _finite_or_inf(means[m]))
         cells = []
-        for m in methods:
+        for m in params:
             if m not in r:
                 cells.append("")
                 continue
@@ -110,45 +105,45 @@ def markdown_table(results: dict, digits: int = 3) -> str:
 
 
 def split_rmse(results: dict) -> dict[str, dict[str, np.ndarray]]:
-    """Per data set and method, the test RMSE of every split (``(splits,)``, NaN if diverged)."""
-    return {name: {m: np.array([_num(r["test_rmse"]) for r in e["methods"][m]["splits"]])
-                   for m in e["methods"]}
+    """Per data set and param, the test RMSE of every split (``(splits,)``, NaN if diverged)."""
+    return {name: {m: np.array([_num(r["test_rmse"]) for r in e["params"][m]["splits"]])
+                   for m in e["params"]}
             for name, e in ((n, results["datasets"][n]) for n in _order(results))}
 
 
-def best_methods(results: dict) -> dict[str, str]:
-    """The method with the lowest mean test RMSE on every data set."""
-    return {r["dataset"]: min((m for m in METHODS if m in r), key=lambda m: _finite_or_inf(r[m][0]))
+def best_params(results: dict) -> dict[str, str]:
+    """The parameterization with the lowest mean test RMSE on every data set."""
+    return {r["dataset"]: min((m for m in PARAMS if m in r), key=lambda m: _finite_or_inf(r[m][0]))
             for r in summarize(results)}
 
 
-def paired_wins(results: dict, method: str = "gmp") -> dict[str, dict[str, tuple[int, int]]]:
-    """Per data set and rival: ``(splits where method beats the rival, splits compared)``."""
+def paired_wins(results: dict, param: str = "gmp") -> dict[str, dict[str, tuple[int, int]]]:
+    """Per data set and rival: ``(splits where param beats the rival, splits compared)``."""
     out = {}
     for name, per in split_rmse(results).items():
-        if method not in per:
+        if param not in per:
             continue
-        out[name] = {m: (int(np.sum(per[method] < v)), int(np.sum(np.isfinite(per[method] - v))))
-                     for m, v in per.items() if m != method}
+        out[name] = {m: (int(np.sum(per[param] < v)), int(np.sum(np.isfinite(per[param] - v))))
+                     for m, v in per.items() if m != param}
     return out
 
 
 def lr_choice_table(results: dict) -> str:
-    """Markdown: how often cross-validation chose each learning rate, per method (a note
+    """Markdown: how often cross-validation chose each learning rate, per parameterization (a note
     for files whose learning rates were fixed)."""
     if "lr_grid" not in results["config"]:
         return "(fixed learning rates: " + ", ".join(
             f"{LABELS[m]} {v:g}" for m, v in results["config"]["lr"].items()) + ")"
     grid = results["config"]["lr_grid"]
-    counts = {m: dict.fromkeys(grid, 0) for m in METHODS}
+    counts = {m: dict.fromkeys(grid, 0) for m in PARAMS}
     for e in results["datasets"].values():
-        for m, r in e["methods"].items():
+        for m, r in e["params"].items():
             for s in r["splits"]:
                 counts[m][s["lr"]] += 1
-    used = [m for m in METHODS if sum(counts[m].values())]
-    lines = ["| method | " + " | ".join(f"{lr:g}" for lr in grid) + " |",
+    used = [m for m in PARAMS if sum(counts[m].values())]
+    lines = ["| param | " + " | ".join(f"{lr:g}" for lr in grid) + " |",
              "|---|" + "---|" * len(grid)]
-    lines += [f"| {METHOD_LABELS[m]} | " + " | ".join(str(counts[m][lr]) for lr in grid) + " |"
+    lines += [f"| {LABELS[m]} | " + " | ".join(str(counts[m][lr]) for lr in grid) + " |"
               for m in used]
     return "\n".join(lines)
 
@@ -162,7 +157,7 @@ def budget_table(results: dict) -> str:
     head += ("CV models stopped early | " if cv else "") + "median epochs (final) |"
     lines = [head, "|---|---|" + ("---|" if cv else "") + "---|"]
     for name in _order(results):
-        finals = [s for r in results["datasets"][name]["methods"].values() for s in r["splits"]]
+        finals = [s for r in results["datasets"][name]["params"].values() for s in r["splits"]]
         early = sum(bool(s["stopped_early"]) for s in finals)
         cells = [f"{early}/{len(finals)}"]
         if cv:
@@ -173,18 +168,18 @@ def budget_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def paired_tests(results: dict, method: str = "gmp") -> dict[str, dict[str, Paired]]:
-    """Per data set and rival, :func:`gmp.experiments.distributions.paired` of ``method``
+def paired_tests(results: dict, param: str = "gmp") -> dict[str, dict[str, Paired]]:
+    """Per data set and rival, :func:`gmp.experiments.distributions.paired` of ``param``
     against the rival on the same splits (lower RMSE is better), with ``p_value`` replaced
     by the Holm-adjusted one over every (data set, rival) pair of the file."""
     per = split_rmse(results)
     raw = {}
     for name, scores in per.items():
-        if method not in scores:
+        if param not in scores:
             continue
-        mine = dict(enumerate(scores[method]))
+        mine = dict(enumerate(scores[param]))
         for m, v in scores.items():
-            if m != method:
+            if m != param:
                 raw[(name, m)] = paired(mine, dict(enumerate(v)))
     adjusted = holm({f"{n}/{m}": p.p_value for (n, m), p in raw.items()})
     out: dict[str, dict[str, Paired]] = {}
@@ -194,12 +189,12 @@ def paired_tests(results: dict, method: str = "gmp") -> dict[str, dict[str, Pair
     return out
 
 
-def paired_table(results: dict, method: str = "gmp") -> str:
-    """Markdown: per data set, ``method``'s wins/losses over the splits against each rival,
+def paired_table(results: dict, param: str = "gmp") -> str:
+    """Markdown: per data set, ``param``'s wins/losses over the splits against each rival,
     the median RMSE difference and the Holm-adjusted sign-test p-value."""
-    tests = paired_tests(results, method)
-    rivals = [m for m in METHODS if m != method and any(m in t for t in tests.values())]
-    lines = ["| data set | " + " | ".join(f"{LABELS[method]} vs {LABELS[m]}" for m in rivals)
+    tests = paired_tests(results, param)
+    rivals = [m for m in PARAMS if m != param and any(m in t for t in tests.values())]
+    lines = ["| data set | " + " | ".join(f"{LABELS[param]} vs {LABELS[m]}" for m in rivals)
              + " |", "|---|" + "---|" * len(rivals)]
     for name, t in tests.items():
         cells = []
@@ -212,8 +207,8 @@ def paired_table(results: dict, method: str = "gmp") -> str:
             "p\n\n" + "\n".join(lines))
 
 
-def claim_verdict(results: dict, method: str = "gmp", alpha: float = 0.05) -> dict:
-    """The paper's claim that ``method`` "consistently achieves the best test RMSE",
+def claim_verdict(results: dict, param: str = "gmp", alpha: float = 0.05) -> dict:
+    """The paper's claim that ``param`` "consistently achieves the best test RMSE",
     computed: on how many data sets its mean is the lowest, on how many it is significantly
     better than every rival (Holm-adjusted sign tests at ``alpha``, all splits won or lost
     count), and on how many significantly worse than some rival. ``"verdict"`` holds when
@@ -223,9 +218,9 @@ def claim_verdict(results: dict, method: str = "gmp", alpha: float = 0.05) -> di
     The sign tests treat the splits as independent; random 80/20 splits overlap, so their
     differences are correlated and the p-values are optimistic (Nadeau & Bengio 2003): a
     rejection here is weaker evidence than its p-value says."""
-    best = best_methods(results)
-    tests = paired_tests(results, method)
-    lowest = [n for n, m in best.items() if m == method]
+    best = best_params(results)
+    tests = paired_tests(results, param)
+    lowest = [n for n, m in best.items() if m == param]
     better = [n for n, t in tests.items()
               if all(p.p_value < alpha and p.wins > p.losses for p in t.values())]
     worse = [n for n, t in tests.items()
@@ -239,7 +234,7 @@ def claim_verdict(results: dict, method: str = "gmp", alpha: float = 0.05) -> di
 
 
 def flattery_table(official: dict, honest: dict) -> str:
-    """Markdown: per data set and method, the official protocol's test RMSE against another
+    """Markdown: per data set and param, the official protocol's test RMSE against another
     protocol's on the same split (same test rows, same initialization): the median of
     ``official/other - 1`` over the splits and on how many splits the official number is the
     lower one. Against the honest protocol this is everything the honest one changes (the
@@ -247,12 +242,12 @@ def flattery_table(official: dict, honest: dict) -> str:
     its ``lr_choice="paper"`` variant, the first two alone."""
     a, b = split_rmse(official), split_rmse(honest)
     names = [n for n in a if n in b]
-    methods = [m for m in METHODS if all(m in a[n] and m in b[n] for n in names)]
-    lines = ["| data set | " + " | ".join(LABELS[m] for m in methods) + " |",
-             "|---|" + "---|" * len(methods)]
+    params = [m for m in PARAMS if all(m in a[n] and m in b[n] for n in names)]
+    lines = ["| data set | " + " | ".join(LABELS[m] for m in params) + " |",
+             "|---|" + "---|" * len(params)]
     for n in names:
         cells = []
-        for m in methods:
+        for m in params:
             k = min(len(a[n][m]), len(b[n][m]))
             rel = a[n][m][:k] / b[n][m][:k] - 1
             lower = int(np.sum(rel < 0))
@@ -267,14 +262,14 @@ def provenance_markdown(results: dict) -> str:
     clock from the file's creation to its last unit, and the summed training time)."""
     import datetime as dt
 
-    c = normalize(results["created"])  # files of either schema (gmp.provenance.normalize)
+    c = normalize(results["provenance"])  # files of either schema (gmp.provenance.normalize)
     hw = c["hardware"]
     rev = (c["git_revision"] or "unknown")[:12] + (" (uncommitted changes)" if c["git_dirty"]
                                                    else "")
     walls = {n: e.get("wall_s") for n, e in results["datasets"].items()}
     total = sum(v for v in walls.values() if v)
     units = [normalize(r["run"]) for e in results["datasets"].values()
-             for r in [e, *e["methods"].values()] if "run" in r]
+             for r in [e, *e["params"].values()] if "run" in r]
     revs = {u["git_revision"] for u in units}
     lines = [f"- command: `{c['command']}`",
              f"- git revision: `{rev}`" + ("" if len(revs) <= 1 else
@@ -289,7 +284,7 @@ def provenance_markdown(results: dict) -> str:
         t1 = max(dt.datetime.fromisoformat(u["date_utc"]) for u in units)
         jobs = max((r.get("jobs", 1) for e in results["datasets"].values()
                     for r in [e.get("run", {}), *(m.get("run", {}) for m in
-                                                  e["methods"].values())]), default=1)
+                                                  e["params"].values())]), default=1)
         lines.append(f"- wall clock: {(t1 - t0).total_seconds() / 60:.1f} min from start to "
                      f"the last result ({jobs} process{'es' if jobs > 1 else ''})")
     lines.append(f"- training time summed over data sets: {total / 60:.1f} min ("
@@ -311,16 +306,16 @@ def rmse_figure(results: dict, normalize: bool = True):
     rows = math.ceil(len(names) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.4 * rows), squeeze=False)
     for ax, name in zip(axes.flat, names, strict=False):
-        methods = [m for m in METHODS if m in per[name]]
-        vals = np.stack([per[name][m] for m in methods])           # (methods, splits)
+        params = [m for m in PARAMS if m in per[name]]
+        vals = np.stack([per[name][m] for m in params])           # (params, splits)
         if normalize and "sp" in per[name]:
             vals = vals / per[name]["sp"]
-        xs = np.arange(len(methods))
+        xs = np.arange(len(params))
         ax.plot(xs, vals, color="0.8", lw=0.8, zorder=1)
-        for i, _ in enumerate(methods):
+        for i, _ in enumerate(params):
             ax.scatter(np.full(vals.shape[1], i), vals[i], s=10, zorder=2, color=f"C{i}")
             ax.scatter([i], [np.nanmean(vals[i])], marker="_", s=300, color="k", zorder=3)
-        ax.set_xticks(xs, [METHOD_LABELS[m] for m in methods])
+        ax.set_xticks(xs, [LABELS[m] for m in params])
         ax.set_title(name, fontsize=10)
         ax.tick_params(labelsize=8)
     for ax in list(axes.flat)[len(names):]:

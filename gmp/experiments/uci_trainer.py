@@ -108,17 +108,17 @@ class FitResult:
     best_monitor: Tensor
 
 
-def build_members(method: str, in_features: int, seeds: Sequence[int], hidden: int = 100,
+def build_members(param: str, in_features: int, seeds: Sequence[int], hidden: int = 100,
                   preset: str = "authors", dtype: torch.dtype = torch.float32
                   ) -> list[OneHiddenLayerMLP]:
-    """Member ``s`` is ``torch.manual_seed(seeds[s]); gmp.baselines.mlp(method, in_features,
+    """Member ``s`` is ``torch.manual_seed(seeds[s]); gmp.baselines.mlp(param, in_features,
     hidden, preset=preset)`` (the caller's global RNG state is kept)."""
-    method = check_param(method)
+    param = check_param(param)
     models = []
     with torch.random.fork_rng(devices=[]):
         for seed in seeds:
             torch.manual_seed(int(seed))
-            models.append(mlp(method, in_features, hidden, preset=preset).to(dtype))
+            models.append(mlp(param, in_features, hidden, preset=preset).to(dtype))
     return models
 
 
