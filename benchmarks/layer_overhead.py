@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             "input_grad": not args.no_input_grad, "load_avg_before": load_before,
             "load_avg_after": list(os.getloadavg()),
             "optimizers": {"layers": "adam", "networks": "sgd (momentum 0.9)"}})
-        payload = {"meta": meta, "summary": summarize(rows), "targets": verdicts,
+        payload = {"provenance": meta, "summary": summarize(rows), "targets": verdicts,
                    "rows": rows}
         try:
             from gmp.files import write_json

@@ -205,12 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         command = [Path(sys.executable).name, *sys.argv] if argv is None else \
             ["benchmarks/train_throughput.py", *argv]
-        out = _provenance(args.json, command, {
+        out = {"provenance": _provenance(args.json, command, {
             "device": device.type, "device_name": hw, "amp_bf16": amp,
             "channels_last": channels_last, "compile": args.compile,
             "gmp_kernel": args.gmp_kernel, "rounds": args.rounds, "steps": steps,
             "warmup": args.warmup, "load_avg_before": load_before,
-            "load_avg_after": list(os.getloadavg()), "rows": rows})
+            "load_avg_after": list(os.getloadavg())}), "rows": rows}
         from gmp.files import write_json
 
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

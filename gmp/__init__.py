@@ -2,6 +2,26 @@
 
 Companion package to Chen & Ge, *Neural Characteristic Activation Analysis and Geometric
 Parameterization for ReLU Networks*, NeurIPS 2024 (arXiv:2305.15912).
+
+The package in layers; a module imports only from its own layer and the layers above it:
+
+1. Mathematics and data. :mod:`gmp.geometry`: hyperspherical coordinates ``u(θ)``, their inverse
+   and metric (Sec. 3.1); :mod:`gmp.symbolic`: the paper's derivations in SymPy;
+   :mod:`gmp.data`: Levy, Banana, UCI, ImageNet32 and ImageNet, every file checked by SHA-256.
+2. Layers and networks. :mod:`gmp.nn`: ``GmPLinear``, ``GmPConv2d``, input mean normalization,
+   mean-only BN; :mod:`gmp.params`: the vocabulary (a *param* is ``"sp"``, ``"wn"``, ``"bn"``,
+   ``"gmp"``, ...) and the network presets named after their source; :mod:`gmp.baselines`
+   (one-hidden-layer networks) and :mod:`gmp.models` (VGG-6, ResNet-18) build every layer under
+   every param; :mod:`gmp.convert` swaps a model's layers for GmP ones and back.
+3. Analysis. :mod:`gmp.cab`: characteristic activation boundaries (Sec. 2);
+   :mod:`gmp.perturbation` (Fig. 1) and :mod:`gmp.overhead` (cost per training step) measure
+   them; :mod:`gmp.plotting` draws them.
+4. Experiments. :mod:`gmp.experiments`: Levy and Banana (Sec. 4.1), UCI (Table 1, ``gmp-uci``),
+   all trained on one stacked engine, reported as distributions; :mod:`gmp.train`: the
+   ImageNet-scale training of Tables 2–3 (``gmp-train``, one GPU or ``torchrun``).
+
+Every results file and checkpoint is written atomically (:mod:`gmp.files`) with a record of the
+command, git revision, date and machine that produced it (:mod:`gmp.provenance`).
 """
 
 from . import geometry
@@ -13,8 +33,8 @@ __version__ = "0.1.0"
 
 # Submodules with heavier imports (sympy, matplotlib, torchvision) load on first access:
 # ``gmp.cab``, ``gmp.symbolic``, ``gmp.baselines``, ``gmp.data``, ``gmp.models``, ...
-_LAZY = ("baselines", "cab", "data", "experiments", "models", "overhead", "perturbation",
-         "plotting", "symbolic", "train")
+_LAZY = ("baselines", "cab", "data", "experiments", "files", "models", "overhead", "params",
+         "perturbation", "plotting", "provenance", "symbolic", "train")
 
 
 def __getattr__(name: str):

@@ -5,7 +5,7 @@ Chen & Ge 2024, Sec. 2.3 (Props. 2.3-2.5, Fig. 1(b-e)) and Sec. 3.3 (Thm 3.7). P
 1. draw ``m`` units with weights ``w ∈ Rⁿ`` and biases ``b`` i.i.d. ``N(0, std²)``, by default
    ``std = 1e-3`` (variance 1e-6) in ``n = 2`` dimensions: *small* weights, as weight decay
    produces;
-2. write the same units under each parameterization (:data:`gmp.baselines.PARAMS`), so that
+2. write the same units under each parameterization (:data:`gmp.params.PARAMS`), so that
    every parameterization starts from the same boundaries:
 
    - ``"sp"``: ``nn.Linear`` with ``weight = w``, ``bias = b``;
@@ -119,7 +119,7 @@ def build_layer(param: str, w: np.ndarray | Tensor, b: np.ndarray | Tensor) -> n
     """A float64 layer of ``param`` whose units have effective weights ``w`` and biases ``b``.
 
     Args:
-        param: one of :data:`gmp.baselines.PARAMS`.
+        param: one of :data:`gmp.params.PARAMS`.
         w: ``(m, n)`` weights; b: ``(m,)`` biases.
 
     Returns:

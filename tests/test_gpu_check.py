@@ -64,8 +64,8 @@ def test_plan_gpu_mode_has_cuda_tests_and_compiled_throughput(tmp_path):
 def test_gpu_goal_reads_throughput_files(tmp_path):
     rows = [{"arch": "vgg6", "param": "bn", "batch": 256, "step_images_per_s": 1000.0},
             {"arch": "vgg6", "param": "gmp_imn", "batch": 256, "step_images_per_s": 940.0}]
-    (tmp_path / "throughput_eager.json").write_text(json.dumps({"compile": False,
-                                                                "rows": rows}))
+    (tmp_path / "throughput_eager.json").write_text(json.dumps(
+        {"provenance": {"compile": False}, "rows": rows}))
     (goal,) = gpu_check.gpu_goal(tmp_path)
     assert goal["arch"] == "vgg6" and goal["gmp_imn_over_bn"] == pytest.approx(0.94)
     assert goal["met"] is False

@@ -79,6 +79,7 @@ from .uci_trainer import FitConfig, build_members, fit_module, fit_stacked, pred
 __all__ = [
     "PROTOCOLS",
     "DEFAULT_LR_GRID",
+    "FORMAT_VERSION",
     "OFFICIAL_LR",
     "AUTHORS_SCRIPT",
     "UCIConfig",
@@ -111,8 +112,8 @@ AUTHORS_SCRIPT: dict[str, object] = {
     "adam_epsilon": 1e-7, "networks": "authors",
 }
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
-#: Version of the results file's layout: 3 names the parameterizations ``params`` and the
-#: provenance record ``provenance`` (version 2 said ``methods`` and ``created``).
+#: Version of the results file's layout. Version 3 names the parameterizations ``params`` and
+#: the provenance record ``provenance``; version 2 said ``methods`` and ``created``.
 FORMAT_VERSION = 3
 _KERAS_EPSILON = 1e-7      # keras.backend.epsilon(): Normalization's smallest scale
 
