@@ -10,9 +10,10 @@ The package in layers; a module imports only from its own layer and the layers a
    :mod:`gmp.data`: Levy, Banana, UCI, ImageNet32 and ImageNet, every file checked by SHA-256.
 2. Layers and networks. :mod:`gmp.nn`: ``GmPLinear``, ``GmPConv2d``, input mean normalization,
    mean-only BN; :mod:`gmp.params`: the vocabulary (a *param* is ``"sp"``, ``"wn"``, ``"bn"``,
-   ``"gmp"``, ...) and the network presets named after their source; :mod:`gmp.baselines`
-   (one-hidden-layer networks) and :mod:`gmp.models` (VGG-6, ResNet-18) build every layer under
-   every param; :mod:`gmp.convert` swaps a model's layers for GmP ones and back.
+   ``"gmp"``, ...) and the network presets named after their source; :mod:`gmp.layers`: what
+   a dense layer, a conv and a classifier are under every param, the one place that decides;
+   :mod:`gmp.baselines` (one-hidden-layer networks) and :mod:`gmp.models` (VGG-6, ResNet-18)
+   are built from them; :mod:`gmp.convert` swaps a model's layers for GmP ones and back.
 3. Analysis. :mod:`gmp.cab`: characteristic activation boundaries (Sec. 2);
    :mod:`gmp.perturbation` (Fig. 1) and :mod:`gmp.overhead` (cost per training step) measure
    them; :mod:`gmp.plotting` draws them.
@@ -33,8 +34,8 @@ __version__ = "0.1.0"
 
 # Submodules with heavier imports (sympy, matplotlib, torchvision) load on first access:
 # ``gmp.cab``, ``gmp.symbolic``, ``gmp.baselines``, ``gmp.data``, ``gmp.models``, ...
-_LAZY = ("baselines", "cab", "data", "experiments", "files", "models", "overhead", "params",
-         "perturbation", "plotting", "provenance", "symbolic", "train")
+_LAZY = ("baselines", "cab", "data", "experiments", "files", "layers", "models", "overhead",
+         "params", "perturbation", "plotting", "provenance", "symbolic", "train")
 
 
 def __getattr__(name: str):

@@ -8,16 +8,8 @@ Two architectures (Chen & Ge 2024, Sec. 4.2.2–4.2.3, App. C.2–C.3):
   :class:`~torchvision.models.resnet.BasicBlock`. At ``width=1`` the ``bn`` variant has the
   same modules, parameter names and shapes as ``torchvision.models.resnet18``.
 
-Six parameterizations (``param``), applied to every conv and to the classifier:
-
-===========  ==================================================================================
-``sp``       ``nn.Conv2d`` / ``nn.Linear`` with bias
-``wn``       torch's ``weight_norm`` parametrization on the same layers
-``wn_mbn``   ``weight_norm`` conv without bias, then :class:`~gmp.nn.MeanOnlyBatchNorm`
-``bn``       conv without bias, then ``nn.BatchNorm2d`` (classifier: plain ``nn.Linear``)
-``gmp``      :class:`~gmp.nn.GmPConv2d` / :class:`~gmp.nn.GmPLinear`
-``gmp_imn``  GmP layers, each after the first preceded by :class:`~gmp.nn.InputMeanNorm`
-===========  ==================================================================================
+Six parameterizations (``param``, :data:`gmp.params.ALL_PARAMS`); what each makes of a conv
+and of the classifier is decided by :func:`gmp.layers.conv` and :func:`gmp.layers.classifier`.
 
 Where the normalizers sit (the invariant every builder below keeps):
 
@@ -47,7 +39,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from .nn import GmPConv2d, GmPLinear, InputMeanNorm, MeanOnlyBatchNorm
+from .layers import classifier, conv, norm_layer
 from .params import ALL_PARAMS
 from .params import check_param as _check_param
 
@@ -69,44 +61,6 @@ def check_param(param: str) -> str:
 
 def _scaled(channels: int, width: float) -> int:
     return max(1, int(round(channels * width)))
-
-
-# --------------------------------------------------------------------------------------------
-# Layer factories: one place decides what a conv / classifier is under each parameterization.
-# --------------------------------------------------------------------------------------------
-
-def conv(param: str, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-         padding: int | str = 0, *, first: bool = False) -> nn.Module:
-    """A conv producing a pre-activation ``(N, C_in, H, W) -> (N, C_out, H', W')`` under
-    ``param``, including the normalizer that belongs to it (see the module docstring).
-
-    ``first``: the network's first layer (no IMN before it)."""
-    p = check_param(param)
-    args = (in_channels, out_channels, kernel_size, stride, padding)
-    if p == "sp":
-        return nn.Conv2d(*args, bias=True)
-    if p == "wn":
-        return weight_norm(nn.Conv2d(*args, bias=True))
-    if p == "wn_mbn":
-        return nn.Sequential(weight_norm(nn.Conv2d(*args, bias=False)),
-                             MeanOnlyBatchNorm(out_channels))
-    if p == "bn":
-        return nn.Sequential(nn.Conv2d(*args, bias=False), nn.BatchNorm2d(out_channels))
-    layer = GmPConv2d(*args, bias=True)
-    if p == "gmp_imn" and not first:
-        return nn.Sequential(InputMeanNorm(in_channels), layer)
-    return layer
-
-
-def classifier(param: str, in_features: int, num_classes: int) -> nn.Module:
-    """The final linear layer ``(N, in_features) -> (N, num_classes)`` under ``param``."""
-    p = check_param(param)
-    if p in ("sp", "bn"):
-        return nn.Linear(in_features, num_classes)
-    if p in ("wn", "wn_mbn"):
-        return weight_norm(nn.Linear(in_features, num_classes))
-    layer = GmPLinear(in_features, num_classes)
-    return nn.Sequential(InputMeanNorm(in_features), layer) if p == "gmp_imn" else layer
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,21 +105,12 @@ def vgg6(param: str = "sp", num_classes: int = 1000, width: float = 1.0) -> VGG6
 # ResNet-18
 # --------------------------------------------------------------------------------------------
 
-def _norm_layer(param: str) -> Callable[[int], nn.Module]:
-    """What torchvision's ``norm_layer`` becomes: BN, MBN, or nothing (``nn.Identity``)."""
-    if param == "bn":
-        return nn.BatchNorm2d
-    if param == "wn_mbn":
-        return MeanOnlyBatchNorm
-    return nn.Identity
-
-
 def _resnet_skeleton(param: str, num_classes: int, width: float) -> nn.Module:
     """ResNet-18 with plain bias-free ``nn.Conv2d`` layers and ``param``'s norm layer,
     initialised as torchvision does (He-normal, fan-out)."""
     from torchvision.models.resnet import BasicBlock, ResNet
 
-    norm = _norm_layer(param)
+    norm = norm_layer(param)
     if width == 1.0:
         net = ResNet(BasicBlock, [2, 2, 2, 2], num_classes=num_classes, norm_layer=norm)
     else:  # same structure, every channel count scaled

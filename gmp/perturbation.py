@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .baselines import hidden_layer
 from .cab import angular_change, directions, effective_weight_bias, spatial_locations
+from .layers import hidden_layer
 from .nn import GmPLinear
 from .params import check_param
 
@@ -123,7 +123,7 @@ def build_layer(param: str, w: np.ndarray | Tensor, b: np.ndarray | Tensor) -> n
         w: ``(m, n)`` weights; b: ``(m,)`` biases.
 
     Returns:
-        the layer built by :func:`gmp.baselines.hidden_layer` (BN block in training mode:
+        the layer built by :func:`gmp.layers.hidden_layer` (BN block in training mode:
         its effective parameters depend on the input batch, see :func:`run_perturbation`).
     """
     param = check_param(param)

@@ -299,7 +299,7 @@ def test_units_through_data_counts_boundaries_that_cut_the_inputs():
 
 
 def test_keras_batchnorm_tracks_the_biased_variance():
-    from gmp.baselines import KerasBatchNorm1d
+    from gmp.layers import KerasBatchNorm1d
 
     torch.manual_seed(2)
     x = torch.randn(8, 3, dtype=F64)

@@ -119,3 +119,19 @@ def test_weight_decay_groups():
     dec = {n.rsplit(".", 1)[-1] for n, p in wn.named_parameters()
            if any(p is q for q in decay_groups(wn, 1.0)[0]["params"])}
     assert dec == {"original0", "original1"}
+
+
+def test_layer_factories_decide_every_param_and_reject_unknown_ones():
+    from gmp import layers
+    from gmp.params import ALL_PARAMS
+
+    for p in ALL_PARAMS:
+        c = layers.conv(p, 3, 4, 3, padding=1)
+        assert c(torch.randn(2, 3, 5, 5)).shape == (2, 4, 5, 5)
+        assert layers.classifier(p, 4, 7)(torch.randn(2, 4)).shape == (2, 7)
+        assert isinstance(layers.norm_layer(p)(4), nn.Module)
+    assert layers.norm_layer("bn") is nn.BatchNorm2d
+    for bad in (lambda: layers.conv("ln", 3, 4, 3), lambda: layers.classifier("ln", 4, 7),
+                lambda: layers.norm_layer("ln"), lambda: layers.hidden_layer("gmp_imn", 2, 3)):
+        with pytest.raises(ValueError, match="unknown parameterization"):
+            bad()

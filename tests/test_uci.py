@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from gmp import provenance
-from gmp.baselines import KerasBatchNorm1d
 from gmp.data import DataCorruptError, DataNotFoundError
 from gmp.data.uci import DATASETS, SHAPES, UCIData, load_uci, remote_files
 from gmp.experiments import uci
@@ -27,6 +26,7 @@ from gmp.experiments.uci_trainer import (
     fit_stacked,
     predict,
 )
+from gmp.layers import KerasBatchNorm1d
 from gmp.params import PARAMS
 
 F64 = torch.float64

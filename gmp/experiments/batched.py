@@ -27,9 +27,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from ..baselines import KerasBatchNorm1d, OneHiddenLayerMLP
+from ..baselines import OneHiddenLayerMLP
 from ..cab import cab_geometry, gmp_cab_geometry
 from ..geometry import unit_vector
+from ..layers import KerasBatchNorm1d
 from ..nn import GmPLinear
 
 __all__ = [
@@ -179,7 +180,7 @@ class StackedBatchNorm(nn.Module):
 
     Training mode normalizes with the batch mean and biased variance over axis 1 and updates
     the running estimates with the unbiased variance, as ``BatchNorm1d`` does (or with the
-    biased one, as Keras does, for :class:`gmp.baselines.KerasBatchNorm1d` modules, which
+    biased one, as Keras does, for :class:`gmp.layers.KerasBatchNorm1d` modules, which
     also accept a batch of one row); evaluation uses the running estimates. Computed per
     member on the ``(S, N, m)`` layout (a strided view through torch's fused kernel is
     slower here). ``update`` (``(S,)`` bool) limits the
