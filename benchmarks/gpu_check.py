@@ -237,14 +237,14 @@ def main(argv: list[str] | None = None) -> int:
         results.append({"name": "throughput-compiled", "status": "skipped",
                         "reason": "no GPU (torch.compile of whole models takes minutes on a CPU)"})
     command = ["benchmarks/gpu_check.py", *(sys.argv[1:] if argv is None else argv)]
-    manifest = _provenance(out, command, {
-        "mode": "gpu" if gpu else "cpu", "budget_s": budget,
-        "seconds": round(time.perf_counter() - start, 1),
+    manifest = {"provenance": _provenance(out, command, {
+        "budget_s": budget, "seconds": round(time.perf_counter() - start, 1),
         "gpu": ({"name": torch.cuda.get_device_name(0),
                  "capability": list(torch.cuda.get_device_capability(0)),
                  "memory_gib": round(torch.cuda.get_device_properties(0).total_memory / 2**30,
-                                     1)} if gpu else None),
-        "parts": results, "summary": gpu_goal(out) if gpu else []})
+                                     1)} if gpu else None)}),
+        "mode": "gpu" if gpu else "cpu", "parts": results,
+        "summary": gpu_goal(out) if gpu else []}
     from gmp.files import write_json
 
     write_json(out / "manifest.json", manifest, indent=2)

@@ -93,7 +93,7 @@ def test_cpu_mode_trains_and_resumes(tmp_path):
     assert rc == 0, manifest["parts"]
     assert [p["status"] for p in manifest["parts"][:2]] == ["ok", "ok"]
     for key in ("command", "git_revision", "date_utc", "hardware"):
-        assert key in manifest
+        assert key in manifest["provenance"]
     assert manifest["mode"] == "cpu"
     log = Path(manifest["parts"][1]["log"]).read_text()
     assert "resuming" in log and "epoch 2/2" in log
