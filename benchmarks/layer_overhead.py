@@ -38,6 +38,7 @@ os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
 import torch  # noqa: E402
 
 from gmp.overhead import (
+    CANDIDATES,
     conv_cases,
     format_rows,
     linear_cases,
@@ -51,7 +52,6 @@ TARGETS = {  # (case prefix, batch, mode) -> maximal gmp/sp ratio, from issue #1
     ("linear 1024→1024", 1024, "step"): 1.15,
     ("VGG-6", 32, "step"): 1.05,
 }
-CANDIDATES = ("sp", "wn", "gmp", "gmp_compiled")
 
 
 def provenance(out: Path | None, extra: dict) -> dict:

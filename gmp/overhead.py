@@ -36,10 +36,12 @@ from torch import Tensor, nn
 
 from .convert import convert
 
-__all__ = ["Case", "VGG6_CONV_SHAPES", "linear_cases", "conv_cases", "vgg6_cases",
+__all__ = ["CANDIDATES", "Case", "VGG6_CONV_SHAPES", "linear_cases", "conv_cases", "vgg6_cases",
            "resnet18_cases", "measure_layer_overhead", "format_rows"]
 
-CANDIDATES = ("sp", "wn", "gmp", "gmp_compiled")
+#: The candidates that can be timed. Plain, weight-normalized and GmP layers, and GmP with its
+#: compiled weight kernel (``gmp_compiled``).
+CANDIDATES: tuple[str, ...] = ("sp", "wn", "gmp", "gmp_compiled")
 MODES = ("train", "eval", "step")
 OPTIMIZERS = ("adam", "sgd")
 
