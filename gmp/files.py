@@ -3,6 +3,11 @@
 A file is written to a temporary file in the same folder, flushed to disk, then renamed over
 the old one with :func:`os.replace` (atomic on POSIX and Windows): a process killed while
 writing leaves the previous version intact, never a truncated one.
+
+Commands check their output before any work (:func:`check_output_file`) and hold an
+:class:`OutputLock` on it while they write, so that a bad path fails at once and two runs
+never write one output; both raise :class:`OutputError`, which a command line prints as one
+line (``error: ...``, exit status 2).
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["atomic_write", "atomic_write_text", "jsonable", "write_json"]
+__all__ = ["OutputError", "OutputLock", "atomic_write", "atomic_write_text",
+           "check_output_file", "jsonable", "lock_file_for", "remove_stale_temporaries",
+           "write_json"]
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
@@ -69,3 +76,114 @@ def jsonable(x: Any) -> Any:
 def write_json(path: str | Path, obj: Any, indent: int | None = 1) -> None:
     """Write ``jsonable(obj)`` as strict JSON (and a final newline) to ``path``, atomically."""
     atomic_write_text(path, json.dumps(jsonable(obj), indent=indent, allow_nan=False) + "\n")
+
+
+# ---------------------------------------------------------------- output paths, checked first
+
+class OutputError(Exception):
+    """An output path that a command cannot or must not write (checked before any work):
+    its folder is not writable, it is a folder, another run holds it, or it holds a file of
+    another kind. Command-line tools print it as one line and exit with status 2."""
+
+
+def check_output_file(path: str | Path) -> Path:
+    """``path`` as a :class:`~pathlib.Path` after checking that a results file can be
+    written there: not a folder, its folder exists (or can be created) and is writable.
+
+    Raises :class:`OutputError` naming the problem. Nothing is written but the folder.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder; give a file name such as {path / 'out.json'}")
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create the folder {folder} for {path.name}: "
+                          f"{e.strerror or e}") from None
+    if not folder.is_dir():
+        raise OutputError(f"{folder} is not a folder, so {path.name} cannot be written in it")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"the folder {folder} is not writable")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise OutputError(f"{path} is not writable")
+    return path
+
+
+class OutputLock:
+    """An exclusive lock on an output (a results file or a run folder), held while a run
+    writes it, so that two runs never write the same output.
+
+    The lock is the file ``lock_path`` (``<file>.lock`` beside a results file, ``.lock``
+    inside a run folder) locked with ``fcntl.flock``: the operating system releases it when
+    the process dies, so a killed run never leaves a stale lock behind. The file itself is
+    removed on :meth:`release`. Use as a context manager::
+
+        with OutputLock(path.with_name(path.name + ".lock"), what=str(path)):
+            ...
+    """
+
+    def __init__(self, lock_path: str | Path, *, what: str | None = None) -> None:
+        self.lock_path = Path(lock_path)
+        self.what = what or str(self.lock_path)
+        self._fd: int | None = None
+
+    def acquire(self) -> OutputLock:
+        try:
+            import fcntl
+        except ImportError:               # pragma: no cover - not POSIX: no locking
+            return self
+        while True:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise OutputError(f"{self.what} is being written by another run (pid "
+                                  f"{holder}, lock {self.lock_path}); wait for it or use "
+                                  "another output") from None
+            # The holder before us may have removed the file after we opened it: then we
+            # locked a file nobody else can see, so start again on the current one.
+            try:
+                same = os.stat(self.lock_path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        self.lock_path.unlink(missing_ok=True)
+        os.close(self._fd)                # closing releases the flock
+        self._fd = None
+
+    def __enter__(self) -> OutputLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def lock_file_for(path: str | Path) -> Path:
+    """The lock file of the results file ``path``: ``<name>.lock`` beside it."""
+    path = Path(path)
+    return path.with_name(path.name + ".lock")
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Remove what an :func:`atomic_write` killed mid-write left in ``folder`` (hidden
+    ``.<name>.<random>.tmp`` files); returns the paths removed. Call it only while holding
+    the folder's :class:`OutputLock`, so that no live writer's file is removed."""
+    removed = []
+    for p in Path(folder).glob(".*.tmp"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
