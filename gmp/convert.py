@@ -7,6 +7,9 @@ layers back into plain ones, so a model trained with GmP ships with zero overhea
 Both work in place, all or nothing: every layer is checked and converted first, and the
 model is modified only if none failed (a :class:`ConversionError` lists all failures).
 A module registered at several places (shared weights) is replaced by one shared new module.
+A parameter shared by *different* modules (tied weights, e.g. an output head tied to an
+embedding) cannot stay tied once one side is re-parameterized, so such a layer is refused
+with a :class:`ConversionError` that names every place the parameter is used.
 Hooks registered on a replaced module do not carry over.
 """
 
@@ -107,6 +110,7 @@ def convert(model: nn.Module, *, imn: bool = False, skip_first: bool = True,
     if init not in _INITS:
         raise ValueError(f"unknown init {init!r}; expected one of {_INITS}")
     seen = 0
+    users = _parameter_users(model)
 
     def fn(name: str, m: nn.Module) -> nn.Module | None:
         nonlocal seen
@@ -126,6 +130,12 @@ def convert(model: nn.Module, *, imn: bool = False, skip_first: bool = True,
                 raise ValueError("only nn.Linear and nn.Conv2d have GmP versions; pass "
                                  "strict=False to leave this layer as it is")
             return None
+        for pname, p in m.named_parameters(recurse=False):
+            others = [u for mod, u in users[id(p)] if mod is not m]
+            if others:
+                raise ValueError(
+                    f"its {pname} is tied to {', '.join(others)} (the same Parameter); GmP "
+                    "would untie them, so untie them first or convert this layer by hand")
         new: nn.Module = (GmPLinear.from_linear(m, init=init) if isinstance(m, nn.Linear)
                           else GmPConv2d.from_conv(m, init=init))
         seen += 1
@@ -136,6 +146,18 @@ def convert(model: nn.Module, *, imn: bool = False, skip_first: bool = True,
         return new
 
     return _replace(model, fn, "gmp.convert")
+
+
+def _parameter_users(model: nn.Module) -> dict[int, list[tuple[nn.Module, str]]]:
+    """For every parameter of ``model`` (by ``id``), the modules holding it and its qualified
+    names there, every registration counted (a tied parameter has several)."""
+    users: dict[int, list[tuple[nn.Module, str]]] = {}
+    for mname, mod in model.named_modules(remove_duplicate=False):
+        for pname, p in mod._parameters.items():
+            if p is not None:
+                users.setdefault(id(p), []).append(
+                    (mod, f"{mname}.{pname}" if mname else pname))
+    return users
 
 
 def revert(model: nn.Module) -> nn.Module:

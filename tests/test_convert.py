@@ -167,3 +167,39 @@ def test_convert_keeps_rng_state_and_device_dtype():
     assert torch.equal(state, torch.random.get_rng_state())
     assert model[0].theta.dtype == F64 and model[2].r.dtype == F64
 
+
+
+class _TiedLM(nn.Module):
+    """A toy language model whose output head shares its weight with the embedding."""
+
+    def __init__(self, vocab: int = 11, dim: int = 6) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.mix = nn.Linear(dim, dim)
+        self.head = nn.Linear(dim, vocab, bias=False)
+        self.head.weight = self.embed.weight            # tied
+
+    def forward(self, tokens):
+        return self.head(torch.relu(self.mix(self.embed(tokens))))
+
+
+def test_convert_refuses_to_untie_tied_parameters():
+    """Converting the head alone would keep the outputs right after conversion and then let
+    the two weights drift apart in training: refused, naming both places, model unchanged."""
+    torch.manual_seed(0)
+    model = _TiedLM()
+    with pytest.raises(ConversionError, match=r"head \(Linear\): its weight is tied to "
+                                              r"embed\.weight"):
+        gmp.convert(model)
+    assert type(model.head) is nn.Linear and type(model.mix) is nn.Linear
+    assert model.head.weight is model.embed.weight
+    # two Linear layers sharing one weight: refused as well
+    a = nn.Linear(4, 4)
+    b = nn.Linear(4, 4)
+    b.weight = a.weight
+    with pytest.raises(ConversionError, match="tied to 1.weight"):
+        gmp.convert(nn.Sequential(a, b))
+    # the same module registered twice is one layer, not a tie: converted once, shared
+    shared = nn.Linear(4, 4)
+    seq = gmp.convert(nn.Sequential(shared, nn.ReLU(), shared))
+    assert seq[0] is seq[2] and isinstance(seq[0], GmPLinear)
