@@ -77,11 +77,14 @@ no-browser:
 	@echo "No Chromium found (chromium, chromium-browser, google-chrome): the browser test was skipped."
 	@echo "Install one (Debian: apt-get install chromium) and run: make test-browser"
 
-# The Levy and Banana results files the chapters render (about 20 min on 2 CPU cores). Each
-# file records its own command, git revision, date and machine.
+# The Levy and Banana results files the chapters render (about 7 min on 2 CPU cores). Each
+# file records its own command, git revision, date and machine. This REWRITES the committed
+# files in results/ (--replace): each is written when its runs are complete, so an
+# interrupted run leaves the committed file as it was.
 SMALL := $(BIN)/python -m gmp.experiments
-SMALL_ARGS := --seeds 0-19 --no-tracks --no-progress
+SMALL_ARGS := --seeds 0-19 --no-tracks --no-progress --replace
 small-results: install
+	@echo "make small-results: retraining and rewriting the committed results/levy_*.json and results/banana_*.json"
 	$(SMALL) levy --param all --preset authors $(SMALL_ARGS) --out results/levy_authors.json
 	$(SMALL) levy --param all --preset authors --data-seed 0 $(SMALL_ARGS) \
 		--out results/levy_authors_data0.json
@@ -98,10 +101,14 @@ small-results: install
 		--out results/banana_gmp_honest_$$p.json || exit 1; done
 
 # Table 1 under both protocols and the honest variant at the paper's learning rates
-# (chapter 8): about 45 min on 2 cores; resumable (rerun the
-# same command after an interruption). Each file records its command, revision and machine.
-UCI := $(BIN)/gmp-uci --datasets all --splits 10 --jobs 2 --threads 1 --quiet
+# (chapter 8): about 45 min on 2 cores. This REWRITES the committed results/uci*.json
+# (--replace): each table is written to results/NAME.json.partial, unit by unit, and renamed
+# over the committed file only when complete; after an interruption, run `make uci-results`
+# again and it continues the .partial files (--resume). Each file records its command,
+# revision and machine.
+UCI := $(BIN)/gmp-uci --datasets all --splits 10 --jobs 2 --threads 1 --quiet --replace --resume
 uci-results: install
+	@echo "make uci-results: retraining and rewriting the committed results/uci*.json"
 	$(UCI) --protocol official --out results/uci_official.json
 	$(UCI) --protocol honest --out results/uci.json
 	$(UCI) --protocol honest --lr-choice paper --out results/uci_honest_paper_lr.json

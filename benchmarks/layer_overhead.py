@@ -110,6 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="write rows and metadata to this JSON file")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    if args.out is not None:              # a bad output fails now, not after the timings
+        from gmp.files import OutputError, check_output_file
+
+        try:
+            check_output_file(args.out)
+        except OutputError as e:
+            p.error(str(e))
 
     if args.quick:
         args.batches, args.features = [4, 64], 128

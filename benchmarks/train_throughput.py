@@ -136,6 +136,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="time only full steps (skip the fwd+bwd column)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = p.parse_args(argv)
+    if args.json is not None:             # a bad output fails now, not after the timings
+        from gmp.files import OutputError, check_output_file
+
+        try:
+            check_output_file(args.json)
+        except OutputError as e:
+            p.error(str(e))
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if args.device == "auto" else args.device))

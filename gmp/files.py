@@ -22,9 +22,9 @@ from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["OutputError", "OutputLock", "atomic_write", "atomic_write_text",
-           "check_output_file", "jsonable", "lock_file_for", "remove_stale_temporaries",
-           "write_json"]
+__all__ = ["OutputError", "OutputLock", "ResultsTarget", "atomic_write", "atomic_write_text",
+           "check_output_file", "jsonable", "lock_file_for", "partial_path",
+           "remove_stale_temporaries", "results_target", "write_json"]
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
@@ -103,8 +103,12 @@ def check_output_file(path: str | Path) -> Path:
                           f"{e.strerror or e}") from None
     if not folder.is_dir():
         raise OutputError(f"{folder} is not a folder, so {path.name} cannot be written in it")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"the folder {folder} is not writable")
+    try:                                  # a real write: permissions, read-only mounts
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise OutputError(f"the folder {folder} is not writable: {e.strerror or e}") from None
     if path.exists() and not os.access(path, os.W_OK):
         raise OutputError(f"{path} is not writable")
     return path
@@ -187,3 +191,91 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
             p.unlink(missing_ok=True)
             removed.append(p)
     return removed
+
+
+class ResultsTarget:
+    """Where a command writes one results file, decided and checked before any work.
+
+    ``path`` is the file asked for; ``work`` is where the run writes while it works: ``path``
+    itself, or, when it replaces an existing file, ``<path>.partial``, which is renamed over
+    ``path`` by :meth:`finish` once the new file is complete (so the old one is never lost to
+    an interrupted run). ``resume`` says whether ``work`` already holds a run to continue.
+    Holds the :class:`OutputLock` of ``path`` until :meth:`close` (a context manager).
+    """
+
+    def __init__(self, path: Path, work: Path, resume: bool, lock: OutputLock) -> None:
+        self.path, self.work, self.resume, self.lock = path, work, resume, lock
+
+    @property
+    def replacing(self) -> bool:
+        return self.work != self.path
+
+    def finish(self) -> None:
+        """Put the finished results in place: rename ``work`` over ``path`` when replacing."""
+        if self.replacing and self.work.exists():
+            os.replace(self.work, self.path)
+
+    def close(self) -> None:
+        self.lock.release()
+
+    def __enter__(self) -> ResultsTarget:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def partial_path(path: str | Path) -> Path:
+    """Where a run that replaces ``path`` writes until it is complete: ``<path>.partial``."""
+    path = Path(path)
+    return path.with_name(path.name + ".partial")
+
+
+def results_target(path: str | Path, *, recognise: Callable[[Path], str | None],
+                   resume: bool = False, replace: bool = False,
+                   resumable: bool = True) -> ResultsTarget:
+    """Check the results file ``path`` before any work and lock it; see :class:`ResultsTarget`.
+
+    - ``path`` must be writable (:func:`check_output_file`) and not held by another run
+      (:class:`OutputLock`);
+    - an existing file is never written unless asked: ``resume`` continues it (a resumable
+      command), ``replace`` writes a new one in its place; otherwise :class:`OutputError`;
+    - a file that is continued or replaced must be of the command's kind: ``recognise(p)``
+      returns ``None`` for a file the command wrote, else a sentence saying why it is not;
+    - with ``replace`` and ``resumable``, an unfinished ``<path>.partial`` of an earlier
+      replacement is continued with ``resume`` and refused without it.
+    """
+    path = check_output_file(path)
+    if resume and not resumable:
+        raise OutputError("this command writes its results file at the end: nothing to resume")
+    lock = OutputLock(lock_file_for(path), what=str(path)).acquire()
+    try:
+        def known(p: Path) -> None:
+            why = recognise(p)
+            if why is not None:
+                raise OutputError(f"{why}; it is left as it is: choose another output")
+
+        if path.exists():
+            known(path)
+        work = partial_path(path) if (replace and resumable) else path
+        if replace:
+            if work != path and work.exists():
+                if not resume:
+                    raise OutputError(
+                        f"{work} holds an unfinished replacement of {path.name}: pass "
+                        "--resume to continue it, or remove it to start again")
+                known(work)
+                return ResultsTarget(path, work, True, lock)
+            return ResultsTarget(path, work, False, lock)
+        if path.exists():
+            if not resume:
+                hint = "--resume to continue it, " if resumable else ""
+                raise OutputError(
+                    f"{path} exists: pass {hint}--replace to write a new one in its place "
+                    "(the old file is kept until the new one is complete), or choose "
+                    "another output")
+            return ResultsTarget(path, path, True, lock)
+        return ResultsTarget(path, path, False, lock)
+    except BaseException:
+        lock.release()
+        raise

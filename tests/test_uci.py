@@ -393,7 +393,9 @@ def test_cli_writes_json_and_resumes(tmp_path, monkeypatch, capsys):
         raise AssertionError("a finished unit was trained again")
 
     monkeypatch.setattr(uci, "run_unit", boom)
-    assert uci.main(_argv(out)) == 0                       # resumed: nothing to do
+    assert uci.main(_argv(out)) == 2                       # exists: never written unasked
+    assert "pass --resume to continue it, --replace" in capsys.readouterr().err
+    assert uci.main(_argv(out) + ["--resume"]) == 0        # resumed: nothing to do
     assert json.loads(out.read_text()) == res
     # a file of layout 2 ("methods", "created"), resumed with the flag's old name
     old = copy.deepcopy(res)
@@ -403,10 +405,10 @@ def test_cli_writes_json_and_resumes(tmp_path, monkeypatch, capsys):
     legacy = tmp_path / "legacy.json"
     legacy.write_text(json.dumps(old))
     assert uci.load_results(legacy) == res
-    argv = _argv(legacy)
+    argv = _argv(legacy) + ["--resume"]
     argv[argv.index("--params")] = "--methods"
     assert uci.main(argv) == 0
-    argv = _argv(out)
+    argv = _argv(out) + ["--resume"]
     argv[argv.index("--max-epochs") + 1] = "5"
     assert uci.main(argv) == 2                             # other config: clear error
     assert "different configuration" in capsys.readouterr().err
@@ -430,7 +432,7 @@ def test_resume_after_a_kill_gives_identical_numbers(tmp_path, monkeypatch):
         uci.main(_argv(cut))
     assert list(json.loads(cut.read_text())["datasets"]["yacht"]["params"]) == ["sp"]
     monkeypatch.setattr(uci, "run_unit", real)
-    assert uci.main(_argv(cut)) == 0
+    assert uci.main(_argv(cut) + ["--resume"]) == 0
     assert _numbers(json.loads(cut.read_text())) == _numbers(json.loads(whole.read_text()))
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from ..files import OutputError, results_target
 from ..params import LABELS, PARAMS, PRESETS
 from ..provenance import record
 from .small import (
@@ -35,6 +36,7 @@ from .small import (
     BananaConfig,
     LevyConfig,
     SmallRunResult,
+    recognise_results,
     run,
     save_results,
     summarize,
@@ -43,9 +45,17 @@ from .small import (
 __all__ = ["main", "build_parser", "parse_seeds"]
 
 
-def parse_seeds(items: Sequence[str]) -> list[int]:
-    """Seeds from ``["0-19"]``, ``["0", "1", "5"]`` or ``["0,1,5"]`` (ranges inclusive)."""
+MAX_SEEDS = 10_000
+
+
+def parse_seeds(items: Sequence[str], limit: int = MAX_SEEDS) -> list[int]:
+    """Seeds from ``["0-19"]``, ``["0", "1", "5"]`` or ``["0,1,5"]`` (ranges inclusive).
+
+    A seed given twice, or more than ``limit`` seeds in all (counted before any list is
+    built), is an error: each seed is one run, counted once.
+    """
     out: list[int] = []
+    total = 0
     for item in items:
         for part in str(item).split(","):
             part = part.strip()
@@ -57,14 +67,24 @@ def parse_seeds(items: Sequence[str]) -> list[int]:
                     a, b = int(lo), int(hi)
                     if b < a:
                         raise ValueError
-                    out.extend(range(a, b + 1))
+                    span = range(a, b + 1)
                 else:
-                    out.append(int(part))
+                    span = range(int(part), int(part) + 1)
             except ValueError:
                 raise argparse.ArgumentTypeError(
                     f"bad seed {part!r}: use integers, ranges like 0-19, or commas") from None
+            total += len(span)
+            if total > limit:
+                raise argparse.ArgumentTypeError(
+                    f"too many seeds (more than {limit:,}): each seed is one training run")
+            out.extend(span)
     if not out:
         raise argparse.ArgumentTypeError("no seeds given")
+    twice = sorted({s for i, s in enumerate(out) if s in set(out[:i])}) if \
+        len(set(out)) < len(out) else []
+    if twice:
+        raise argparse.ArgumentTypeError(
+            f"seed(s) {', '.join(map(str, twice))} given more than once: each seed is one run")
     return out
 
 
@@ -122,7 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="one record per run in the JSON (settings and metrics): no CAB "
                             "arrays, no per-epoch history")
         p.add_argument("--out", "--output", "-o", dest="output", type=Path,
-                       help="write all runs to this JSON file")
+                       help="write all runs to this JSON file, at the end (checked before "
+                            "any training: an existing file is replaced only with --replace)")
+        p.add_argument("--replace", action="store_true",
+                       help="replace an existing --out written by this command (e.g. a "
+                            "committed file in results/); it is kept until the new one is "
+                            "complete")
         p.add_argument("--threads", type=int, default=1,
                        help="torch CPU threads (default 1: these models are tiny)")
         p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -186,25 +211,48 @@ def main(argv: Sequence[str] | None = None) -> int:
                  else [0 if args.seed is None else args.seed])
     except argparse.ArgumentTypeError as e:
         parser.error(str(e))
+    if params != "all":
+        try:
+            _unique(params)
+        except ValueError as e:
+            parser.error(str(e))
     lr = None if args.lr is None else (args.lr[0] if len(args.lr) == 1 else args.lr)
     t0 = time.perf_counter()
+    target = None
     try:
         cfg = _config(args)
+        if args.output is not None:       # checked and locked before any training
+            target = results_target(args.output, recognise=recognise_results,
+                                    replace=args.replace, resumable=False)
+            if target.path.exists():
+                print(f"replacing {target.path} when the runs are complete",
+                      file=sys.stderr)
         results = run(args.task, params, seeds, lr, cfg, preset=args.preset,
                       protocol=args.protocol, data_seed=args.data_seed, engine=args.engine,
                       track_every=args.track_every, dtype=getattr(torch, args.dtype),
                       progress=not args.no_progress, threads=args.threads)
+        print_runs(results)
+        if target is not None:
+            prov = record(["python", "-m", "gmp.experiments", *argv], ignore=target.path,
+                          threads=args.threads,
+                          extra={"wall_s": round(time.perf_counter() - t0, 1)})
+            save_results(str(target.path), results, prov, tracks=not args.no_tracks)
+            print(f"wrote {len(results)} runs to {target.path}")
+    except (OutputError, OSError) as e:   # the output, or data not found (with where)
+        print(f"python -m gmp.experiments: error: {e}", file=sys.stderr)
+        return 2
     except ValueError as e:
         parser.error(str(e))
-    print_runs(results)
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        prov = record(["python", "-m", "gmp.experiments", *argv], ignore=args.output,
-                      threads=args.threads,
-                      extra={"wall_s": round(time.perf_counter() - t0, 1)})
-        save_results(str(args.output), results, prov, tracks=not args.no_tracks)
-        print(f"wrote {len(results)} runs to {args.output}")
+    finally:
+        if target is not None:
+            target.close()
     return 0
+
+
+def _unique(params: Sequence[str]) -> None:
+    twice = sorted({p for i, p in enumerate(params) if p in params[:i]})
+    if twice:
+        raise ValueError(f"--param names {', '.join(twice)} more than once")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -56,6 +56,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -88,6 +89,7 @@ __all__ = [
     "summarize",
     "save_results",
     "load_results",
+    "recognise_results",
 ]
 
 #: Learning rates chosen by cross-validation in the paper (Sec. 4.1).
@@ -816,3 +818,16 @@ def load_results(path: str) -> tuple[dict[str, Any], list[SmallRunResult]]:
     with open(path) as f:
         doc = json.load(f)
     return doc["provenance"], [SmallRunResult.from_dict(d) for d in doc["runs"]]
+
+
+def recognise_results(path: str | Path) -> str | None:
+    """``None`` if ``path`` holds a file written by :func:`save_results` (a JSON object with
+    ``provenance`` and a list of ``runs``), else a sentence saying why not."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        return f"{path} is not readable as JSON ({e})"
+    if not (isinstance(doc, dict) and isinstance(doc.get("runs"), list)
+            and isinstance(doc.get("provenance"), dict)):
+        return f"{path} is not a results file of these experiments (no 'provenance' and 'runs')"
+    return None

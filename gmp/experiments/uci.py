@@ -41,12 +41,16 @@ script downloads, so split ``k`` holds other rows than the script's split ``k``.
 
 Command line::
 
-    gmp-uci --protocol honest --datasets all --splits 10 --out results/uci.json --jobs 2
-    gmp-uci --protocol official --datasets all --splits 10 --out results/uci_official.json
+    gmp-uci --protocol official --datasets yacht --splits 2      # writes runs/uci-...json
+    gmp-uci --protocol honest --datasets all --splits 10 --jobs 2 --out my/uci.json
+    gmp-uci ... --out my/uci.json --resume           # continue it after an interruption
 
 The unit of work is one (data set, parameterization); each is written to the results file
-(atomically) as soon as it finishes, and a rerun with the same settings skips the units
-already there, so a killed run resumes where it stopped with identical numbers.
+(atomically) as soon as it finishes, and ``--resume`` skips the units already there, so a
+killed run resumes where it stopped with identical numbers (on the same machine). The
+committed files in ``results/`` are read, never written, unless a command names one with
+``--replace`` (``make uci-results`` does): the new file is then written beside it as
+``<name>.partial`` and renamed over it only when complete.
 
 Reading a results file (Table 1, paired comparisons, provenance) is
 :mod:`gmp.experiments.uci_report`; its names are importable from here too.
@@ -68,7 +72,7 @@ import numpy as np
 import torch
 
 from ..data.uci import DATASETS, SHAPES, UCIData, load_uci, resolve_name
-from ..files import write_json
+from ..files import OutputError, results_target, write_json
 from ..params import PAPER_LR, PARAMS, check_param, get_preset
 from ..provenance import record
 from . import uci_report
@@ -434,8 +438,19 @@ def provenance(argv: Sequence[str] | None = None, out: str | Path | None = None)
 
 def load_results(path: str | Path) -> dict:
     """The results file at ``path`` (written by :func:`run`), in the current layout
-    (:data:`FORMAT_VERSION`); a version-2 file is read with its keys renamed."""
-    doc = json.loads(Path(path).read_text())
+    (:data:`FORMAT_VERSION`); a version-2 file is read with its keys renamed.
+
+    Raises ``ValueError`` naming the problem when the file is not JSON or not a ``gmp-uci``
+    results file.
+    """
+    try:
+        doc = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("datasets"), dict) \
+            or doc.get("format") not in (2, FORMAT_VERSION):
+        raise ValueError(f"{path} is not a gmp-uci results file (no 'format' 2 or "
+                         f"{FORMAT_VERSION} and 'datasets')")
     if doc.get("format") == 2:
         doc["format"] = 3
         doc["provenance"] = doc.pop("created")
@@ -445,10 +460,38 @@ def load_results(path: str | Path) -> dict:
     return doc
 
 
-def _worker_init(threads: int) -> None:
-    """Set-up of a :func:`run` worker process (``jobs > 1``)."""
+def recognise_results(path: Path) -> str | None:
+    """``None`` if ``path`` is a ``gmp-uci`` results file, else why not (for
+    :func:`gmp.files.results_target`)."""
+    try:
+        load_results(path)
+    except (ValueError, OSError) as e:
+        return str(e)
+    return None
+
+
+def _worker_init(threads: int, parent: int) -> None:
+    """Set-up of a :func:`run` worker process (``jobs > 1``): its threads, and a watchdog
+    that ends it when the process ``parent`` that started it is gone (killed, even by
+    SIGKILL), so that no worker trains on as an orphan."""
     torch.set_num_threads(threads)
     _tune_malloc()
+    watch_parent(parent)
+
+
+def watch_parent(parent: int, interval: float = 0.5) -> None:
+    """End this process (exit status 1) within about ``interval`` seconds of its parent
+    process ``parent`` ending: a daemon thread compares ``os.getppid()`` with ``parent``
+    (an orphan is adopted by another process)."""
+    import threading
+    import time as _time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            _time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="gmp-watch-parent", daemon=True).start()
 
 
 def _worker(name: str, param: str, cfg: UCIConfig, trainer: str) -> dict:
@@ -484,14 +527,10 @@ def run(datasets: Sequence[str], cfg: UCIConfig, out: str | Path | None = None, 
     results = {"format": FORMAT_VERSION, "protocol": cfg.protocol, "config": cfg.to_dict(),
                "provenance": provenance(argv, path), "datasets": {}}
     if path is not None and path.exists():
-        try:
-            old = load_results(path)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path} exists but is not valid JSON ({e}); move it away or "
-                             "pass --overwrite") from e
+        old = load_results(path)
         if old.get("config") != results["config"] or old.get("format") != FORMAT_VERSION:
             raise ValueError(f"{path} holds results of a different configuration "
-                             f"({old.get('config')}); use another --out or --overwrite")
+                             f"({old.get('config')}); use another --out, or --replace")
         results = old
     todo = [(n, m) for n in names for m in cfg.params
             if m not in results["datasets"].get(n, {}).get("params", {})]
@@ -529,7 +568,7 @@ def run(datasets: Sequence[str], cfg: UCIConfig, out: str | Path | None = None, 
         with ProcessPoolExecutor(max_workers=min(jobs, len(todo)),
                                  mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_worker_init,
-                                 initargs=(torch.get_num_threads(),)) as pool:
+                                 initargs=(torch.get_num_threads(), os.getpid())) as pool:
             futures = {pool.submit(_worker, n, m, cfg, trainer): (n, m)
                        for n, m in costliest_first}
             for fut in as_completed(futures):
@@ -552,8 +591,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--datasets", default="all",
                    help="'all' or a comma-separated list of: " + ", ".join(DATASETS))
     p.add_argument("--splits", type=int, default=d.splits, help="random 80/20 splits")
-    p.add_argument("--out", default=None, help="results JSON, resumable (default: "
-                   "results/uci_official.json, or results/uci.json for --protocol honest)")
+    p.add_argument("--out", default=None,
+                   help="results JSON (default: a new file runs/uci-PROTOCOL-TIME.json); "
+                   "an existing file is written only with --resume or --replace")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the results file --out (or, with --replace, its unfinished "
+                   "replacement): the units already in it are kept, the others trained")
+    p.add_argument("--replace", action="store_true",
+                   help="write a new --out in place of an existing one (e.g. a committed "
+                   "file in results/): the run writes OUT.partial, renamed over OUT only "
+                   "when complete")
     p.add_argument("--params", default=",".join(PARAMS), help="comma-separated subset of "
                    + ", ".join(PARAMS))
     # the flag's name before the rename to "param", so that recorded commands still run
@@ -580,13 +627,34 @@ def _parser() -> argparse.ArgumentParser:
                         "--threads threads); on a small CPU, --jobs 2 --threads 1 is fastest")
     p.add_argument("--max-rows", type=int, default=d.max_rows,
                    help="members × rows per stacked computation (speed/memory only)")
-    p.add_argument("--overwrite", action="store_true", help="start the results file afresh")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
-def _csv(s: str) -> list[str]:
-    return [t.strip() for t in s.split(",") if t.strip()]
+def _csv(s: str, what: str) -> list[str]:
+    """The items of a comma-separated list; an empty list or a repeated item is an error."""
+    items = [t.strip() for t in s.split(",") if t.strip()]
+    if not items:
+        raise ValueError(f"{what} is empty")
+    return _unique(items, what)
+
+
+def _unique(items: list[str], what: str) -> list[str]:
+    seen = [v for i, v in enumerate(items) if v in items[:i]]
+    if seen:
+        raise ValueError(f"{what} names {', '.join(sorted(set(seen)))} more than once")
+    return items
+
+
+def default_out(protocol: str, lr_choice: str = "cv") -> Path:
+    """A new results file under ``runs/`` (ignored by git), named by protocol and time:
+    committed files in ``results/`` are written only when asked (``--out`` with
+    ``--replace``)."""
+    import datetime as _dt
+
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    variant = "-paper-lr" if protocol == "honest" and lr_choice == "paper" else ""
+    return Path("runs") / f"uci-{protocol}{variant}-{stamp}.json"
 
 
 def _tune_malloc() -> None:
@@ -604,18 +672,23 @@ def _tune_malloc() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``gmp-uci``; returns the exit status."""
+    """Entry point of ``gmp-uci``; returns the exit status.
+
+    Everything that can be checked is checked before the first unit trains: the arguments,
+    the data files, and the results file (writable, not held by another run, and written
+    only with ``--resume`` or ``--replace`` when it exists); each failure is one line,
+    ``gmp-uci: error: ...``, and exit status 2.
+    """
     args = _parser().parse_args(argv)
-    if args.out is None:
-        args.out = f"results/uci{'_official' if args.protocol == 'official' else ''}.json"
     _tune_malloc()
     try:
-        datasets = list(DATASETS) if args.datasets.strip().lower() == "all" else _csv(args.datasets)
-        datasets = [resolve_name(d) for d in datasets]
+        datasets = (list(DATASETS) if args.datasets.strip().lower() == "all"
+                    else _csv(args.datasets, "--datasets"))
+        datasets = _unique([resolve_name(d) for d in datasets], "--datasets")
         cfg = UCIConfig(protocol=args.protocol, splits=args.splits,
-                        params=tuple(_csv(args.params)), preset=args.preset,
+                        params=tuple(_csv(args.params, "--params")), preset=args.preset,
                         hidden=args.hidden, folds=args.folds, val_fraction=args.val_fraction,
-                        lr_grid=tuple(float(v) for v in _csv(args.lr_grid)),
+                        lr_grid=tuple(float(v) for v in _csv(args.lr_grid, "--lr-grid")),
                         lr_choice=args.lr_choice,
                         max_epochs=args.max_epochs, patience=args.patience,
                         batch_size=args.batch_size, dtype=args.dtype, max_rows=args.max_rows)
@@ -626,15 +699,25 @@ def main(argv: list[str] | None = None) -> int:
             if threads < 1:
                 raise ValueError(f"--threads must be >= 1, got {threads}")
             torch.set_num_threads(threads)
-        if args.overwrite and Path(args.out).exists():
-            Path(args.out).unlink()
-        results = run(datasets, cfg, args.out, argv=sys.argv[1:] if argv is None else argv,
-                      progress=not args.quiet, jobs=args.jobs)
-    except (ValueError, FileNotFoundError) as e:
+        if args.jobs < 1:
+            raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+        for name in datasets:                 # every data file found before any work
+            load_uci(name)
+        out = Path(args.out) if args.out else default_out(args.protocol, args.lr_choice)
+        with results_target(out, recognise=recognise_results, resume=args.resume,
+                            replace=args.replace) as target:
+            if target.replacing:
+                print(f"gmp-uci: replacing {target.path} (writing {target.work} until the "
+                      "run is complete)", file=sys.stderr)
+            results = run(datasets, cfg, target.work,
+                          argv=sys.argv[1:] if argv is None else argv,
+                          progress=not args.quiet, jobs=args.jobs)
+            target.finish()
+    except (ValueError, OSError, OutputError) as e:
         print(f"gmp-uci: error: {e}", file=sys.stderr)
         return 2
     print(markdown_table(results))
-    print(f"\nwritten to {args.out}")
+    print(f"\nwritten to {out}")
     return 0
 
 
