@@ -17,7 +17,9 @@ Markdown, arrays or a figure; nothing here trains. A diverged model's RMSE is st
   early stopping, not the epoch limit, ended training;
 - :func:`flattery_table`: two result files side by side (how much selecting on the test
   split flatters each parameterization, split by split);
-- :func:`provenance_markdown`: command, revision, date and machine of the run.
+- :func:`provenance_markdown`: command, revision, date and machine of the run;
+- :func:`rerun_agreement`, :func:`rerun_markdown`: a rerun of one data set against the
+  record, at the level of the claim (means and the best param), not split by split.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ __all__ = [
     "flattery_table",
     "provenance_markdown",
     "rmse_figure",
+    "RERUN_MEAN_TOLERANCE",
+    "rerun_agreement",
+    "rerun_markdown",
 ]
 
 def _finite_or_inf(v: float) -> float:
@@ -323,3 +328,72 @@ def rmse_figure(results: dict, normalize: bool = True):
     axes[0, 0].set_ylabel("test RMSE / SP's" if normalize else "test RMSE")
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------- a rerun against the record
+
+#: How far a rerun's mean test RMSE of a parameterization may lie from the recorded one
+#: (relative). float32 training over thousands of epochs with plateau schedules and early
+#: stopping is chaotic: another CPU's kernels round differently and single splits can move by
+#: tens of percent, while means over 10 splits moved by at most 4 % between the two CPUs
+#: tried (AMD EPYC, Intel Xeon).
+RERUN_MEAN_TOLERANCE = 0.10
+
+
+def rerun_agreement(rerun: dict, recorded: dict,
+                    tolerance: float = RERUN_MEAN_TOLERANCE) -> dict:
+    """Compare a rerun of one data set with its recorded entry, at the level of the claim.
+
+    ``rerun`` and ``recorded`` are data-set entries of a results file (``{"params": {param:
+    {"splits": [...]}}}``, as :func:`gmp.experiments.uci.run_dataset` returns), with the same
+    splits. Returns a dict with, per param, the two mean test RMSEs and their relative
+    difference (``"means"``); ``"same_best"``: the same param has the lowest mean;
+    ``"same_order"``: the four means come in the same order; ``"holds"``: every mean within
+    ``tolerance`` and the same best param (what a rerun on any CPU must give);
+    ``"identical"``: every split's RMSE equal up to 1e-6 relative (what a rerun on the
+    recording machine gives); ``"max_split_diff"`` and ``"same_best_epoch"`` (of
+    ``"n_models"``), information on how far single splits moved.
+    """
+    params = [p for p in PARAMS if p in recorded["params"] and p in rerun["params"]]
+    means, diffs, same_epoch, n = {}, [], 0, 0
+    for p in params:
+        new, old = rerun["params"][p]["splits"], recorded["params"][p]["splits"]
+        if len(new) != len(old):
+            raise ValueError(f"{p}: the rerun has {len(new)} splits, the record {len(old)}")
+        a = np.array([_num(s["test_rmse"]) for s in new])
+        b = np.array([_num(s["test_rmse"]) for s in old])
+        diffs += list(np.abs(a - b) / b)
+        same_epoch += sum(s.get("best_epoch") == r.get("best_epoch")
+                          for s, r in zip(new, old, strict=True))
+        n += len(new)
+        means[p] = (float(a.mean()), float(b.mean()), float(a.mean() / b.mean() - 1))
+    order_new = sorted(params, key=lambda p: _finite_or_inf(means[p][0]))
+    order_old = sorted(params, key=lambda p: _finite_or_inf(means[p][1]))
+    within = all(abs(d) <= tolerance for _, _, d in means.values())
+    return {"means": means, "tolerance": tolerance, "within": within,
+            "same_best": order_new[0] == order_old[0], "same_order": order_new == order_old,
+            "holds": within and order_new[0] == order_old[0],
+            "identical": max(diffs) <= 1e-6, "max_split_diff": float(max(diffs)),
+            "same_best_epoch": same_epoch, "n_models": n}
+
+
+def rerun_markdown(agreement: dict) -> str:
+    """:func:`rerun_agreement` as a small table and one sentence."""
+    a = agreement
+    rows = ["| | rerun mean | recorded mean | difference |", "|---|---|---|---|"]
+    rows += [f"| {LABELS[p]} | {new:.3f} | {old:.3f} | {d:+.1%} |"
+             for p, (new, old, d) in a["means"].items()]
+    best = "the same" if a["same_best"] else "**not** the same"
+    order = "the same order of all four" if a["same_order"] else "another order of the others"
+    if a["identical"]:
+        splits = "Every split is identical to the record (up to 1e-6): this machine rounds " \
+                 "as the recording machine did."
+    else:
+        splits = (f"Single splits moved by up to {a['max_split_diff']:.0%} and "
+                  f"{a['same_best_epoch']} of {a['n_models']} models kept the same best "
+                  "epoch: this CPU rounds float32 differently, and early stopping then "
+                  "settles elsewhere.")
+    return ("\n".join(rows) + "\n\n"
+            + f"Every mean within {a['tolerance']:.0%} of the record: "
+            + ("yes" if a["within"] else "**no**")
+            + f"; {best} lowest mean, {order}. " + splits)
