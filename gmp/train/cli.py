@@ -129,12 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ..data.imagenet import ImageNetError
     from ..data.imagenet32 import ImageNet32Error
+    from ..files import OutputError
+    from .checkpoint import CheckpointError
     from .engine import train
 
     try:
         train(config_from_args(args), command=["gmp-train", *argv])
-    except (ConfigError, ImageNet32Error, ImageNetError, FloatingPointError) as e:
-        print(f"gmp-train: error: {e}", file=sys.stderr, flush=True)
+    except (ConfigError, ImageNet32Error, ImageNetError, FloatingPointError, OutputError,
+            CheckpointError) as e:
+        line = " ".join(str(e).split())  # one line, whatever the message
+        print(f"gmp-train: error: {line}", file=sys.stderr, flush=True)
         return 2
     except KeyboardInterrupt:
         print("gmp-train: interrupted; continue with --resume", file=sys.stderr, flush=True)
