@@ -7,14 +7,16 @@ builds the data, model, optimizer and schedule and runs the epochs.
 What one run writes into its folder ``--out`` (rank 0 only):
 
 - ``config.json``   the resolved configuration (every default filled in);
-- ``checkpoint.pt`` the state after the last completed epoch (model, optimizer, scheduler,
-  epoch, best accuracy and its epoch, the generator states of every rank), rewritten
-  atomically;
-- ``best.pt``       the checkpoint of the epoch with the best validation top-1;
+- ``checkpoint.pt`` the state after the last completed epoch (model, optimizer, schedule,
+  epoch, best epoch, the generator states of every rank), rewritten atomically;
+- ``best.pt``       the checkpoint of the best epoch by the protocol's monitor (validation
+  top-5 for ``official``: the weights the authors' script keeps; top-1 for ``paper-text``);
 - ``.lock``         held while a run writes the folder (a second run there fails at once);
 - ``metrics.csv``   one row per epoch: learning rate, loss, top-1, top-5 (train and val),
   images/s; ``tb/`` the same (and per-step training loss) for TensorBoard;
-- ``summary.json``  command, git revision, date, hardware, final and best metrics; also
+- ``summary.json``  command, git revision, date, hardware, final and best metrics and the
+  ``reported`` numbers as the protocol's source reports them (``official``: the best top-5
+  epoch's top-1 and top-5; ``paper-text``: the final epoch's); also
   copied to ``--results-dir`` when given (this is what the book's chapters read). A run
   whose loss became non-finite stops with ``diverged`` recorded here (never ``finished``).
 
@@ -70,6 +72,7 @@ from .distributed import (
     setup,
     teardown,
 )
+from .protocol import Schedule, make_schedule
 
 __all__ = ["TrainResult", "accuracy_counts", "decay_groups", "evaluate", "load_checkpoint",
            "save_checkpoint", "train", "train_one_epoch"]
@@ -96,7 +99,8 @@ class _Progress:
     epoch: int = 0
     global_step: int = 0          # optimizer steps so far
     best_top1: float = -1.0       # best validation top-1 so far
-    best_epoch: int = 0           # the epoch (1-based) that reached it; 0: none yet
+    best_epoch: int = 0           # best epoch (1-based) by the protocol's monitor; 0: none
+    stopped: bool = False         # the protocol ended training early
     history: list[dict[str, Any]] = field(default_factory=list)  # one row per epoch
 
 
@@ -397,7 +401,7 @@ def evaluate(model: nn.Module, data: _Data, ctx: DistContext, amp: bool) -> dict
 # --------------------------------------------------------------------------------------------
 
 def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler, progress: _Progress,
+                    scheduler: Schedule, progress: _Progress,
                     cfg: TrainConfig, ctx: DistContext) -> None:
     """Write the state after ``progress.epoch`` completed epochs to ``path`` (atomically).
 
@@ -413,13 +417,14 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
                  "global_step": progress.global_step, "model": model.state_dict(),
                  "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                  "best_top1": progress.best_top1, "best_epoch": progress.best_epoch,
+                 "stopped": progress.stopped,
                  "config": asdict(cfg), "rng": rngs,
                  "history": progress.history}
         ckpt_io.atomic_save(state, path)
 
 
 def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler, cfg: TrainConfig,
+                    scheduler: Schedule, cfg: TrainConfig,
                     ctx: DistContext) -> _Progress:
     """Restore a :func:`save_checkpoint` of a run with the same settings as ``cfg`` into
     ``model``, ``optimizer``, ``scheduler`` and the generators of this rank; raises
@@ -437,7 +442,8 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     if best_epoch is None:  # checkpoints of earlier versions: the history says
         best_epoch = max(history, key=lambda r: r["val_top1"])["epoch"] if history else 0
     progress = _Progress(int(state["epoch"]), int(state["global_step"]),
-                         float(state["best_top1"]), int(best_epoch), history)
+                         float(state["best_top1"]), int(best_epoch),
+                         bool(state.get("stopped", False)), history)
     rngs = state["rng"]
     if len(rngs) != ctx.world_size:
         _log(ctx, f"note: the run was saved with {len(rngs)} process(es) and resumes with "
@@ -550,7 +556,7 @@ def _build_model(cfg: TrainConfig, ctx: DistContext, fmt: torch.memory_format
                  ) -> tuple[nn.Module, int]:
     """The network on the training device (BN synchronized across GPUs under DDP) and its
     parameter count."""
-    model = build_model(cfg.arch, cfg.param, cfg.num_classes, cfg.width)
+    model = build_model(cfg.arch, cfg.param, cfg.num_classes, cfg.width, cfg.preset)
     n_params = count_parameters(model)
     model = model.to(ctx.device, memory_format=fmt)
     if ctx.distributed and ctx.device.type == "cuda" and cfg.param == "bn":
@@ -571,7 +577,9 @@ def _train(cfg: TrainConfig, ctx: DistContext, out: Path, on_step,
     fmt = _memory_format(cfg, ctx.device)
     if ctx.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-        torch.set_float32_matmul_precision("high")  # TF32 for any fp32 matmul left
+        # float32 as the authors (torch would use TF32 convolutions by default)
+        torch.backends.cudnn.allow_tf32 = cfg.tf32
+        torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
     _seed_everything(cfg.seed)
 
     data: _Data = (_ImageNet32Data if cfg.task == "imagenet32" else _ImageNetData)(
@@ -579,7 +587,9 @@ def _train(cfg: TrainConfig, ctx: DistContext, out: Path, on_step,
     raw, n_params = _build_model(cfg, ctx, fmt)
     optimizer = torch.optim.SGD(decay_groups(raw, cfg.weight_decay), lr=cfg.lr,
                                 momentum=cfg.momentum, nesterov=cfg.nesterov)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.milestones, cfg.gamma)
+    scheduler = make_schedule(cfg.protocol, optimizer, milestones=cfg.milestones,
+                              gamma=cfg.gamma, plateau_patience=cfg.plateau_patience,
+                              early_stop_patience=cfg.early_stop_patience)
     progress = (load_checkpoint(ckpt_path, raw, optimizer, scheduler, cfg, ctx) if resuming
                 else _Progress())
     start_epoch = progress.epoch
@@ -597,9 +607,10 @@ def _train(cfg: TrainConfig, ctx: DistContext, out: Path, on_step,
         model = DDP(raw, device_ids=ids)
     train_model = torch.compile(model) if cfg.compile else model
     logger = _Logger(out, cfg, ctx, start_epoch, progress.global_step)
-    _log(ctx, f"gmp-train {cfg.task}: {cfg.arch}/{cfg.param}, {n_params:,} parameters, "
+    _log(ctx, f"gmp-train {cfg.task}: {cfg.arch}/{cfg.param} (preset {cfg.preset}, "
+              f"protocol {cfg.protocol}), {n_params:,} parameters, "
               f"{ctx.world_size} process(es) on {ctx.device.type}, global batch {cfg.batch_size}, "
-              f"lr {cfg.lr}, wd {cfg.weight_decay}, bf16 {amp}, channels_last "
+              f"lr {cfg.lr}, wd {cfg.weight_decay}, bf16 {amp}, tf32 {cfg.tf32}, channels_last "
               f"{fmt == torch.channels_last}, {data.n_train_steps} steps/epoch, "
               f"{data.val_size} val images")
     info = {"provenance": record(command, extra={"device": _device_info(ctx)}),
@@ -607,6 +618,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, out: Path, on_step,
 
     try:
         for epoch in range(start_epoch, cfg.epochs):
+            if progress.stopped:
+                break
             try:
                 tr = train_one_epoch(train_model, optimizer, data, ctx, cfg, amp, epoch,
                                      progress, logger, on_step)
@@ -620,7 +633,6 @@ def _train(cfg: TrainConfig, ctx: DistContext, out: Path, on_step,
                 if ctx.is_main:
                     _write_summary(out, cfg, info, progress, diverged=str(e))
                 raise
-            scheduler.step()
             row = {"epoch": epoch + 1, "lr": tr["lr"], "train_loss": tr["train_loss"],
                    "train_top1": tr["train_top1"], "train_top5": tr["train_top5"],
                    "train_images": tr["train_images"], **val,
@@ -631,9 +643,11 @@ def _train(cfg: TrainConfig, ctx: DistContext, out: Path, on_step,
             progress.history.append(row)
             progress.epoch = epoch + 1
             logger.epoch(row, progress.global_step)
-            improved = row["val_top1"] > progress.best_top1
+            progress.best_top1 = max(progress.best_top1, row["val_top1"])
+            improved = scheduler.step(row)  # the next epoch's LR; best by the monitor?
             if improved:
-                progress.best_top1, progress.best_epoch = row["val_top1"], epoch + 1
+                progress.best_epoch = epoch + 1
+            progress.stopped = scheduler.stopped
             _log(ctx, f"epoch {epoch + 1}/{cfg.epochs}  lr {row['lr']:.4g}  train loss "
                       f"{row['train_loss']:.4f} top1 {row['train_top1']:.4f}  val loss "
                       f"{row['val_loss']:.4f} top1 {row['val_top1']:.4f} top5 "
@@ -648,11 +662,15 @@ def _train(cfg: TrainConfig, ctx: DistContext, out: Path, on_step,
             ctx.barrier()
     finally:
         logger.close()
-    if start_epoch >= cfg.epochs:
+    if progress.stopped:
+        _log(ctx, f"stopped after epoch {progress.epoch}: no better validation "
+                  f"{scheduler.monitor} for {cfg.early_stop_patience} epochs; best epoch "
+                  f"{progress.best_epoch} (best.pt)")
+    if progress.epoch == start_epoch:  # nothing left to train: a completed run
         if ctx.is_main and progress.history:  # complete what a killed run left unwritten
             _write_summary(out, cfg, info, progress)
-        _log(ctx, f"{out} already completed {start_epoch} epoch(s) (--epochs {cfg.epochs}); "
-                  "its best.pt and summary.json are up to date")
+        _log(ctx, f"{out} already completed {start_epoch} epoch(s); its best.pt and "
+                  "summary.json are up to date")
     return TrainResult(raw, progress.history, progress.best_top1, out)
 
 
@@ -676,6 +694,19 @@ def _repair_best(out: Path, progress: _Progress) -> None:
               "not written", file=sys.stderr, flush=True)
 
 
+def _reported(cfg: TrainConfig, progress: _Progress) -> dict[str, Any] | None:
+    """The numbers the protocol's source reports: the best top-5 epoch's (``official``,
+    whose script keeps that epoch's weights) or the final epoch's (``paper-text``)."""
+    if not progress.history:
+        return None
+    if cfg.protocol == "official" and progress.best_epoch:
+        row, rule = progress.history[progress.best_epoch - 1], "best-val-top5-epoch"
+    else:
+        row, rule = progress.history[-1], "final-epoch"
+    return {"rule": rule, "epoch": row["epoch"], "val_top1": row["val_top1"],
+            "val_top5": row["val_top5"]}
+
+
 def _write_summary(out: Path, cfg: TrainConfig, info: dict[str, Any], progress: _Progress,
                    diverged: str | None = None) -> None:
     """``summary.json`` (and its copy in ``--results-dir``) after ``progress.epoch`` epochs.
@@ -686,11 +717,14 @@ def _write_summary(out: Path, cfg: TrainConfig, info: dict[str, Any], progress: 
     last = history[-1] if history else None
     summary = {**info, "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                "config": asdict(cfg), "epochs_completed": progress.epoch,
-               "finished": diverged is None and progress.epoch >= cfg.epochs,
+               "finished": diverged is None and (progress.stopped
+                                                 or progress.epoch >= cfg.epochs),
+               "stopped_early": progress.stopped,
                "diverged": diverged, "final": last,
                "best_val_top1": progress.best_top1 if history else None,
                "best_epoch": progress.best_epoch or None,
                "best_val_top5": max(r["val_top5"] for r in history) if history else None,
+               "reported": _reported(cfg, progress),
                "history": history}
     write_json(out / "summary.json", summary, indent=2)
     if cfg.results_dir:
