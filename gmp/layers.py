@@ -18,7 +18,31 @@ Dense layers of the small experiments, under a *preset* (:data:`gmp.params.PRESE
 - ``"gmp"``: :class:`gmp.nn.GmPLinear` in the preset's unit form (the paper's
   ``r·ReLU(uᵀx + λ)`` has the ReLU inside the layer) and the preset's read-out.
 
-Convolutions and classifiers of the ImageNet networks (Sec. 4.2.2–4.2.3):
+Convolutions and classifiers of the ImageNet networks (Sec. 4.2.2–4.2.3) come in two
+presets (:data:`gmp.models.IMAGENET_PRESETS`). ``"authors"`` (the default of VGG-6) is what
+the authors' ``imagenet32.py`` and ``models.py`` build, layer by layer
+(:func:`authors_conv`, :func:`authors_classifier`):
+
+===========  ==================================================================================
+``sp``       Keras ``Conv2D`` (Glorot-uniform, zero bias), ReLU
+``wn``       their ``Conv2DWN``: weight norm of a Glorot draw with bound
+             ``sqrt(6/(k²·C_in + C_out))``, ``g = ‖v‖``, zero bias; ReLU
+``wn_mbn``   the same WN conv, :class:`~gmp.nn.MeanOnlyBatchNorm` without bias (their
+             ``center=False``; moving average 0.99), ReLU. (Their WN conv's bias is dropped:
+             the mean subtraction that follows cancels it, so it never trains.)
+``bn``       Keras ``Conv2D`` without its (cancelled) bias, BatchNorm (Keras 0.99, 1e-3), ReLU
+``gmp``      their ``Conv2DReparam``: :class:`~gmp.nn.GmPConv2d` with
+             ``init="glorot-authors"`` in unit form ``r·ReLU(uᵀx + λ)``
+``gmp_imn``  the same, then :class:`~gmp.nn.InputMeanNorm` (moving average 0.99) on the
+             unit's output: the mean is removed after every GmP ReLU, before max pooling
+===========  ==================================================================================
+
+The classifier is Keras' ``Dense`` (Glorot-uniform, zero bias) for every param but ``wn`` and
+``wn_mbn``, whose ``DenseWN`` is the WN of such a layer. The authors' mean removal divides by
+``sqrt(1 + 1e-6)`` (its variance is fixed to 1 with ε = 1e-6); that factor is left out here.
+
+``"book-v1"`` (this book's first edition, kept as a named variant) is :func:`conv` and
+:func:`classifier`:
 
 ===========  ==================================================================================
 ``sp``       ``nn.Conv2d`` / ``nn.Linear`` with bias
@@ -43,7 +67,7 @@ from .nn import GmPConv2d, GmPLinear, InputMeanNorm, MeanOnlyBatchNorm
 from .params import ALL_PARAMS, Preset, check_param, get_preset
 
 __all__ = ["linear", "KerasBatchNorm1d", "hidden_layer", "output_layer", "conv", "classifier",
-           "norm_layer"]
+           "norm_layer", "keras_conv2d", "authors_conv", "authors_classifier"]
 
 
 @torch.no_grad()
@@ -113,12 +137,13 @@ def output_layer(param: str, in_features: int, out_features: int,
 
 
 def conv(param: str, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-         padding: int | str = 0, *, first: bool = False) -> nn.Module:
+         padding: int | str = 0, *, first: bool = False, gmp_init: str = "sphere") -> nn.Module:
     """A conv producing a pre-activation ``(N, C_in, H, W) -> (N, C_out, H', W')`` under
     ``param`` (one of :data:`gmp.params.ALL_PARAMS`), including the normalizer that belongs to
-    it (the table above; where the normalizers sit in a network: :mod:`gmp.models`).
+    it (the ``book-v1`` table above; where the normalizers sit: :mod:`gmp.models`).
 
-    ``first``: the network's first layer (no IMN before it)."""
+    ``first``: the network's first layer (no IMN before it). ``gmp_init``: the GmP layers'
+    ``init`` (:class:`~gmp.nn.GmPConv2d`)."""
     p = check_param(param, ALL_PARAMS)
     args = (in_channels, out_channels, kernel_size, stride, padding)
     if p == "sp":
@@ -130,7 +155,7 @@ def conv(param: str, in_channels: int, out_channels: int, kernel_size: int, stri
                              MeanOnlyBatchNorm(out_channels))
     if p == "bn":
         return nn.Sequential(nn.Conv2d(*args, bias=False), nn.BatchNorm2d(out_channels))
-    layer = GmPConv2d(*args, bias=True)
+    layer = GmPConv2d(*args, bias=True, init=gmp_init)  # type: ignore[arg-type]
     if p == "gmp_imn" and not first:
         return nn.Sequential(InputMeanNorm(in_channels), layer)
     return layer
@@ -156,3 +181,67 @@ def norm_layer(param: str) -> Callable[[int], nn.Module]:
     if param == "wn_mbn":
         return MeanOnlyBatchNorm
     return nn.Identity
+
+
+# Keras' BatchNormalization / the authors' MeanOnlyBatchNormalization: moving average 0.99
+# (torch's momentum 0.01), BN epsilon 1e-3.
+_KERAS_MOMENTUM, _KERAS_BN_EPS = 0.01, 1e-3
+
+
+@torch.no_grad()
+def keras_conv2d(in_channels: int, out_channels: int, kernel_size: int, padding: int = 0, *,
+                 bias: bool = True, fan_out: str = "keras") -> nn.Conv2d:
+    """``nn.Conv2d`` ``(N, C_in, H, W) -> (N, C_out, H', W')`` with a Glorot-uniform weight and
+    zero bias, as the authors' Keras code draws it.
+
+    ``fan_out="keras"``: Keras' ``Conv2D`` (bound ``sqrt(6/(k²·C_in + k²·C_out))``);
+    ``"units"``: their ``GlorotUniformHyperWN`` of ``Conv2DWN`` (bound
+    ``sqrt(6/(k²·C_in + C_out))``)."""
+    layer = nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, bias=bias)
+    fan_in = in_channels * kernel_size * kernel_size
+    if fan_out == "keras":
+        out = out_channels * kernel_size * kernel_size
+    elif fan_out == "units":
+        out = out_channels
+    else:
+        raise ValueError(f"unknown fan_out {fan_out!r}; expected 'keras' or 'units'")
+    bound = (6.0 / (fan_in + out)) ** 0.5
+    layer.weight.uniform_(-bound, bound)
+    if layer.bias is not None:
+        layer.bias.zero_()
+    return layer
+
+
+def authors_conv(param: str, in_channels: int, out_channels: int, kernel_size: int = 3,
+                 padding: int = 1) -> list[nn.Module]:
+    """One conv layer of the authors' VGG-6 under ``param``, with its activation and
+    normalizer, in their order (the ``authors`` table above): modules that map
+    ``(N, C_in, H, W)`` to the post-activation ``(N, C_out, H, W)``."""
+    p = check_param(param, ALL_PARAMS)
+    args = (in_channels, out_channels, kernel_size, padding)
+    if p == "sp":
+        return [keras_conv2d(*args), nn.ReLU(inplace=True)]
+    if p == "wn":
+        return [weight_norm(keras_conv2d(*args, fan_out="units")), nn.ReLU(inplace=True)]
+    if p == "wn_mbn":
+        return [weight_norm(keras_conv2d(*args, bias=False, fan_out="units")),
+                MeanOnlyBatchNorm(out_channels, momentum=_KERAS_MOMENTUM, bias=False),
+                nn.ReLU(inplace=True)]
+    if p == "bn":
+        return [keras_conv2d(*args, bias=False),
+                nn.BatchNorm2d(out_channels, eps=_KERAS_BN_EPS, momentum=_KERAS_MOMENTUM),
+                nn.ReLU(inplace=True)]
+    layer = GmPConv2d(in_channels, out_channels, kernel_size, padding=padding,
+                      init="glorot-authors", activation=nn.ReLU())
+    if p == "gmp_imn":
+        return [layer, InputMeanNorm(out_channels, momentum=_KERAS_MOMENTUM)]
+    return [layer]
+
+
+def authors_classifier(param: str, in_features: int, num_classes: int) -> nn.Module:
+    """The authors' read-out ``(N, in_features) -> (N, num_classes)``: Keras' ``Dense``
+    (Glorot-uniform, zero bias), or its WN (their ``DenseWN``, ``g = ‖v‖``) for ``wn`` and
+    ``wn_mbn``."""
+    p = check_param(param, ALL_PARAMS)
+    lin = linear(in_features, num_classes, "keras")
+    return weight_norm(lin) if p in ("wn", "wn_mbn") else lin

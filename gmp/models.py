@@ -8,10 +8,24 @@ Two architectures (Chen & Ge 2024, Sec. 4.2.2–4.2.3, App. C.2–C.3):
   :class:`~torchvision.models.resnet.BasicBlock`. At ``width=1`` the ``bn`` variant has the
   same modules, parameter names and shapes as ``torchvision.models.resnet18``.
 
-Six parameterizations (``param``, :data:`gmp.params.ALL_PARAMS`); what each makes of a conv
-and of the classifier is decided by :func:`gmp.layers.conv` and :func:`gmp.layers.classifier`.
+Six parameterizations (``param``, :data:`gmp.params.ALL_PARAMS`) and two presets
+(:data:`IMAGENET_PRESETS`, named after their source, as in :mod:`gmp.params`):
 
-Where the normalizers sit (the invariant every builder below keeps):
+- ``"authors"`` (default): VGG-6 exactly as the authors' ``imagenet32.py`` builds it, layer by
+  layer (:func:`gmp.layers.authors_conv`, :func:`gmp.layers.authors_classifier`): Keras
+  initializations, their GmP conversion of a Glorot draw (``r = ‖w‖``, λ = 0) in the unit
+  form ``r·ReLU(uᵀx + λ)``, a plain Dense classifier, BN with Keras' 0.99 / 1e-3, MBN without
+  bias after the WN conv, and IMN *after every GmP ReLU, before max pooling* (their
+  ``gmp_mn``; none before the classifier). ResNet-18 has no authors' code: under ``authors``
+  it is the ``book-v1`` network with the authors' GmP layer initialization
+  (``init="glorot-authors"``) and torchvision's plain classifier (no IMN before it), the GmP
+  convs in weight form (torchvision's block applies its ReLU after the norm layer and the
+  residual addition).
+- ``"book-v1"``: the networks of this book's first edition (Remark 3.5's GmP init, weight
+  form, GmP classifier, torch's default inits and BN settings, IMN before each GmP layer);
+  built by :func:`gmp.layers.conv` and :func:`gmp.layers.classifier`.
+
+Where the normalizers sit in ``book-v1`` (and in the ``authors`` ResNet-18):
 
 - MBN and BN act on a conv's **output** (the pre-activation), before the ReLU and, in a
   residual block, before the addition — exactly where torchvision puts BatchNorm. The
@@ -39,18 +53,34 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from .layers import classifier, conv, norm_layer
+from .layers import authors_classifier, authors_conv, classifier, conv, norm_layer
 from .params import ALL_PARAMS
 from .params import check_param as _check_param
 
-__all__ = ["ARCHS", "PARAMS", "PAPER_PARAMS", "VGG6", "build_model", "check_param",
-           "count_parameters", "resnet18", "vgg6"]
+__all__ = ["ARCHS", "DEFAULT_IMAGENET_PRESET", "IMAGENET_PRESETS", "PARAMS", "PAPER_PARAMS",
+           "VGG6", "build_model", "check_param", "check_preset", "count_parameters", "resnet18",
+           "vgg6"]
 
 ARCHS: tuple[str, ...] = ("vgg6", "resnet18")
 # The parameterizations of the ImageNet models (gmp.params.ALL_PARAMS; documented in api.md).
 PARAMS: tuple[str, ...] = ALL_PARAMS
 #: The variants each table of the paper reports.
 PAPER_PARAMS: dict[str, tuple[str, ...]] = {"vgg6": PARAMS, "resnet18": ("bn", "wn_mbn", "gmp_imn")}
+
+
+#: The presets of the ImageNet networks (see the module docstring), named after their source.
+IMAGENET_PRESETS: tuple[str, ...] = ("authors", "book-v1")
+DEFAULT_IMAGENET_PRESET = "authors"
+
+
+def check_preset(preset: str | None) -> str:
+    """``preset`` (default :data:`DEFAULT_IMAGENET_PRESET`), or a ValueError naming the
+    valid choices."""
+    p = DEFAULT_IMAGENET_PRESET if preset is None else str(preset).lower()
+    if p not in IMAGENET_PRESETS:
+        raise ValueError(f"unknown preset {preset!r} for the ImageNet networks; expected one "
+                         f"of {IMAGENET_PRESETS}")
+    return p
 
 
 def check_param(param: str) -> str:
@@ -72,33 +102,41 @@ class VGG6(nn.Module):
 
     Three stages of two 3×3 "same" convs + ReLU, each followed by 2×2 max pooling; then
     global average pooling and a linear classifier. Any ``H, W`` divisible by 8 works.
+    ``preset``: ``"authors"`` (default) or ``"book-v1"`` (module docstring).
     """
 
     STAGES: tuple[int, ...] = (128, 256, 512)
 
-    def __init__(self, param: str = "sp", num_classes: int = 1000, width: float = 1.0):
+    def __init__(self, param: str = "sp", num_classes: int = 1000, width: float = 1.0,
+                 preset: str | None = None):
         super().__init__()
         self.param = check_param(param)
+        self.preset = check_preset(preset)
         layers: list[nn.Module] = []
         c_in, first = 3, True
         for c in self.STAGES:
             c_out = _scaled(c, width)
             for _ in range(2):
-                layers += [conv(self.param, c_in, c_out, 3, padding=1, first=first),
-                           nn.ReLU(inplace=True)]
+                if self.preset == "authors":
+                    layers += authors_conv(self.param, c_in, c_out, 3, padding=1)
+                else:
+                    layers += [conv(self.param, c_in, c_out, 3, padding=1, first=first),
+                               nn.ReLU(inplace=True)]
                 c_in, first = c_out, False
             layers.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = classifier(self.param, c_in, num_classes)
+        self.fc = (authors_classifier(self.param, c_in, num_classes)
+                   if self.preset == "authors" else classifier(self.param, c_in, num_classes))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(torch.flatten(self.pool(self.features(x)), 1))
 
 
-def vgg6(param: str = "sp", num_classes: int = 1000, width: float = 1.0) -> VGG6:
-    """VGG-6 of Table 2 under ``param`` (see :class:`VGG6`)."""
-    return VGG6(param, num_classes, width)
+def vgg6(param: str = "sp", num_classes: int = 1000, width: float = 1.0,
+         preset: str | None = None) -> VGG6:
+    """VGG-6 of Table 2 under ``param`` and ``preset`` (see :class:`VGG6`)."""
+    return VGG6(param, num_classes, width, preset)
 
 
 # --------------------------------------------------------------------------------------------
@@ -135,13 +173,14 @@ def _resnet_skeleton(param: str, num_classes: int, width: float) -> nn.Module:
     return net
 
 
-def _swap_layers(net: nn.Module, param: str) -> None:
+def _swap_layers(net: nn.Module, param: str, preset: str = "book-v1") -> None:
     """Replace every ``nn.Conv2d`` and the ``fc`` of a ResNet skeleton by ``param``'s layer.
 
     SP/WN convs keep the skeleton's He-normal weights (WN: ``g = ‖v‖`` at first, so the
     function is unchanged) and gain a zero bias; GmP layers are freshly initialised as in
-    Remark 3.5 (direction uniform on the sphere, λ = 0, r = 1). ``bn`` and ``wn_mbn``
-    convs stay bias-free: the norm layer that follows supplies the bias.
+    Remark 3.5 (direction uniform on the sphere, λ = 0, r = 1) under ``book-v1``, with the
+    authors' initialization under ``authors`` (whose GmP variants keep the skeleton's plain
+    ``fc``). ``bn`` and ``wn_mbn`` convs stay bias-free: the norm layer supplies the bias.
     """
     if param == "bn":
         return
@@ -160,44 +199,50 @@ def _swap_layers(net: nn.Module, param: str) -> None:
                     new = new if param == "sp" else weight_norm(new)
                 else:
                     new = conv(param, child.in_channels, child.out_channels, k, s, pad,
-                               first=first)
+                               first=first, gmp_init="glorot-authors" if preset == "authors"
+                               else "sphere")
                 setattr(parent, name, new)
                 first = False
-    net.fc = classifier(param, net.fc.in_features, net.fc.out_features)
+    if preset != "authors" or param in ("sp", "wn", "wn_mbn"):
+        net.fc = classifier(param, net.fc.in_features, net.fc.out_features)
 
 
-def resnet18(param: str = "bn", num_classes: int = 1000, width: float = 1.0) -> nn.Module:
+def resnet18(param: str = "bn", num_classes: int = 1000, width: float = 1.0,
+             preset: str | None = None) -> nn.Module:
     """ResNet-18 of Table 3 under ``param``: ``(N, 3, H, W) -> (N, num_classes)`` logits.
 
     The ``bn`` variant is torchvision's ResNet-18 (``zero_init_residual=False``). Where MBN
     and IMN sit in a residual block is described in the module docstring.
     """
-    p = check_param(param)
+    p, pre = check_param(param), check_preset(preset)
     net = _resnet_skeleton(p, num_classes, width)
-    _swap_layers(net, p)
-    net.param = p
+    _swap_layers(net, p, pre)
+    net.param, net.preset = p, pre
     return net
 
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {"vgg6": vgg6, "resnet18": resnet18}
 
 
-def build_model(arch: str, param: str, num_classes: int = 1000, width: float = 1.0) -> nn.Module:
-    """Build ``arch`` (one of :data:`ARCHS`) under ``param`` (one of :data:`PARAMS`).
+def build_model(arch: str, param: str, num_classes: int = 1000, width: float = 1.0,
+                preset: str | None = None) -> nn.Module:
+    """Build ``arch`` (one of :data:`ARCHS`) under ``param`` (one of :data:`PARAMS`) and
+    ``preset`` (one of :data:`IMAGENET_PRESETS`, default ``"authors"``).
 
     Raises:
-        ValueError: unknown architecture or parameterization, ``num_classes < 1`` or
+        ValueError: unknown architecture, parameterization or preset, ``num_classes < 1`` or
             ``width <= 0``.
     """
     a = str(arch).lower()
     if a not in _BUILDERS:
         raise ValueError(f"unknown architecture {arch!r}; expected one of {ARCHS}")
     p = check_param(param)
+    pre = check_preset(preset)
     if int(num_classes) < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     if not (math.isfinite(width) and width > 0):
         raise ValueError(f"width must be a positive number, got {width}")
-    return _BUILDERS[a](p, int(num_classes), float(width))
+    return _BUILDERS[a](p, int(num_classes), float(width), pre)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -477,13 +477,21 @@ class InputMeanNorm(_RunningMean):
 
 class MeanOnlyBatchNorm(_RunningMean):
     """MBN (Salimans & Kingma 2016): subtract the batch mean of the pre-activation, add a
-    learned bias; running mean in eval. Used with weight normalization."""
+    learned bias; running mean in eval. Used with weight normalization.
+
+    ``bias=False``: no learned bias (the authors' ``MeanOnlyBatchNormalization``, Keras'
+    ``center=False``): the output is the centred input alone. Input ``(N, C, ...)``."""
 
     def __init__(self, num_features: int, momentum: float = 0.1, device=None, dtype=None,
-                 sync: bool = True):
+                 sync: bool = True, bias: bool = True):
         super().__init__(num_features, momentum, device, dtype, sync)
-        self.bias = nn.Parameter(torch.zeros(num_features, device=device, dtype=dtype))
+        if bias:
+            self.bias = nn.Parameter(torch.zeros(num_features, device=device, dtype=dtype))
+        else:
+            self.register_parameter("bias", None)
 
     def forward(self, x: Tensor) -> Tensor:
         y = self._centre(x)
+        if self.bias is None:
+            return y
         return y + self.bias.view((1, -1) + (1,) * (x.dim() - 2))

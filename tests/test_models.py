@@ -54,24 +54,26 @@ def test_resnet18_bn_is_torchvisions():
 
 
 @pytest.mark.parametrize("arch,layers", [("vgg6", 7), ("resnet18", 21)])
-def test_where_imn_and_mbn_sit(arch, layers):
-    gmp_imn = build_model(arch, "gmp_imn", 10, width=1 / 16)
+def test_where_imn_and_mbn_sit_book_v1(arch, layers):
+    kw = dict(width=1 / 16, preset="book-v1")
+    gmp_imn = build_model(arch, "gmp_imn", 10, **kw)
     n_gmp = _count(gmp_imn, (GmPConv2d, GmPLinear))
     assert n_gmp == layers and _count(gmp_imn, InputMeanNorm) == layers - 1  # not the stem
-    assert _count(build_model(arch, "gmp", 10, width=1 / 16), InputMeanNorm) == 0
-    wn_mbn = build_model(arch, "wn_mbn", 10, width=1 / 16)
+    assert _count(build_model(arch, "gmp", 10, **kw), InputMeanNorm) == 0
+    wn_mbn = build_model(arch, "wn_mbn", 10, **kw)
     wn_convs = [m for m in wn_mbn.modules()
                 if isinstance(m, nn.Conv2d) and parametrize.is_parametrized(m)]
     assert len(wn_convs) == layers - 1 and all(c.bias is None for c in wn_convs)
     assert _count(wn_mbn, MeanOnlyBatchNorm) == layers - 1  # one per conv, not on the output
     assert parametrize.is_parametrized(wn_mbn.fc)
-    bn = build_model(arch, "bn", 10, width=1 / 16)
+    bn = build_model(arch, "bn", 10, **kw)
     assert _count(bn, nn.BatchNorm2d) == layers - 1
     assert all(c.bias is None for c in _convs(bn))
 
 
-def test_resnet_block_placement():
-    block = build_model("resnet18", "gmp_imn", 10, width=1 / 16).layer2[0]
+@pytest.mark.parametrize("preset", ["authors", "book-v1"])
+def test_resnet_block_placement(preset):
+    block = build_model("resnet18", "gmp_imn", 10, width=1 / 16, preset=preset).layer2[0]
     for seq in (block.conv1, block.conv2, block.downsample[0]):  # IMN, then the GmP conv
         assert isinstance(seq[0], InputMeanNorm) and isinstance(seq[1], GmPConv2d)
     assert block.downsample[0][1].kernel_size == (1, 1)
@@ -81,13 +83,13 @@ def test_resnet_block_placement():
 
 
 def test_weight_norm_is_a_reparameterization_at_init():
-    """Same seed: WN starts as exactly the SP function (g = ‖v‖), for both architectures."""
+    """book-v1, same seed: WN starts as exactly the SP function (g = ‖v‖)."""
     x = torch.randn(2, 3, 32, 32)
     for arch in ARCHS:
         torch.manual_seed(3)
-        sp = build_model(arch, "sp", 10, width=1 / 8)
+        sp = build_model(arch, "sp", 10, width=1 / 8, preset="book-v1")
         torch.manual_seed(3)
-        wn = build_model(arch, "wn", 10, width=1 / 8)
+        wn = build_model(arch, "wn", 10, width=1 / 8, preset="book-v1")
         assert count_parameters(wn) > count_parameters(sp)  # one g per unit
         torch.testing.assert_close(wn(x), sp(x), rtol=1e-4, atol=1e-5)
 
@@ -104,7 +106,7 @@ def test_build_model_errors():
 
 
 def test_weight_decay_groups():
-    model = build_model("resnet18", "gmp_imn", 10, width=1 / 16)
+    model = build_model("resnet18", "gmp_imn", 10, width=1 / 16, preset="book-v1")
     decay, no_decay = decay_groups(model, 1e-4)
     names = {id(p): n for n, p in model.named_parameters()}
     dec = {names[id(p)].rsplit(".", 1)[-1] for p in decay["params"]}

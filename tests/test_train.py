@@ -58,24 +58,44 @@ def _cfg_inet(data, out, **kw) -> TrainConfig:
 
 # ------------------------------------------------------------------------------ configuration
 
-def test_paper_defaults():
+def test_source_defaults():
+    """ImageNet32: the authors' script (official protocol, no weight decay, float32, the
+    authors' network); ImageNet: the paper's text (90 epochs, steps at 30/60/80)."""
     c = TrainConfig("imagenet32", "d", "o", param="gmp").resolved()
-    assert (c.arch, c.lr, c.epochs, c.momentum, c.milestones, c.gamma) == (
-        "vgg6", 0.1, 90, 0.9, [30, 60, 80], 0.1)
+    assert (c.arch, c.preset, c.protocol, c.lr, c.epochs, c.momentum, c.milestones) == (
+        "vgg6", "authors", "official", 0.1, 500, 0.9, None)
+    assert (c.weight_decay, c.amp, c.tf32) == (0.0, "off", False)
+    assert (c.plateau_patience, c.early_stop_patience, c.gamma) == (5, 10, 0.1)
     assert TrainConfig("imagenet32", "d", "o", param="bn").resolved().lr == 0.01
     assert TrainConfig("imagenet32", "d", "o", param="wn_mbn").resolved().lr == 0.01
     r = TrainConfig("imagenet", "d", "o", param="wn_mbn").resolved()
-    assert (r.arch, r.lr, r.batch_size, r.weight_decay) == ("resnet18", 0.1, 256, 1e-4)
+    assert (r.arch, r.protocol, r.lr, r.batch_size, r.weight_decay, r.epochs) == (
+        "resnet18", "paper-text", 0.1, 256, 0.0, 90)
+    assert (r.milestones, r.color_jitter, r.lighting) == ([30, 60, 80], 0.0, 0.1)
     args = build_parser().parse_args(["imagenet32", "--data", "d", "--out", "o", "--param",
-                                      "sp", "--lr", "0.05", "--milestones", "10,20"])
+                                      "sp", "--lr", "0.05", "--protocol", "paper-text",
+                                      "--milestones", "10,20"])
     c = config_from_args(args).resolved()
-    assert (c.lr, c.milestones, c.weight_decay) == (0.05, [10, 20], 5e-4)
+    assert (c.lr, c.milestones, c.weight_decay, c.epochs) == (0.05, [10, 20], 0.0, 90)
+
+
+def test_help_shows_presets_and_protocols(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["imagenet32", "--help"])
+    out = capsys.readouterr().out
+    for word in ("--preset {authors,book-v1}", "--protocol {official,paper-text}",
+                 "official     the authors' script", "paper-text   the paper's text",
+                 "No weight decay and float32 by default"):
+        assert word in out
 
 
 @pytest.mark.parametrize("kw,msg", [
     (dict(param="ln"), "unknown parameterization"),
     (dict(arch="vgg16"), "unknown architecture"),
-    (dict(milestones=[60, 30]), "milestones"),
+    (dict(milestones=[60, 30], protocol="paper-text"), "milestones"),
+    (dict(milestones=[30]), "milestones belong to --protocol paper-text"),
+    (dict(protocol="keras"), "unknown protocol"),
+    (dict(preset="remark-3.5"), "unknown preset"),
     (dict(lr=-1.0), "lr must be"),
     (dict(amp="fp16"), "amp must be"),
 ])
@@ -117,7 +137,7 @@ def test_cli_writes_run_folder(in32, tmp_path):
             "--no-progress", "--results-dir", str(results)]
     assert main(argv) == 0
     cfg = json.loads((out / "config.json").read_text())
-    assert (cfg["lr"], cfg["weight_decay"], cfg["param"]) == (0.01, 5e-4, "wn_mbn")
+    assert (cfg["lr"], cfg["weight_decay"], cfg["param"]) == (0.01, 0.0, "wn_mbn")
     with (out / "metrics.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [r["epoch"] for r in rows] == ["1", "2"]

@@ -17,9 +17,14 @@ import torch
 
 from ..files import atomic_write
 
-__all__ = ["FORMAT", "atomic_copy", "atomic_save", "get_rng_state", "load", "set_rng_state"]
+__all__ = ["FORMAT", "CheckpointError", "atomic_copy", "atomic_save", "get_rng_state", "load",
+           "set_rng_state"]
 
 FORMAT = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or is not a ``gmp-train`` checkpoint."""
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
@@ -41,9 +46,13 @@ def load(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise RuntimeError(f"cannot read checkpoint {str(path)!r}: {type(e).__name__}: {e}") from e
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise CheckpointError(f"cannot read checkpoint {str(path)!r} ({type(e).__name__}: "
+                              f"{first}); it may be truncated or corrupt: restore it, or "
+                              "start afresh in a new --out") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise RuntimeError(f"{str(path)!r} is not a gmp-train checkpoint (format {FORMAT})")
+        raise CheckpointError(f"{str(path)!r} is not a gmp-train checkpoint (format "
+                              f"{FORMAT}); start afresh in a new --out")
     return ckpt
 
 

@@ -1,5 +1,20 @@
 """``gmp-train``: train VGG-6 on ImageNet32 (Table 2) or ResNet-18 on ImageNet (Table 3).
 
+Presets (--preset, the network) and protocols (--protocol, the schedule), named after
+their source:
+
+  authors      VGG-6 as the authors' imagenet32.py builds it (default): their GmP init
+               (a Glorot draw converted, lambda = 0), unit form r*ReLU(u.x + lambda), plain
+               Dense classifier, Keras inits and BN (0.99, 1e-3), MBN without bias, IMN
+               after every GmP ReLU. ResNet-18: the authors' GmP init in He et al.'s net.
+  book-v1      the networks of this book's first edition.
+  official     the authors' script (ImageNet32 default): LR x0.1 when val top-5 stalls
+               5 epochs, stop after 10, keep and report the best top-5 epoch, <= 500 epochs.
+  paper-text   the paper's text (ImageNet default): 90 epochs, LR x0.1 after 30, 60, 80;
+               report the final epoch.
+
+No weight decay and float32 by default, as the authors' script.
+
 One GPU::
 
     gmp-train imagenet32 --param gmp_imn --batch-size 1024 --data ~/imagenet32 --out runs/vgg
@@ -23,7 +38,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..models import IMAGENET_PRESETS
 from .config import TASKS, ConfigError, TrainConfig
+from .protocol import DEFAULT_PROTOCOL, PROTOCOLS
 
 __all__ = ["build_parser", "config_from_args", "main"]
 
@@ -57,10 +74,16 @@ def _add_common(p: argparse.ArgumentParser, task: str) -> None:
                    help="sp, wn, wn_mbn, bn, gmp or gmp_imn (default %(default)s)")
     m.add_argument("--arch", default=None,
                    help="vgg6 or resnet18 (default: vgg6 for imagenet32, resnet18 for imagenet)")
+    m.add_argument("--preset", default=d.preset, choices=IMAGENET_PRESETS,
+                   help="the network, named after its source (default %(default)s)")
+    m.add_argument("--protocol", default=None, choices=PROTOCOLS,
+                   help="schedule, stopping and reported epoch (default "
+                        f"{DEFAULT_PROTOCOL[task]}, the source of the published numbers)")
     m.add_argument("--width", type=float, default=d.width,
                    help="channel multiplier; the paper's nets have 1.0 (default)")
     m.add_argument("--num-classes", type=_positive_int, default=d.num_classes)
-    m.add_argument("--epochs", type=_positive_int, default=d.epochs)
+    m.add_argument("--epochs", type=_positive_int, default=None,
+                   help="epochs (official: at most; default 500 official, 90 paper-text)")
     m.add_argument("--batch-size", type=_positive_int, default=d.batch_size,
                    help="global batch, split evenly over processes (default %(default)s)")
     m.add_argument("--lr", type=float, default=None,
@@ -70,15 +93,27 @@ def _add_common(p: argparse.ArgumentParser, task: str) -> None:
     m.add_argument("--nesterov", action="store_true")
     m.add_argument("--weight-decay", type=float, default=None,
                    help="L2 on weights, WN g/v and GmP r, not on biases, norm parameters, GmP "
-                        "angles/offsets (default: 5e-4 ImageNet32, 1e-4 ImageNet)")
-    m.add_argument("--milestones", type=_milestones, default=d.milestones,
-                   help="epochs after which LR is multiplied by --gamma (default 30,60,80)")
-    m.add_argument("--gamma", type=float, default=d.gamma)
+                        "angles/offsets (default 0: the authors use none)")
+    m.add_argument("--milestones", type=_milestones, default=None,
+                   help="paper-text: epochs after which LR is multiplied by --gamma "
+                        "(default 30,60,80)")
+    m.add_argument("--gamma", type=float, default=d.gamma,
+                   help="LR factor of a milestone or a plateau (default %(default)s)")
+    m.add_argument("--plateau-patience", type=_positive_int, default=d.plateau_patience,
+                   help="official: epochs without a better val top-5 before LR x gamma "
+                        "(default %(default)s)")
+    m.add_argument("--early-stop-patience", type=_positive_int,
+                   default=d.early_stop_patience,
+                   help="official: epochs without a better val top-5 before stopping "
+                        "(default %(default)s)")
     m.add_argument("--seed", type=int, default=d.seed)
     e = p.add_argument_group("execution")
     e.add_argument("--device", default=d.device, help="auto (default), cuda or cpu")
-    e.add_argument("--amp", default=d.amp, choices=("auto", "bf16", "off"),
-                   help="bf16 autocast; auto = on for CUDA, off for CPU")
+    e.add_argument("--amp", default=d.amp, choices=("off", "bf16", "auto"),
+                   help="off: float32 as the authors (default); bf16 autocast; auto = bf16 "
+                        "on CUDA")
+    e.add_argument("--tf32", action="store_true",
+                   help="allow TF32 matmuls/convolutions on CUDA (default: exact float32)")
     e.add_argument("--channels-last", default=d.channels_last, choices=("auto", "on", "off"))
     e.add_argument("--compile", action="store_true", help="torch.compile the training model")
     e.add_argument("--workers", type=int, default=d.workers,
@@ -102,9 +137,28 @@ def _add_common(p: argparse.ArgumentParser, task: str) -> None:
         a.add_argument("--resize-max", type=_positive_int, default=d.resize_max)
         a.add_argument("--val-resize", type=_positive_int, default=d.val_resize)
         a.add_argument("--color-jitter", type=float, default=d.color_jitter,
-                       help="ColorJitter brightness/contrast/saturation (0: off)")
+                       help="ColorJitter brightness/contrast/saturation (default 0: off; the "
+                            "paper cites PCA lighting only)")
         a.add_argument("--lighting", type=float, default=d.lighting,
                        help="std of AlexNet PCA lighting noise (0: off)")
+
+
+_PRESETS_HELP = """\
+Presets (--preset, the network) and protocols (--protocol, the schedule), named after
+their source:
+
+  authors      VGG-6 as the authors' imagenet32.py builds it (default): their GmP init
+               (a Glorot draw converted, lambda = 0), unit form r*ReLU(u.x + lambda), plain
+               Dense classifier, Keras inits and BN (0.99, 1e-3), MBN without bias, IMN
+               after every GmP ReLU. ResNet-18: the authors' GmP init in He et al.'s net.
+  book-v1      the networks of this book's first edition.
+  official     the authors' script (ImageNet32 default): LR x0.1 when val top-5 stalls
+               5 epochs, stop after 10, keep and report the best top-5 epoch, <= 500 epochs.
+  paper-text   the paper's text (ImageNet default): 90 epochs, LR x0.1 after 30, 60, 80;
+               report the final epoch.
+
+No weight decay and float32 by default, as the authors' script.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,8 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Multi-GPU: torchrun --nproc_per_node=N -m gmp.train TASK ...",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="task", required=True, metavar="TASK")
-    _add_common(sub.add_parser("imagenet32", help="VGG-6 on ImageNet32 (Table 2)"), "imagenet32")
-    _add_common(sub.add_parser("imagenet", help="ResNet-18 on ImageNet (Table 3)"), "imagenet")
+    for task, what in (("imagenet32", "VGG-6 on ImageNet32 (Table 2)"),
+                       ("imagenet", "ResNet-18 on ImageNet (Table 3)")):
+        _add_common(sub.add_parser(task, help=what, description=f"{what}.\n\n{_PRESETS_HELP}",
+                                   formatter_class=argparse.RawDescriptionHelpFormatter), task)
     return p
 
 
@@ -129,12 +185,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ..data.imagenet import ImageNetError
     from ..data.imagenet32 import ImageNet32Error
+    from ..files import OutputError
+    from .checkpoint import CheckpointError
     from .engine import train
 
     try:
         train(config_from_args(args), command=["gmp-train", *argv])
-    except (ConfigError, ImageNet32Error, ImageNetError, FloatingPointError) as e:
-        print(f"gmp-train: error: {e}", file=sys.stderr, flush=True)
+    except (ConfigError, ImageNet32Error, ImageNetError, FloatingPointError, OutputError,
+            CheckpointError) as e:
+        line = " ".join(str(e).split())  # one line, whatever the message
+        print(f"gmp-train: error: {line}", file=sys.stderr, flush=True)
         return 2
     except KeyboardInterrupt:
         print("gmp-train: interrupted; continue with --resume", file=sys.stderr, flush=True)

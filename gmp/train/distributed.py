@@ -15,7 +15,10 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from .config import ConfigError
+
 __all__ = ["DistContext", "setup", "teardown", "all_reduce_sum", "broadcast_buffers",
+           "broadcast_message",
            "max_param_difference"]
 
 
@@ -64,23 +67,26 @@ def setup(device: str = "auto") -> DistContext:
     local_rank = _env_int("LOCAL_RANK", 0)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"unsupported device {device!r}; use 'auto', 'cuda' or 'cpu'") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda was requested but torch.cuda.is_available() is "
-                               "False (no GPU visible, or a CPU-only torch build)")
+            raise ConfigError("--device cuda was requested but no CUDA GPU is available "
+                              "(none visible, or a CPU-only torch build); use --device cpu")
         if dev.index is None:
             if local_rank >= torch.cuda.device_count():
-                raise RuntimeError(f"LOCAL_RANK={local_rank} but only "
+                raise ConfigError(f"LOCAL_RANK={local_rank} but only "
                                    f"{torch.cuda.device_count()} GPU(s) are visible; start "
                                    "at most one process per GPU (--nproc_per_node)")
             dev = torch.device("cuda", local_rank)
         elif world > 1:
-            raise ValueError("with several processes pass --device cuda (each process takes "
+            raise ConfigError("with several processes pass --device cuda (each process takes "
                              "cuda:LOCAL_RANK), not a fixed GPU index")
         torch.cuda.set_device(dev)
     elif dev.type != "cpu":
-        raise ValueError(f"unsupported device {device!r}; use 'auto', 'cuda' or 'cpu'")
+        raise ConfigError(f"unsupported device {device!r}; use 'auto', 'cuda' or 'cpu'")
     initialized_here = False
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
@@ -131,3 +137,13 @@ def max_param_difference(model: nn.Module, ctx: DistContext) -> float:
             worst = torch.maximum(worst, diff.to(worst.device))
     dist.all_reduce(worst, op=dist.ReduceOp.MAX)
     return float(worst)
+
+
+def broadcast_message(msg: str | None, ctx: DistContext) -> str | None:
+    """Rank 0's ``msg`` on every rank (e.g. an error only rank 0 can see, so that every rank
+    stops instead of waiting at the next barrier)."""
+    if not ctx.distributed:
+        return msg
+    box = [msg]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -7,13 +7,24 @@ builds the data, model, optimizer and schedule and runs the epochs.
 What one run writes into its folder ``--out`` (rank 0 only):
 
 - ``config.json``   the resolved configuration (every default filled in);
-- ``checkpoint.pt`` the state after the last completed epoch (model, optimizer, scheduler,
-  epoch, best accuracy, the generator states of every rank), rewritten atomically;
-- ``best.pt``       the checkpoint of the epoch with the best validation top-1;
+- ``checkpoint.pt`` the state after the last completed epoch (model, optimizer, schedule,
+  epoch, best epoch, the generator states of every rank), rewritten atomically;
+- ``best.pt``       the checkpoint of the best epoch by the protocol's monitor (validation
+  top-5 for ``official``: the weights the authors' script keeps; top-1 for ``paper-text``);
+- ``.lock``         held while a run writes the folder (a second run there fails at once);
 - ``metrics.csv``   one row per epoch: learning rate, loss, top-1, top-5 (train and val),
   images/s; ``tb/`` the same (and per-step training loss) for TensorBoard;
-- ``summary.json``  command, git revision, date, hardware, final and best metrics; also
-  copied to ``--results-dir`` when given (this is what the book's chapters read).
+- ``summary.json``  command, git revision, date, hardware, final and best metrics and the
+  ``reported`` numbers as the protocol's source reports them (``official``: the best top-5
+  epoch's top-1 and top-5; ``paper-text``: the final epoch's); also
+  copied to ``--results-dir`` when given (this is what the book's chapters read). A run
+  whose loss became non-finite stops with ``diverged`` recorded here (never ``finished``).
+
+After each epoch the files are written in the order ``checkpoint.pt``, ``best.pt``,
+``summary.json``, so a run killed in between is completed by ``--resume``: the checkpoint
+records the best epoch, and a resumed run rewrites a missing or stale ``best.pt`` and the
+summary before anything else. On start, temporaries left by a run killed mid-write are
+removed (under the folder's lock).
 
 Resuming (``--resume``) restarts after the last completed epoch. The data order and the
 augmentation of an epoch are functions of ``(seed, epoch)`` only, and the generator states
@@ -26,6 +37,7 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -39,7 +51,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..files import write_json
+from ..files import (
+    OutputError,
+    OutputLock,
+    atomic_write_text,
+    check_output_file,
+    remove_stale_temporaries,
+    write_json,
+)
 from ..models import build_model, count_parameters
 from ..provenance import record
 from . import checkpoint as ckpt_io
@@ -48,10 +67,12 @@ from .distributed import (
     DistContext,
     all_reduce_sum,
     broadcast_buffers,
+    broadcast_message,
     max_param_difference,
     setup,
     teardown,
 )
+from .protocol import Schedule, make_schedule
 
 __all__ = ["TrainResult", "accuracy_counts", "decay_groups", "evaluate", "load_checkpoint",
            "save_checkpoint", "train", "train_one_epoch"]
@@ -78,6 +99,8 @@ class _Progress:
     epoch: int = 0
     global_step: int = 0          # optimizer steps so far
     best_top1: float = -1.0       # best validation top-1 so far
+    best_epoch: int = 0           # best epoch (1-based) by the protocol's monitor; 0: none
+    stopped: bool = False         # the protocol ended training early
     history: list[dict[str, Any]] = field(default_factory=list)  # one row per epoch
 
 
@@ -191,8 +214,12 @@ class _ImageNet32Data(_Data):
 class _ImageNetData(_Data):
     def __init__(self, cfg: TrainConfig, ctx: DistContext, per_rank: int,
                  fmt: torch.memory_format) -> None:
-        from ..data.imagenet import build_imagenet_loaders
+        from ..data.imagenet import ImageNetError, build_imagenet_loaders
 
+        if not Path(cfg.data).expanduser().is_dir():
+            raise ImageNetError(f"ImageNet folder {cfg.data!r} does not exist; put ILSVRC 2012 "
+                                "there as train/<wnid>/*.JPEG and val/<wnid>/*.JPEG (validation "
+                                "sorted into class folders) and pass it as --data")
         self.loaders = build_imagenet_loaders(
             cfg.data, per_rank, rank=ctx.rank, world_size=ctx.world_size, seed=cfg.seed,
             workers=cfg.workers, pin_memory=ctx.device.type == "cuda", limit_val=cfg.limit_val,
@@ -374,7 +401,7 @@ def evaluate(model: nn.Module, data: _Data, ctx: DistContext, amp: bool) -> dict
 # --------------------------------------------------------------------------------------------
 
 def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler, progress: _Progress,
+                    scheduler: Schedule, progress: _Progress,
                     cfg: TrainConfig, ctx: DistContext) -> None:
     """Write the state after ``progress.epoch`` completed epochs to ``path`` (atomically).
 
@@ -389,13 +416,15 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
         state = {"format": ckpt_io.FORMAT, "epoch": progress.epoch,
                  "global_step": progress.global_step, "model": model.state_dict(),
                  "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "best_top1": progress.best_top1, "config": asdict(cfg), "rng": rngs,
+                 "best_top1": progress.best_top1, "best_epoch": progress.best_epoch,
+                 "stopped": progress.stopped,
+                 "config": asdict(cfg), "rng": rngs,
                  "history": progress.history}
         ckpt_io.atomic_save(state, path)
 
 
 def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler, cfg: TrainConfig,
+                    scheduler: Schedule, cfg: TrainConfig,
                     ctx: DistContext) -> _Progress:
     """Restore a :func:`save_checkpoint` of a run with the same settings as ``cfg`` into
     ``model``, ``optimizer``, ``scheduler`` and the generators of this rank; raises
@@ -408,8 +437,13 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
+    history = list(state.get("history", []))
+    best_epoch = state.get("best_epoch")
+    if best_epoch is None:  # checkpoints of earlier versions: the history says
+        best_epoch = max(history, key=lambda r: r["val_top1"])["epoch"] if history else 0
     progress = _Progress(int(state["epoch"]), int(state["global_step"]),
-                         float(state["best_top1"]), list(state.get("history", [])))
+                         float(state["best_top1"]), int(best_epoch),
+                         bool(state.get("stopped", False)), history)
     rngs = state["rng"]
     if len(rngs) != ctx.world_size:
         _log(ctx, f"note: the run was saved with {len(rngs)} process(es) and resumes with "
@@ -431,27 +465,81 @@ def train(cfg: TrainConfig, *, on_step: Callable[[int, int], None] | None = None
 
     ``on_step(epoch, step)`` is called after every optimizer step (tests use it to simulate a
     crash). ``command`` is recorded in ``summary.json`` (default: ``sys.argv``).
+
+    Raises (each a one-line message, printed by ``gmp-train``): :class:`ConfigError` (bad
+    settings, a run already in ``--out`` without ``--resume``, no CUDA for ``--device
+    cuda``), :class:`~gmp.files.OutputError` (``--out`` not a writable folder, or held by
+    another run), :class:`~gmp.train.checkpoint.CheckpointError` (unreadable checkpoint on
+    ``--resume``), the data modules' errors (data not found) and ``FloatingPointError``
+    (the loss became non-finite; recorded as ``diverged`` in ``summary.json``).
     """
     cfg = cfg.resolved()
     ctx = setup(cfg.device)
+    lock: OutputLock | None = None
     try:
-        return _train(cfg, ctx, on_step, command if command is not None else list(sys.argv))
+        out, lock = _claim_out(cfg, ctx)
+        return _train(cfg, ctx, out, on_step,
+                      command if command is not None else list(sys.argv))
     finally:
+        if lock is not None:
+            lock.release()
         teardown(ctx)
 
 
-def _prepare_out(cfg: TrainConfig, ctx: DistContext) -> tuple[Path, bool]:
-    """The run folder (created, with ``config.json``) and whether to resume from it."""
+def _results_name(cfg: TrainConfig) -> str:
+    return f"{cfg.task}_{cfg.arch}_{cfg.param}_b{cfg.batch_size}_s{cfg.seed}.json"
+
+
+def _claim_out(cfg: TrainConfig, ctx: DistContext) -> tuple[Path, OutputLock | None]:
+    """Check and lock the run folder before any work; returns it and rank 0's lock.
+
+    Rank 0 checks that ``--out`` is (or can be made) a writable folder, takes its
+    :class:`~gmp.files.OutputLock` (``<out>/.lock``: a second run fails at once), removes
+    temporaries a killed run left, and checks ``--results-dir``; an error there is raised on
+    every rank. Then every rank refuses a folder holding a run unless ``--resume``.
+    """
     out = Path(cfg.out).expanduser()
-    ckpt_path = out / "checkpoint.pt"
-    if ckpt_path.exists() and not cfg.resume:
+    lock: OutputLock | None = None
+    msg: str | None = None
+    if ctx.is_main:
+        try:
+            lock = _lock_out(out, cfg)
+        except OutputError as e:
+            msg = str(e)
+    msg = broadcast_message(msg, ctx)
+    if msg is not None:
+        if lock is not None:
+            lock.release()
+        raise OutputError(msg)
+    if (out / "checkpoint.pt").exists() and not cfg.resume:
+        if lock is not None:
+            lock.release()
         raise ConfigError(f"{str(out)!r} already holds a run (checkpoint.pt); pass --resume to "
                           "continue it or choose another --out")
-    if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        cfg.save(out / "config.json")
     ctx.barrier()
-    return out, cfg.resume and ckpt_path.exists()
+    return out, lock
+
+
+def _lock_out(out: Path, cfg: TrainConfig) -> OutputLock:
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is a file, not a folder; give a folder for the run")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create the run folder {out}: {e.strerror or e}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise OutputError(f"the run folder {out} is not writable")
+    lock = OutputLock(out / ".lock", what=f"the run folder {out}").acquire()
+    try:
+        for p in remove_stale_temporaries(out):
+            print(f"gmp-train: removed {p.name}, left by a run killed while writing",
+                  file=sys.stderr, flush=True)
+        if cfg.results_dir:
+            check_output_file(Path(cfg.results_dir).expanduser() / _results_name(cfg))
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 def _seed_everything(seed: int) -> None:
@@ -468,7 +556,7 @@ def _build_model(cfg: TrainConfig, ctx: DistContext, fmt: torch.memory_format
                  ) -> tuple[nn.Module, int]:
     """The network on the training device (BN synchronized across GPUs under DDP) and its
     parameter count."""
-    model = build_model(cfg.arch, cfg.param, cfg.num_classes, cfg.width)
+    model = build_model(cfg.arch, cfg.param, cfg.num_classes, cfg.width, cfg.preset)
     n_params = count_parameters(model)
     model = model.to(ctx.device, memory_format=fmt)
     if ctx.distributed and ctx.device.type == "cuda" and cfg.param == "bn":
@@ -476,19 +564,22 @@ def _build_model(cfg: TrainConfig, ctx: DistContext, fmt: torch.memory_format
     return model, n_params
 
 
-def _train(cfg: TrainConfig, ctx: DistContext, on_step, command: list[str]) -> TrainResult:
+def _train(cfg: TrainConfig, ctx: DistContext, out: Path, on_step,
+           command: list[str]) -> TrainResult:
     if cfg.batch_size % ctx.world_size:
         raise ConfigError(f"--batch-size {cfg.batch_size} (global) is not divisible by the "
                           f"{ctx.world_size} processes")
     per_rank = cfg.batch_size // ctx.world_size
-    out, resuming = _prepare_out(cfg, ctx)
     ckpt_path = out / "checkpoint.pt"
+    resuming = cfg.resume and ckpt_path.exists()
 
     amp = cfg.amp == "bf16" or (cfg.amp == "auto" and ctx.device.type == "cuda")
     fmt = _memory_format(cfg, ctx.device)
     if ctx.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-        torch.set_float32_matmul_precision("high")  # TF32 for any fp32 matmul left
+        # float32 as the authors (torch would use TF32 convolutions by default)
+        torch.backends.cudnn.allow_tf32 = cfg.tf32
+        torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
     _seed_everything(cfg.seed)
 
     data: _Data = (_ImageNet32Data if cfg.task == "imagenet32" else _ImageNetData)(
@@ -496,10 +587,17 @@ def _train(cfg: TrainConfig, ctx: DistContext, on_step, command: list[str]) -> T
     raw, n_params = _build_model(cfg, ctx, fmt)
     optimizer = torch.optim.SGD(decay_groups(raw, cfg.weight_decay), lr=cfg.lr,
                                 momentum=cfg.momentum, nesterov=cfg.nesterov)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.milestones, cfg.gamma)
+    scheduler = make_schedule(cfg.protocol, optimizer, milestones=cfg.milestones,
+                              gamma=cfg.gamma, plateau_patience=cfg.plateau_patience,
+                              early_stop_patience=cfg.early_stop_patience)
     progress = (load_checkpoint(ckpt_path, raw, optimizer, scheduler, cfg, ctx) if resuming
                 else _Progress())
     start_epoch = progress.epoch
+    if ctx.is_main:  # only now: a refused --resume leaves the saved run's config alone
+        atomic_write_text(out / "config.json", cfg.to_json() + "\n")
+        if resuming:
+            _repair_best(out, progress)
+    ctx.barrier()
 
     model = raw
     if ctx.distributed:
@@ -509,9 +607,10 @@ def _train(cfg: TrainConfig, ctx: DistContext, on_step, command: list[str]) -> T
         model = DDP(raw, device_ids=ids)
     train_model = torch.compile(model) if cfg.compile else model
     logger = _Logger(out, cfg, ctx, start_epoch, progress.global_step)
-    _log(ctx, f"gmp-train {cfg.task}: {cfg.arch}/{cfg.param}, {n_params:,} parameters, "
+    _log(ctx, f"gmp-train {cfg.task}: {cfg.arch}/{cfg.param} (preset {cfg.preset}, "
+              f"protocol {cfg.protocol}), {n_params:,} parameters, "
               f"{ctx.world_size} process(es) on {ctx.device.type}, global batch {cfg.batch_size}, "
-              f"lr {cfg.lr}, wd {cfg.weight_decay}, bf16 {amp}, channels_last "
+              f"lr {cfg.lr}, wd {cfg.weight_decay}, bf16 {amp}, tf32 {cfg.tf32}, channels_last "
               f"{fmt == torch.channels_last}, {data.n_train_steps} steps/epoch, "
               f"{data.val_size} val images")
     info = {"provenance": record(command, extra={"device": _device_info(ctx)}),
@@ -519,11 +618,21 @@ def _train(cfg: TrainConfig, ctx: DistContext, on_step, command: list[str]) -> T
 
     try:
         for epoch in range(start_epoch, cfg.epochs):
-            tr = train_one_epoch(train_model, optimizer, data, ctx, cfg, amp, epoch, progress,
-                                 logger, on_step)
-            broadcast_buffers(raw, ctx)
-            val = evaluate(raw, data, ctx, amp)
-            scheduler.step()
+            if progress.stopped:
+                break
+            try:
+                tr = train_one_epoch(train_model, optimizer, data, ctx, cfg, amp, epoch,
+                                     progress, logger, on_step)
+                broadcast_buffers(raw, ctx)
+                val = evaluate(raw, data, ctx, amp)
+                if not math.isfinite(val["val_loss"]):
+                    raise FloatingPointError(
+                        f"training diverged: validation loss {val['val_loss']} after epoch "
+                        f"{epoch + 1}; try a smaller --lr (was {tr['lr']})")
+            except FloatingPointError as e:
+                if ctx.is_main:
+                    _write_summary(out, cfg, info, progress, diverged=str(e))
+                raise
             row = {"epoch": epoch + 1, "lr": tr["lr"], "train_loss": tr["train_loss"],
                    "train_top1": tr["train_top1"], "train_top5": tr["train_top5"],
                    "train_images": tr["train_images"], **val,
@@ -534,35 +643,89 @@ def _train(cfg: TrainConfig, ctx: DistContext, on_step, command: list[str]) -> T
             progress.history.append(row)
             progress.epoch = epoch + 1
             logger.epoch(row, progress.global_step)
-            improved = row["val_top1"] > progress.best_top1
             progress.best_top1 = max(progress.best_top1, row["val_top1"])
+            improved = scheduler.step(row)  # the next epoch's LR; best by the monitor?
+            if improved:
+                progress.best_epoch = epoch + 1
+            progress.stopped = scheduler.stopped
             _log(ctx, f"epoch {epoch + 1}/{cfg.epochs}  lr {row['lr']:.4g}  train loss "
                       f"{row['train_loss']:.4f} top1 {row['train_top1']:.4f}  val loss "
                       f"{row['val_loss']:.4f} top1 {row['val_top1']:.4f} top5 "
                       f"{row['val_top5']:.4f} ({row['val_images']} images)  "
                       f"{row['images_per_s']:.0f} img/s")
+            # Order matters for --resume: checkpoint (records best_epoch), best.pt, summary.
             save_checkpoint(ckpt_path, raw, optimizer, scheduler, progress, cfg, ctx)
             if ctx.is_main:
                 if improved:
                     ckpt_io.atomic_copy(ckpt_path, out / "best.pt")
-                _write_summary(out, cfg, info, progress.history, progress.best_top1)
+                _write_summary(out, cfg, info, progress)
             ctx.barrier()
     finally:
         logger.close()
-    if start_epoch >= cfg.epochs:
-        _log(ctx, f"{out} already completed {start_epoch} epoch(s) (--epochs {cfg.epochs})")
+    if progress.stopped:
+        _log(ctx, f"stopped after epoch {progress.epoch}: no better validation "
+                  f"{scheduler.monitor} for {cfg.early_stop_patience} epochs; best epoch "
+                  f"{progress.best_epoch} (best.pt)")
+    if progress.epoch == start_epoch:  # nothing left to train: a completed run
+        if ctx.is_main and progress.history:  # complete what a killed run left unwritten
+            _write_summary(out, cfg, info, progress)
+        _log(ctx, f"{out} already completed {start_epoch} epoch(s); its best.pt and "
+                  "summary.json are up to date")
     return TrainResult(raw, progress.history, progress.best_top1, out)
 
 
-def _write_summary(out: Path, cfg: TrainConfig, info: dict[str, Any],
-                   history: list[dict[str, Any]], best_top1: float) -> None:
-    last = history[-1]
+def _checkpoint_epoch(path: Path) -> int | None:
+    """The epoch a checkpoint file holds, or None when it is absent or unreadable."""
+    if not path.exists():
+        return None
+    try:
+        return int(ckpt_io.load(path)["epoch"])
+    except (ckpt_io.CheckpointError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _repair_best(out: Path, progress: _Progress) -> None:
+    """Rewrite ``best.pt`` from ``checkpoint.pt`` when the checkpoint's epoch was the best
+    and a run killed after saving the checkpoint left ``best.pt`` missing or older."""
+    if progress.best_epoch and progress.best_epoch == progress.epoch and \
+            _checkpoint_epoch(out / "best.pt") != progress.epoch:
+        ckpt_io.atomic_copy(out / "checkpoint.pt", out / "best.pt")
+        print(f"gmp-train: rewrote best.pt (epoch {progress.epoch}), which a killed run had "
+              "not written", file=sys.stderr, flush=True)
+
+
+def _reported(cfg: TrainConfig, progress: _Progress) -> dict[str, Any] | None:
+    """The numbers the protocol's source reports: the best top-5 epoch's (``official``,
+    whose script keeps that epoch's weights) or the final epoch's (``paper-text``)."""
+    if not progress.history:
+        return None
+    if cfg.protocol == "official" and progress.best_epoch:
+        row, rule = progress.history[progress.best_epoch - 1], "best-val-top5-epoch"
+    else:
+        row, rule = progress.history[-1], "final-epoch"
+    return {"rule": rule, "epoch": row["epoch"], "val_top1": row["val_top1"],
+            "val_top5": row["val_top5"]}
+
+
+def _write_summary(out: Path, cfg: TrainConfig, info: dict[str, Any], progress: _Progress,
+                   diverged: str | None = None) -> None:
+    """``summary.json`` (and its copy in ``--results-dir``) after ``progress.epoch`` epochs.
+
+    ``finished`` only when every epoch completed and the run did not diverge; a diverged run
+    records the error in ``diverged`` (``final`` is its last completed epoch, or None)."""
+    history = progress.history
+    last = history[-1] if history else None
     summary = {**info, "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-               "config": asdict(cfg), "epochs_completed": last["epoch"],
-               "finished": last["epoch"] >= cfg.epochs, "final": last,
-               "best_val_top1": best_top1,
-               "best_val_top5": max(r["val_top5"] for r in history), "history": history}
+               "config": asdict(cfg), "epochs_completed": progress.epoch,
+               "finished": diverged is None and (progress.stopped
+                                                 or progress.epoch >= cfg.epochs),
+               "stopped_early": progress.stopped,
+               "diverged": diverged, "final": last,
+               "best_val_top1": progress.best_top1 if history else None,
+               "best_epoch": progress.best_epoch or None,
+               "best_val_top5": max(r["val_top5"] for r in history) if history else None,
+               "reported": _reported(cfg, progress),
+               "history": history}
     write_json(out / "summary.json", summary, indent=2)
     if cfg.results_dir:
-        name = (f"{cfg.task}_{cfg.arch}_{cfg.param}_b{cfg.batch_size}_s{cfg.seed}.json")
-        write_json(Path(cfg.results_dir).expanduser() / name, summary, indent=2)
+        write_json(Path(cfg.results_dir).expanduser() / _results_name(cfg), summary, indent=2)

@@ -48,7 +48,7 @@ def results_table(runs: list[dict[str, Any]]) -> str:
     top-5, validation images, hardware, git revision and date."""
     rows = []
     for d in runs:
-        c, f = d["config"], d["final"]
+        c, f = d["config"], d["final"] or {}
         prov = normalize(d.get("provenance", d))  # older summaries kept it at the top level
         dev = prov.get("device") or {}
         hw = prov["hardware"]
@@ -56,14 +56,19 @@ def results_table(runs: list[dict[str, Any]]) -> str:
                  f"{dev.get('name') or hw.get('gpu') or dev.get('type') or hw.get('device', '?')}")
         rows.append([
             c["arch"], c["param"], str(c["batch_size"]), f"{c['lr']:g}",
-            f"{d['epochs_completed']}/{c['epochs']}", f"{d['best_val_top1']:.4f}",
-            f"{d['best_val_top5']:.4f}", f"{f['val_top1']:.4f}", f"{f['val_top5']:.4f}",
-            str(f["val_images"]),
+            f"{d['epochs_completed']}/{c['epochs']}"
+            + (" diverged" if d.get("diverged") else ""),
+            _num(d["best_val_top1"]), _num(d["best_val_top5"]), _num(f.get("val_top1")),
+            _num(f.get("val_top5")), str(f.get("val_images", "-")),
             where, str(prov["git_revision"] or "unknown")[:10],
             str(d.get("updated", ""))[:10]])
     return format_table(["arch", "param", "batch", "lr", "epochs", "best top-1", "best top-5",
                          "final top-1", "final top-5", "val images", "hardware", "revision",
                          "date"], rows)
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"
 
 
 def format_table(header: list[str], rows: list[list[str]]) -> str:
