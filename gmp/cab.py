@@ -12,7 +12,10 @@ describe the hyperplane:
 Every parameterization studied in the paper computes a pre-activation of this affine form,
 so everything below works from the *effective* ``(w, b)`` of a layer (see
 :func:`effective_weight_bias`); GmP layers are read from their own parameters directly
-(``φ = -λ·u(θ)``, direction ``u(θ)``), which is exact and does not depend on ``r``.
+(``φ = -λ·u(θ)``, exact and independent of ``r``). Directions are unit normals pointing into
+the active side: ``u(θ)`` for the paper's unit form ``r·ReLU(uᵀx + λ)`` and ``sign(r)·u(θ)``
+for the weight form ``ReLU((r·u)ᵀx + r·λ)``, where a sign change of ``r`` swaps the active
+side (see :func:`directions`).
 
 Shapes: a layer of ``m`` units with fan-in ``n`` has ``w: (m, n)``, ``b: (m,)``; a
 convolution's unit acts on a flattened patch of ``n = C_in/groups · kh · kw`` values.
@@ -196,15 +199,33 @@ def _gmp_unit(layer: nn.Module) -> Tensor:
 
 
 @torch.no_grad()
-def _cab_state(layer: nn.Module, x: Tensor | None = None
+def _gmp_orientation(layer: nn.Module) -> Tensor:
+    """``(m,)`` sign that turns ``u(θ)`` into the normal towards the active side.
+
+    Unit form ``r·act(uᵀx + λ)``: the active side is ``{uᵀx + λ > 0}`` whatever ``r``, so 1.
+    Weight form ``act((r·u)ᵀx + r·λ)``: the active side is ``{r·(uᵀx + λ) > 0}``, so
+    ``sign(r)``, and NaN for ``r = 0`` (``w = 0``: no boundary), as for SP.
+    """
+    r = layer.r.detach().to(_F64)
+    if layer.activation is not None:
+        return torch.ones_like(r)
+    return torch.where(r == 0, torch.full_like(r, float("nan")), torch.sign(r))
+
+
+@torch.no_grad()
+def _cab_state(layer: nn.Module, x: Tensor | None = None, towards_active: bool = True
                ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(w, b, φ, direction)`` of every unit, computed once (see the public functions)."""
     w, b = effective_weight_bias(layer, x)
     if isinstance(layer, _GmP):
-        # Exact GmP geometry from (θ, λ): φ = -λ·u(θ), direction u(θ), no division by r.
+        # Exact GmP geometry from (θ, λ): φ = -λ·u(θ), no division by r; the normal is
+        # u(θ) oriented towards the active side (sign(r)·u(θ) in weight form).
         u = _gmp_unit(layer)
         lam = torch.zeros(u.shape[:-1], dtype=_F64) if layer.lam is None else layer.lam
-        return (w, b, *gmp_cab_geometry(lam.detach().to(_F64), u))
+        phi, normal = gmp_cab_geometry(lam.detach().to(_F64), u)
+        if towards_active:
+            normal = _gmp_orientation(layer).unsqueeze(-1) * normal
+        return w, b, phi, normal
     return (w, b, *cab_geometry(w, b))
 
 
@@ -217,12 +238,26 @@ def spatial_locations(layer: nn.Module, x: Tensor | None = None) -> Tensor:
     return _cab_state(layer, x)[2]
 
 
-def directions(layer: nn.Module, x: Tensor | None = None) -> Tensor:
-    """Unit normal ``w/‖w‖`` of every unit's CAB, ``(m, n)`` float64 (GmP: ``u(θ)``).
+def directions(layer: nn.Module, x: Tensor | None = None, towards_active: bool = True
+               ) -> Tensor:
+    """Unit normal of every unit's CAB, pointing into its active side, ``(m, n)`` float64.
 
-    A unit with ``w = 0`` gets NaN.
+    SP, WN, BN, conv: ``w/‖w‖`` of the effective weight (WN: ``sign(g)·v/‖v‖``).
+    GmP (Sec. 3.3): the boundary is ``{uᵀx + λ = 0}`` in both forms; its active side is
+    ``{uᵀx + λ > 0}`` in the paper's unit form ``r·ReLU(uᵀx + λ)`` (normal ``u(θ)``, whatever
+    ``r``) and ``{r·(uᵀx + λ) > 0}`` in the weight form ``ReLU((r·u)ᵀx + r·λ)`` (normal
+    ``sign(r)·u(θ)``: a sign change of ``r`` turns the weight form's normal by π).
+
+    Args:
+        layer: a supported layer (see :func:`effective_weight_bias`).
+        x: ``(N, n)`` input batch, used only for BN batch statistics.
+        towards_active: True (default) as above. False returns ``u(θ)`` for every GmP
+            layer whatever its form and the sign of ``r`` (the behaviour before issue #23;
+            other layer types are unaffected).
+
+    A unit with ``w = 0`` (weight-form GmP: ``r = 0``) gets NaN.
     """
-    return _cab_state(layer, x)[3]
+    return _cab_state(layer, x, towards_active)[3]
 
 
 def characteristic_points(layer: nn.Module, x: Tensor | None = None) -> Tensor:
@@ -315,12 +350,16 @@ class CABTracker:
         every: keep every ``every``-th optimizer step (bounds memory: ``T·m·n`` floats).
         inputs: optional ``(N, n)`` batch passed to :func:`effective_weight_bias` (BN batch
             statistics, e.g. the full training set in full-batch training).
+        towards_active: passed to :func:`directions` (False: GmP directions are ``u(θ)``
+            whatever the layer's form and the sign of ``r``, as before issue #23).
     """
 
-    def __init__(self, layer: nn.Module, every: int = 1, inputs: Tensor | None = None):
+    def __init__(self, layer: nn.Module, every: int = 1, inputs: Tensor | None = None,
+                 towards_active: bool = True):
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a positive integer, got {every!r}")
         self.layer, self.every, self.inputs = layer, every, inputs
+        self.towards_active = bool(towards_active)
         w, _ = effective_weight_bias(layer, inputs)  # validates the layer type early
         self.m, self.n = w.shape
         self._steps: list[int] = []
@@ -339,7 +378,7 @@ class CABTracker:
         otherwise."""
         if step is None:
             step = self._optimizer_steps if self._attached_once else len(self._steps)
-        w, b, phi, d = _cab_state(self.layer, self.inputs)
+        w, b, phi, d = _cab_state(self.layer, self.inputs, self.towards_active)
         self._steps.append(int(step))
         self._w.append(w.cpu().numpy().copy())
         self._b.append(b.cpu().numpy().copy())

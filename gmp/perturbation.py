@@ -52,6 +52,9 @@ __all__ = [
     "gradient_identities",
     "StepTurns",
     "optimizer_step_turns",
+    "adam_step_ceiling",
+    "adam_worst_gradients",
+    "adam_steps",
 ]
 
 _F64 = torch.float64
@@ -233,16 +236,20 @@ def gradient_identities(n: int = 6, m: int = 4, batch: int = 32, seed: int = 0
     ``L = Σ c ⊙ ReLU(pre-activation)`` (random ``c``), with ``g_w = ∇_w L`` the gradient with
     respect to the *effective* weight ``w`` of a unit:
 
-    - WN, ``w = g·v/‖v‖``: ``vᵀ∇_v L = 0`` and ``∇_v L = (g/‖v‖)(I - vvᵀ/‖v‖²)g_w``;
+    - WN, ``w = g·v/‖v‖``: ``vᵀ∇_v L = 0``, ``∇_v L = (g/‖v‖)(I - vvᵀ/‖v‖²)g_w`` and
+      ``∇_g L = vᵀg_w/‖v‖``;
     - BN (batch standardization of ``wᵀx`` with ``γ = 1.5``, ``β = 0.2``, BN's ``eps = 0``):
-      ``wᵀ∇_w L = 0``;
+      ``wᵀ∇_w L = 0`` and ``∇_w L = (γ/σ)(I - Σwwᵀ/σ²)g_w`` with ``Σ`` the biased covariance
+      of the batch, ``σ = ‖w‖_Σ = sqrt(wᵀΣw)`` and ``g_w`` the gradient with respect to the
+      effective weight ``γw/σ`` (so ``‖∇_w L‖ ≤ (γ/σ)·‖I - Σwwᵀ/σ²‖·‖g_w‖``: it scales as
+      ``1/‖w‖_Σ``);
     - GmP, ``w = r·u(θ)``, ``b = r·λ``: ``∇_θ L = r·J(θ)ᵀg_w``, ``∇_r L = u(θ)ᵀg_w + λ g_b``,
       ``∇_λ L = r·g_b``.
 
     Returns:
         dict of maximal absolute errors (each ~1e-15 when the formula holds), keyed
-        ``wn_orthogonal``, ``wn_formula``, ``bn_orthogonal``, ``gmp_theta``, ``gmp_r``,
-        ``gmp_lambda``.
+        ``wn_orthogonal``, ``wn_formula``, ``wn_g``, ``bn_orthogonal``, ``bn_formula``,
+        ``gmp_theta``, ``gmp_r``, ``gmp_lambda``.
     """
     from . import geometry
     gen = torch.Generator().manual_seed(int(seed))
@@ -267,12 +274,23 @@ def gradient_identities(n: int = 6, m: int = 4, batch: int = 32, seed: int = 0
     closed = g.detach().unsqueeze(1) / nvd * (gw - vd * (vd * gw).sum(1, keepdim=True) / nvd**2)
     out["wn_orthogonal"] = float((vd * v.grad).sum(1).abs().max())
     out["wn_formula"] = float((v.grad - closed).abs().max())
+    out["wn_g"] = float((g.grad - (vd * gw).sum(1) / nvd[:, 0]).abs().max())
     # BN
     wb = torch.randn(m, n, generator=gen, dtype=_F64, requires_grad=True)
     z = x @ wb.T
     zhat = (z - z.mean(0)) / z.var(0, unbiased=False).sqrt()  # BN's training-mode map, eps = 0
     loss_of(zhat * 1.5 + 0.2).backward()
     out["bn_orthogonal"] = float((wb.detach() * wb.grad).sum(1).abs().max())
+    # the same map through its effective weight γw/σ: pre = (γw/σ)ᵀ(x - x̄) + β
+    xc = x - x.mean(0)
+    cov = xc.T @ xc / batch                                    # biased covariance, (n, n)
+    wd = wb.detach()
+    sigma = ((wd @ cov) * wd).sum(1, keepdim=True).sqrt()      # ‖w‖_Σ, (m, 1)
+    w_bn = (1.5 * wd / sigma).requires_grad_(True)
+    loss_of(xc @ w_bn.T + 0.2).backward()
+    gw_bn = w_bn.grad
+    proj = gw_bn - (wd @ cov) * ((wd * gw_bn).sum(1, keepdim=True) / sigma**2)
+    out["bn_formula"] = float((wb.grad - 1.5 / sigma * proj).abs().max())
     # GmP (weight form: pre-activation r·uᵀx + r·λ)
     layer = GmPLinear(n, m).double()
     with torch.no_grad():
@@ -304,13 +322,21 @@ class StepTurns:
         optimizer: ``"adam"`` or ``"sgd"``.
         lr: the learning rate.
         n: fan-in of the measured layer.
-        turn: ``(T, m)`` angle (radians) between each unit's CAB direction before and after
-            the step.
+        form: GmP only: ``"weight"`` (``ReLU((r·u)ᵀx + r·λ)``) or ``"unit"``
+            (``r·ReLU(uᵀx + λ)``, Eq. 13); ``""`` for SP and WN.
+        turn: ``(T, m)`` angle (radians) between each unit's CAB normal, oriented towards
+            the active side (:func:`gmp.cab.directions`), before and after the step: the
+            effective weight's ``w/‖w‖`` (SP; WN: ``sign(g)·v/‖v‖``), ``sign(r)·u(θ)`` (GmP
+            weight form) or ``u(θ)`` (GmP unit form).
+        u_turn: ``(T, m)`` angle between ``u(θ)`` before and after (GmP), between ``v/‖v‖``
+            (WN), ``w/‖w‖`` (SP): the turn of the direction parameter, blind to signs.
         weight_norm: ``(T, m)`` ``‖w‖`` of the effective weight before the step.
         theta_step: ``(T, m)`` ``‖Δθ‖₂`` (GmP only, else NaN).
         theta_step_max: ``(T, m)`` ``‖Δθ‖_∞`` (GmP only, else NaN).
         param_norm: ``(T + 1, m)`` norm of the trained weight parameter before each step and
             after the last: ``‖w‖`` (SP), ``‖v‖`` (WN), ``|r|`` (GmP).
+        scale: ``(T + 1, m)`` the signed scale ``g`` (WN) or ``r`` (GmP) at the same times;
+            NaN for SP.
         loss: ``(T,)`` training loss before each step.
     """
 
@@ -318,17 +344,28 @@ class StepTurns:
     optimizer: str
     lr: float
     n: int
+    form: str
     turn: np.ndarray
+    u_turn: np.ndarray
     weight_norm: np.ndarray
     theta_step: np.ndarray
     theta_step_max: np.ndarray
     param_norm: np.ndarray
+    scale: np.ndarray
     loss: np.ndarray
 
+    @property
+    def sign_changes(self) -> np.ndarray:
+        """``(T, m)`` bool: the step changed the sign of ``g`` (WN) or ``r`` (GmP)."""
+        s = np.sign(self.scale)
+        return s[1:] != s[:-1] if not np.isnan(s).all() else np.zeros_like(self.turn, bool)
 
-def _step_net(param: str, width: int, init_scale: float, seed: int) -> nn.Sequential:
+
+def _step_net(param: str, width: int, init_scale: float, seed: int, form: str = "weight"
+              ) -> nn.Sequential:
     """``1 → width → width → 1`` ReLU net with IMN before the second hidden layer; the same
-    function for every parameterization at initialization (WN and GmP converted from SP)."""
+    function for every parameterization at initialization (WN and GmP converted from SP;
+    GmP in ``form``, the unit form carrying its ReLU inside the layer)."""
     from .nn import InputMeanNorm
     torch.manual_seed(int(seed))
     f64 = {"dtype": _F64}
@@ -342,20 +379,31 @@ def _step_net(param: str, width: int, init_scale: float, seed: int) -> nn.Sequen
         l2 = nn.utils.parametrizations.weight_norm(l2)
     elif param == "gmp":
         l1, l2 = GmPLinear.from_linear(l1), GmPLinear.from_linear(l2)
+        if form == "unit":
+            units = []
+            for lw in (l1, l2):
+                lu = GmPLinear(lw.fan_in, lw.out_features, activation=nn.ReLU(), **f64)
+                lu.load_state_dict(lw.state_dict())
+                units.append(lu)
+            l1, l2 = units
+            return nn.Sequential(l1, InputMeanNorm(width), l2, out).double()
     return nn.Sequential(l1, nn.ReLU(), InputMeanNorm(width), l2, nn.ReLU(), out).double()
 
 
 def optimizer_step_turns(param: str, optimizer: str = "adam", lr: float = 1e-2,
                          steps: int = 300, width: int = 32, init_scale: float = 1.0,
-                         seed: int = 0) -> StepTurns:
+                         seed: int = 0, form: str = "weight") -> StepTurns:
     """Train a small ReLU net on the Levy data (Sec. 4.1) and record how far every step
     turns the CABs of its second hidden layer (fan-in ``n = width``).
 
     Full-batch training on the 50 standardized Levy points, MSE loss, ``torch.optim.Adam``
     or ``torch.optim.SGD`` with learning rate ``lr``. The second hidden layer's weight (and
     bias) is multiplied by ``init_scale`` at initialization (``init_scale < 1``: small weights,
-    as weight decay produces). Float64 on the CPU, deterministic given ``seed``; the global
-    torch RNG is reseeded with ``seed``.
+    as weight decay produces). GmP layers are built in ``form``: ``"weight"`` (default, what
+    ``GmPLinear.from_linear`` gives: ``ReLU((r·u)ᵀx + r·λ)``, where a sign change of ``r``
+    swaps the active side) or ``"unit"`` (the paper's ``r·ReLU(uᵀx + λ)``, Eq. 13); the two
+    compute the same function at initialization (``r = ‖w‖ > 0``). Float64 on the CPU,
+    deterministic given ``seed``; the global torch RNG is reseeded with ``seed``.
     """
     from .data.levy import levy_data
     param = check_param(param)
@@ -363,6 +411,8 @@ def optimizer_step_turns(param: str, optimizer: str = "adam", lr: float = 1e-2,
         raise ValueError(f"param must be one of {STEP_PARAMS}, got {param!r}")
     if optimizer not in ("adam", "sgd"):
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    if form not in ("weight", "unit"):
+        raise ValueError(f"form must be 'weight' or 'unit', got {form!r}")
     if steps < 1 or width < 2 or not lr > 0 or not init_scale > 0:
         raise ValueError("need steps >= 1, width >= 2, lr > 0 and init_scale > 0, got "
                          f"steps={steps}, width={width}, lr={lr}, init_scale={init_scale}")
@@ -370,10 +420,11 @@ def optimizer_step_turns(param: str, optimizer: str = "adam", lr: float = 1e-2,
     x = torch.as_tensor(data.x_train, dtype=_F64)
     y = torch.as_tensor(data.y_train, dtype=_F64)
     x, y = (x - x.mean()) / x.std(), (y - y.mean()) / y.std()
-    net = _step_net(param, width, init_scale, seed)
-    layer = net[3]
+    net = _step_net(param, width, init_scale, seed, form)
+    layer = net[2] if (param == "gmp" and form == "unit") else net[3]
     opt_cls = torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
     opt = opt_cls(net.parameters(), lr=lr)
+
     def param_norm() -> np.ndarray:
         if param == "gmp":
             return layer.r.detach().abs().numpy().copy()
@@ -381,16 +432,31 @@ def optimizer_step_turns(param: str, optimizer: str = "adam", lr: float = 1e-2,
             return layer.parametrizations.weight.original1.detach().norm(dim=1).numpy()
         return layer.weight.detach().norm(dim=1).numpy()
 
-    turn, norms, dth, dth_max, losses, pnorm = [], [], [], [], [], [param_norm()]
+    def scale() -> np.ndarray:
+        if param == "gmp":
+            return layer.r.detach().numpy().copy()
+        if param == "wn":
+            return layer.parametrizations.weight.original0.detach().reshape(-1).numpy().copy()
+        return np.full(width, np.nan)
+
+    def sign_blind() -> Tensor:
+        if param == "wn":
+            v = layer.parametrizations.weight.original1.detach()
+            return v / v.norm(dim=1, keepdim=True)
+        return directions(layer, towards_active=False)
+
+    turn, u_turn, norms, dth, dth_max, losses = [], [], [], [], [], []
+    pnorm, scales = [param_norm()], [scale()]
     for _ in range(steps):
         w0, _ = effective_weight_bias(layer)
-        d0 = directions(layer)
+        d0, s0 = directions(layer), sign_blind()
         th0 = layer.theta.detach().clone() if param == "gmp" else None
         opt.zero_grad(set_to_none=True)
         loss = torch.nn.functional.mse_loss(net(x), y)
         loss.backward()
         opt.step()
         turn.append(angular_change(d0, directions(layer)).numpy())
+        u_turn.append(angular_change(s0, sign_blind()).numpy())
         norms.append(w0.norm(dim=1).numpy())
         if th0 is not None:
             step = layer.theta.detach() - th0
@@ -401,7 +467,63 @@ def optimizer_step_turns(param: str, optimizer: str = "adam", lr: float = 1e-2,
             dth_max.append(np.full(width, np.nan))
         losses.append(float(loss.detach()))
         pnorm.append(param_norm())
+        scales.append(scale())
     return StepTurns(param=param, optimizer=optimizer, lr=float(lr), n=width,
-                     turn=np.stack(turn), weight_norm=np.stack(norms),
+                     form=form if param == "gmp" else "",
+                     turn=np.stack(turn), u_turn=np.stack(u_turn), weight_norm=np.stack(norms),
                      theta_step=np.stack(dth), theta_step_max=np.stack(dth_max),
-                     param_norm=np.stack(pnorm), loss=np.asarray(losses))
+                     param_norm=np.stack(pnorm), scale=np.stack(scales),
+                     loss=np.asarray(losses))
+
+
+# --------------------------------------------------------------------------------------
+# How far can Adam move one coordinate?
+# --------------------------------------------------------------------------------------
+def adam_step_ceiling(beta1: float = 0.9, beta2: float = 0.999, t: int | None = None
+                      ) -> float:
+    """Largest ``|Δ|/lr`` of one coordinate in Adam's ``t``-th step, over all gradients.
+
+    Adam (Kingma & Ba 2015, Alg. 1, ``eps`` neglected) steps by ``lr·m̂_t/sqrt(v̂_t)``. By
+    Cauchy–Schwarz, ``|Σ_k β₁^{t-k} g_k| ≤ sqrt(Σ_k (β₁²/β₂)^{t-k})·sqrt(Σ_k β₂^{t-k} g_k²)``,
+    so with ``ρ = β₁²/β₂ < 1``
+
+        |m̂_t/sqrt(v̂_t)| ≤ (1-β₁)/sqrt(1-β₂) · sqrt((1-ρ^t)/(1-ρ)) · sqrt(1-β₂^t)/(1-β₁^t),
+
+    with equality for :func:`adam_worst_gradients`. ``t = None``: the limit ``t → ∞``,
+    ``(1-β₁)/sqrt(1-β₂)·(1-β₁²/β₂)^(-1/2)`` (≈ 7.27 for the defaults). Kingma & Ba's
+    ``(1-β₁)/sqrt(1-β₂)`` (≈ 3.16) is the step after an isolated gradient spike, not the
+    ceiling.
+    """
+    if not (0 <= beta1 < 1 and 0 < beta2 < 1 and beta1**2 < beta2):
+        raise ValueError(f"need 0 <= β1 < 1, 0 < β2 < 1 and β1² < β2, got {beta1}, {beta2}")
+    rho = beta1**2 / beta2
+    base = (1 - beta1) / np.sqrt(1 - beta2)
+    if t is None:
+        return float(base / np.sqrt(1 - rho))
+    if t < 1:
+        raise ValueError(f"t must be >= 1, got {t}")
+    return float(base * np.sqrt((1 - rho**t) / (1 - rho))
+                 * np.sqrt(1 - beta2**t) / (1 - beta1**t))
+
+
+def adam_worst_gradients(t: int, beta1: float = 0.9, beta2: float = 0.999) -> np.ndarray:
+    """``(t,)`` gradients ``g_k = (β₂/β₁)^k`` (rescaled to end at 1) for which Adam's ``t``-th
+    step reaches :func:`adam_step_ceiling` ``(β₁, β₂, t)``: the equality case of
+    Cauchy–Schwarz, ``β₁^{t-k} g_k ∝ β₂^{t-k} g_k²``."""
+    k = np.arange(1, t + 1)
+    return (beta1 / beta2) ** (t - k).astype(np.float64)
+
+
+def adam_steps(grads: Sequence[float] | np.ndarray, lr: float = 1e-2,
+               betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> np.ndarray:
+    """``(T,)`` steps ``Δ_t`` that ``torch.optim.Adam`` takes on one float64 coordinate fed
+    the gradients ``grads`` ``(T,)`` in turn (parameter change per step)."""
+    p = torch.zeros(1, dtype=_F64, requires_grad=True)
+    opt = torch.optim.Adam([p], lr=lr, betas=betas, eps=eps)
+    out = []
+    for gk in np.asarray(grads, dtype=np.float64):
+        before = p.detach().clone()
+        p.grad = torch.tensor([gk], dtype=_F64)
+        opt.step()
+        out.append(float((p.detach() - before)[0]))
+    return np.asarray(out)

@@ -427,8 +427,10 @@ def step_turns_figure(runs: Sequence, bounds: dict[str, float] | None = None) ->
 
     One panel per ``init_scale`` group (runs are grouped by their ``label`` attribute if
     present, else by order of ``(param, optimizer)``); each run draws the largest turn of any
-    unit at each step (degrees, log scale). ``bounds`` maps a legend label to a horizontal
-    line (radians), e.g. ``{"lr·sqrt(n-1)": 0.055}``.
+    unit at each step (degrees, log scale); GmP runs are labelled with their form
+    (``"GmP, weight form"``, ``"GmP, unit form"``), whose turns differ once ``r`` changes
+    sign. ``bounds`` maps a legend label to a horizontal line (radians), e.g.
+    ``{"lr·sqrt(n-1)": 0.055}``.
     """
     import matplotlib.pyplot as plt
 
@@ -439,8 +441,11 @@ def step_turns_figure(runs: Sequence, bounds: dict[str, float] | None = None) ->
                              layout="constrained", squeeze=False)
     for ax, (label, group) in zip(axes[0], groups.items(), strict=True):
         for run in group:
+            name = LABELS.get(run.param, run.param)
+            form = getattr(run, "form", "")
             ax.plot(np.degrees(run.turn.max(axis=1)), lw=0.9,
-                    label=LABELS.get(run.param, run.param))
+                    ls="--" if form == "unit" else "-",
+                    label=f"{name}, {form} form" if form else name)
         for k, (name, value) in enumerate((bounds or {}).items()):
             ax.axhline(np.degrees(value), color="k", lw=0.8, ls=("--", ":")[k % 2], label=name)
         ax.set(yscale="log", xlabel="step", ylabel="largest turn of a CAB (degrees)",

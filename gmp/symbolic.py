@@ -25,19 +25,23 @@ SymPy's differentiation of ``u(θ)``), and the formula side is a separate expres
 each function takes as an optional argument so that tests can hand it a wrong formula
 (``tests/test_symbolic_mutations.py`` checks that wrong powers, dropped normalizations,
 swapped sin/cos and wrong signs are all rejected). Side conditions that a wrong model
-would violate are checked too: WN's ``‖w‖ = g`` and ``vᵀ∇_v L = 0``; BN's unit batch
-variance and ``wᵀ∇_w L = 0``.
+would violate are checked too: WN's ``‖w‖ = g``, ``vᵀ∇_v L = 0`` and ``∇_g L``; BN's unit
+batch variance, ``wᵀ∇_w L = 0`` and ``∇_w L`` (with BN's ``eps = 0``).
 
 What is proven, and for which ``n``:
 
 - for every ``n`` (symbolic size): the block form of the Jacobian in the induction step
   (each of its four kinds of entries is differentiated by SymPy for a generic entry of
-  ``u'``) and the block product ``JᵀJ = diag(1, sin²θ₁·G')`` under the hypotheses
-  ``u'ᵀu' = 1``, ``u'ᵀJ' = 0``, and the norm step ``cos²θ₁ + sin²θ₁·u'ᵀu' = 1``. With the
+  ``u'``; ``J`` is assembled from those entries and compared with the stated block form
+  itself, since ``JᵀJ`` cannot see a sign flip of a block once ``u'ᵀJ' = 0`` is assumed),
+  the block product ``JᵀJ = diag(1, sin²θ₁·G')`` under the hypotheses ``u'ᵀu' = 1``,
+  ``u'ᵀJ' = 0``, and the norm step ``cos²θ₁ + sin²θ₁·u'ᵀu' = 1`` for the same ``u``, whose
+  recursion is checked against Eqs. (10)-(11). With the
   base case ``n = 2`` these give ``‖u‖ = 1`` and Eq. (26) for every ``n`` by induction; the
   induction itself is the ordinary argument on paper, not mechanized;
 - for each ``n ≤ 7`` separately (what the tests and the book run): ``‖u(θ)‖ = 1``, ``G``
-  from differentiating ``u`` entry by entry, Thm 3.7 as an exact sum of squares, and the
+  from differentiating ``u`` entry by entry, Thm 3.7 with each coefficient of ``ε_i²`` on
+  both sides checked against an exact sum of squares, and the
   induction step re-derived by differentiation with ``u'`` made of undefined functions;
 - Props. 2.3-2.4 for ``n ≤ 3`` and Prop. 2.5 for ``n ≤ 3`` with a batch of 3 examples
   (the arguments do not depend on ``n``, but SymPy checks the given size only).
@@ -403,7 +407,9 @@ def wn_direction_change(n: int, weight: Callable[[sp.Expr, sp.MatrixBase], sp.Ma
     - the gradient ``∇_v L = (∂w/∂v)ᵀ∇_w L`` (Jacobian by SymPy, ``∇_w L`` an arbitrary
       vector) equals ``(g/‖v‖)(I - vvᵀ/‖v‖²)∇_w L``, so ``vᵀ∇_v L = 0``: gradient descent
       moves ``v`` orthogonally to itself and, to first order, never shortens it;
-    - changing ``g > 0`` alone leaves the direction fixed, and ``ε = -(1+δ)v`` flips it.
+    - ``∇_g L = vᵀ∇_w L/‖v‖``;
+    - changing ``g`` alone leaves the direction fixed only while ``g`` keeps its sign: a
+      sign change ``g > 0 → -g' < 0`` reverses ``w`` (a turn of π, as ``ε = -(1+δ)v``).
     """
     n = _check_n(n, 1)
     if weight is wn_weight and formula is eq7:
@@ -430,22 +436,30 @@ def _wn_direction_change(n: int, weight, formula) -> Derivation:
     closed = (g / nv) * (grad_w - v * _dot(v, grad_w) / nv**2)
     ok = ok and all(_is_zero(grad_v[i] - closed[i]) for i in range(n))
     ok = ok and _is_zero(_dot(v, grad_v))
+    # the gradient with respect to g: ∇_g L = vᵀ∇_w L/‖v‖
+    grad_g = _dot(w_before.diff(g), grad_w)
+    closed_g = _dot(v, grad_w) / nv
+    ok = ok and _is_zero(grad_g - closed_g)
     # g alone does not turn the boundary; the flip
     g_only = _cos_angle(w_before, sp.Matrix(weight(g2, v)))
+    g_sign = _cos_angle(w_before, sp.Matrix(weight(-g2, v)))   # g > 0 → -g' < 0
     flip = _cos_angle(w_before, sp.Matrix(weight(g, -delta * v)))
-    ok = ok and _is_zero(g_only - 1) and _is_zero(flip + 1)
+    ok = ok and _is_zero(g_only - 1) and _is_zero(g_sign + 1) and _is_zero(flip + 1)
     return Derivation(
         name="Proposition 2.4",
         statement=(f"In R^{n}, with WN weight g·v/‖v‖ (g > 0), perturbing v by ε turns the CAB "
                    "by the angle of Eq. (7) in v, independent of g; ‖w‖ = g; the gradient in v "
-                   "is orthogonal to v; changing g > 0 alone does not turn the CAB, and "
-                   "ε = -(1+δ)v flips it by π."),
+                   "is orthogonal to v and ∇_g L = vᵀ∇_w L/‖v‖; changing g alone does not "
+                   "turn the CAB while g keeps its sign, a sign change of g flips it by π, "
+                   "and so does ε = -(1+δ)v."),
         lhs=lhs, rhs=rhs, holds=bool(ok),
         steps=(("effective weight", _eq(sp.Symbol("w"), w_before)),
                ("length", _eq(sp.Symbol("‖w‖"), g)),
                ("gradient in v", _eq(sp.Symbol("nabla_v L"), closed)),
                ("orthogonality", _eq(sp.Symbol("v^T nabla_v L"), 0)),
+               ("gradient in g", _eq(sp.Symbol("nabla_g L"), closed_g)),
                ("perturbing g only (g' > 0)", _eq(g_only, 1)),
+               ("sign change of g (g > 0 → -g' < 0)", _eq(g_sign, -1)),
                ("flip ε = -(1+δ)v", _eq(flip, -1))),
     )
 
@@ -473,7 +487,13 @@ def bn_direction_change(n: int = 2, scale: Callable[[sp.MatrixBase, sp.MatrixBas
        effective weights before and after ``w → w + ε``, equals ``rhs = formula(w, ε)``
        (the SP form of Eq. 7): BN inherits the instability;
     3. the output is invariant under ``w → cw`` (``c > 0``), so the gradient in ``w`` is
-       orthogonal to ``w`` (Euler; checked with SymPy's gradient of the batch output).
+       orthogonal to ``w`` (Euler; checked with SymPy's gradient of the batch output), and
+       it equals ``(γ/‖w‖_Σ)(I - Σwwᵀ/‖w‖_Σ²)·∇_{w_BN} L`` with ``∇_{w_BN} L`` the gradient
+       in the effective weight: its size scales as ``1/‖w‖_Σ``.
+
+    All of this needs BN's ``eps = 0``: with ``σ = sqrt(wᵀΣw + eps)`` the output is not
+    invariant under ``w → cw``, and for ``wᵀΣw ≪ eps`` BN acts like SP scaled by
+    ``γ/sqrt(eps)``.
     """
     n = _check_n(n, 1, 3)
     if scale is bn_scale and formula is eq7:
@@ -503,6 +523,11 @@ def _bn_direction_change(n: int, scale, formula) -> Derivation:
     loss = _dot(a, out)
     grad_w = sp.Matrix([sp.diff(loss, wi) for wi in w])
     ok = ok and _is_zero(_dot(w, grad_w))
+    # ... and its size: ∇_w L = (γ/σ)(I - Σwwᵀ/σ²)∇_{w_BN} L with σ = scale(w, Σ)
+    sig = scale(w, cov)
+    g_eff = Xc.T * a                      # gradient with respect to the effective weight
+    closed = (gamma / sig) * (g_eff - cov * w * _dot(w, g_eff) / sig**2)
+    ok = ok and all(_is_zero(grad_w[i] - closed[i]) for i in range(n))
     # 2. the direction, with Σ = LLᵀ SPD
     L = sp.ImmutableMatrix(n, n, lambda i, j: (
         sp.Symbol(f"l_{i + 1}{j + 1}", positive=True) if i == j
@@ -532,14 +557,19 @@ def _bn_direction_change(n: int, scale, formula) -> Derivation:
         statement=(f"In R^{n}, with zero-mean input of covariance Σ (SPD) and γ > 0, BN's "
                    "effective weight is γ·w/sqrt(wᵀΣw) (the output has batch variance γ²); "
                    "perturbing w by ε turns the CAB by the same angle as under SP (Eq. 7), "
-                   "so BN inherits the instability; the gradient in w is orthogonal to w."),
+                   "so BN inherits the instability; the gradient in w is orthogonal to w and "
+                   "equals (γ/‖w‖_Σ)(I - Σwwᵀ/‖w‖_Σ²) times the gradient in the effective "
+                   "weight (BN's ε = 0)."),
         lhs=lhs, rhs=rhs, holds=bool(ok),
         steps=(("batch mean of wᵀx (zero-mean data, N = 3)", _eq(sp.Symbol("mu"), 0)),
                ("batch variance of wᵀx", _eq(sp.Symbol("sigma") ** 2, (ws.T * S * ws))),
                ("batch variance of the BN output", _eq(sp.Symbol("Var"), gamma**2)),
                ("SPD covariance", _eq(S, sigma)),
                ("effective weight", _eq(sp.Symbol("w_BN"), gamma * w / scale(w, sigma))),
-               ("orthogonal gradient", _eq(sp.Symbol("w^T nabla_w L"), 0))),
+               ("orthogonal gradient", _eq(sp.Symbol("w^T nabla_w L"), 0)),
+               ("gradient in w", _eq(sp.Symbol("nabla_w L"),
+                                     sp.Symbol("(gamma/|w|_Sigma)(I - Sigma w w^T/|w|_Sigma^2)"
+                                               " nabla_{w_BN} L")))),
     )
 
 
@@ -655,31 +685,76 @@ def _default_factor(t1: sp.Symbol) -> sp.Expr:
     return sp.sin(t1) ** 2
 
 
-def _jacobian_entries(corner=_default_corner) -> bool:
-    """The block form of ``J`` for every size, derived entry by entry.
+def _default_split(t1: sp.Symbol) -> tuple[sp.Expr, sp.Expr]:
+    """The recursion ``u⁽ⁿ⁾ = (a(θ₁), s(θ₁)·u⁽ⁿ⁻¹⁾)`` of Eqs. (10)-(11): ``(cos θ₁, sin θ₁)``."""
+    return sp.cos(t1), sp.sin(t1)
 
-    ``u = (cos θ₁, sin θ₁·u'_1, …, sin θ₁·u'_k)`` with ``u'_i`` a generic (undefined)
-    function of the other angles. Whatever ``k`` and ``i``, ``J`` has four kinds of entries:
-    ``∂(cos θ₁)/∂θ₁`` (the corner, claimed ``corner(θ₁) = -sin θ₁``),
-    ``∂(cos θ₁)/∂θ'_j = 0``, ``∂(sin θ₁ u'_i)/∂θ₁ = cos θ₁ u'_i`` and
-    ``∂(sin θ₁ u'_i)/∂θ'_j = sin θ₁ ∂_j u'_i``. SymPy differentiates each once, for a generic
-    entry, which covers every ``k``.
+
+def _default_blocks(t1: sp.Symbol, u: Any, Jp: Any, corner=_default_corner
+                    ) -> tuple[sp.Expr, Any, Any]:
+    """The claimed block form ``J = [[corner, 0], [cos θ₁·u', sin θ₁·J']]``: returns the
+    corner, the lower-left block and the lower-right block (the upper-right block is 0)."""
+    return corner(t1), sp.cos(t1) * u, sp.sin(t1) * Jp
+
+
+def _split_matches_definition(split=_default_split) -> bool:
+    """``u⁽ⁿ⁾(θ₁, θ') = (a(θ₁), s(θ₁)·u⁽ⁿ⁻¹⁾(θ'))`` entry by entry against Eqs. (10)-(11),
+    for ``n = 2, …, 7``: the recursion is derived from the definition, not assumed."""
+    for n in range(2, 8):
+        theta = angle_symbols(n)
+        a, sc = split(theta[0])
+        rec = [a] + [sc * e for e in _u_entries(theta[1:])]
+        if any(sp.expand(x - y) != 0 for x, y in zip(_u_entries(theta), rec, strict=True)):
+            return False
+    return True
+
+
+def _jacobian_entries(corner=_default_corner, split=_default_split
+                      ) -> dict[str, sp.Expr] | None:
+    """The four kinds of entries of ``J``, differentiated by SymPy, for every size.
+
+    ``u = (a(θ₁), s(θ₁)·u'_1, …, s(θ₁)·u'_k)`` (``(a, s) = split(θ₁)``, by default
+    ``(cos θ₁, sin θ₁)``) with ``u'_i`` a generic (undefined) function of the other angles.
+    Whatever ``k`` and ``i``, ``J`` has four kinds of entries: ``∂a/∂θ₁`` (the corner),
+    ``∂a/∂θ'_j``, ``∂(s u'_i)/∂θ₁ = (left)·u'_i`` and ``∂(s u'_i)/∂θ'_j = (right)·∂_j u'_i``.
+    SymPy differentiates each once, for a generic entry, which covers every ``k``.
+
+    Returns:
+        ``{"corner", "top", "left", "right"}`` (scalar functions of ``θ₁``: the corner, the
+        upper-right entry, and the coefficients of ``u'`` and ``J'``), or None when the
+        derivatives do not have this form or the corner is not ``corner(θ₁)`` (the paper's
+        ``-sin θ₁``; an argument so that tests can pass a wrong one).
     """
     t1, ta, tb = sp.symbols("theta_1 theta_a theta_b", real=True)
     f = sp.Function("f_i", real=True)(ta, tb)
-    pairs = [(sp.diff(sp.cos(t1), t1), corner(t1)),
-             (sp.diff(sp.cos(t1), ta), sp.Integer(0)),
-             (sp.diff(sp.sin(t1) * f, t1), sp.cos(t1) * f),
-             (sp.diff(sp.sin(t1) * f, ta), sp.sin(t1) * sp.diff(f, ta))]
-    return all(sp.simplify(got - want) == 0 for got, want in pairs)
+    a, sc = split(t1)
+    top = sp.diff(a, ta)
+    left = sp.simplify(sp.diff(sc * f, t1) / f)
+    right = sp.simplify(sp.diff(sc * f, ta) / sp.diff(f, ta))
+    entries = {"corner": sp.diff(a, t1), "top": top, "left": left, "right": right}
+    if any(e.has(ta, tb) for e in entries.values()) or top != 0:
+        return None
+    if sp.simplify(entries["corner"] - corner(t1)) != 0:
+        return None
+    return entries
 
 
-def _induction_generic(k: int, factor: sp.Expr | None = None, corner=_default_corner) -> bool:
+def _same_block(got: Any, want: Any) -> bool:
+    """Blocks of symbolic size (or scalars) equal: their difference simplifies to 0."""
+    d = sp.simplify(got - want)
+    if isinstance(d, sp.MatrixBase):
+        return all(sp.simplify(x) == 0 for x in d)
+    return d == 0 or getattr(d, "is_ZeroMatrix", False) is True
+
+
+def _induction_generic(k: int, factor: sp.Expr | None = None, corner=_default_corner,
+                       split=_default_split, blocks=_default_blocks) -> bool:
     """Concrete check of the induction step for ``u' ∈ R^k`` built from generic functions.
 
     ``u' = (f_1(θ'), …, f_k(θ'))`` with undefined real functions of ``θ' ∈ R^{k-1}``;
-    ``J`` is obtained by SymPy's differentiation and compared with the block form
-    ``[[corner(θ₁), 0], [cos θ₁·u', sin θ₁·J']]``. With ``h₀ = u'ᵀu' - 1`` and
+    ``u = (a, s·u')`` from ``split``; ``J`` is obtained by SymPy's differentiation and
+    compared with the claimed block form ``blocks`` (default
+    ``[[corner(θ₁), 0], [cos θ₁·u', sin θ₁·J']]``). With ``h₀ = u'ᵀu' - 1`` and
     ``h_j = u'ᵀ ∂_j u'`` (both 0 under the hypothesis ``‖u'‖ ≡ 1``) the difference
     ``JᵀJ - diag(1, factor·J'ᵀJ')`` must equal ``cos²θ₁ h₀`` in the corner,
     ``sinθ₁cosθ₁ h_j`` in the first row and column, and 0 elsewhere, exactly.
@@ -687,47 +762,76 @@ def _induction_generic(k: int, factor: sp.Expr | None = None, corner=_default_co
     t1 = sp.Symbol("theta_1", real=True)
     tp = [sp.Symbol(f"theta_{i}", real=True) for i in range(2, k + 1)]
     f = sp.Matrix([sp.Function(f"f_{i}", real=True)(*tp) for i in range(1, k + 1)])
-    U = sp.Matrix([sp.cos(t1)] + [sp.sin(t1) * fi for fi in f])
+    a, sc = split(t1)
+    U = sp.Matrix([a] + [sc * fi for fi in f])
     J = U.jacobian([t1, *tp])
     Jp = f.jacobian(tp)
-    block = sp.Matrix(sp.BlockMatrix([[sp.Matrix([[corner(t1)]]), sp.zeros(1, k - 1)],
-                                      [sp.cos(t1) * f, sp.sin(t1) * Jp]]))
+    c0, lb, rb = blocks(t1, f, Jp, corner)
+    block = sp.Matrix(sp.BlockMatrix([[sp.Matrix([[c0]]), sp.zeros(1, k - 1)],
+                                      [sp.Matrix(lb), sp.Matrix(rb)]]))
     if (J - block).applyfunc(sp.expand) != sp.zeros(k + 1, k):
         return False
     factor = sp.sin(t1) ** 2 if factor is None else factor  # anything else: negative control
     D = (J.T * J - sp.diag(1, factor * (Jp.T * Jp))).applyfunc(sp.expand)
     h0 = _dot(f, f) - 1
-    sc = sp.sin(t1) * sp.cos(t1)
+    scs = sp.sin(t1) * sp.cos(t1)
     if not trig_identity_holds(D[0, 0] - sp.cos(t1) ** 2 * h0, (t1,)):
         return False
     for j in range(k - 1):
         hj = _dot(f, Jp[:, j])
-        if sp.expand(D[0, j + 1] - sc * hj) != 0 or sp.expand(D[j + 1, 0] - sc * hj) != 0:
+        if sp.expand(D[0, j + 1] - scs * hj) != 0 or sp.expand(D[j + 1, 0] - scs * hj) != 0:
             return False
     return all(D[i, j] == 0 for i in range(1, k) for j in range(1, k))
 
 
-def _induction_setup(corner=_default_corner, factor=_default_factor):
-    """Objects of the induction step with ``u' ∈ R^k``, ``k`` a symbolic size."""
+def _induction_setup(corner=_default_corner, factor=_default_factor, split=_default_split,
+                     blocks=_default_blocks):
+    """Objects of the induction step with ``u' ∈ R^k``, ``k`` a symbolic size.
+
+    ``J`` is *assembled from the entries* that :func:`_jacobian_entries` differentiates
+    (None if they are not of block form); ``J_claimed`` is the block form as stated
+    (``blocks``); ``U = (a, s·u')`` from ``split``.
+    """
     k = sp.Symbol("k", integer=True, positive=True)
     t1 = sp.Symbol("theta_1", real=True)
-    s, c = sp.sin(t1), sp.cos(t1)
     u = sp.MatrixSymbol("u'", k, 1)
     Jp = sp.MatrixSymbol("J'", k, k - 1)
     Gp = sp.MatrixSymbol("G'", k - 1, k - 1)
-    J = sp.BlockMatrix([[sp.ImmutableMatrix([[corner(t1)]]), sp.ZeroMatrix(1, k - 1)],
-                        [c * u, s * Jp]])
-    lhs = sp.block_collapse(J.T * J)
+    ent = _jacobian_entries(corner, split)
+    c0, lb, rb = blocks(t1, u, Jp, corner)
+    J_claimed = sp.BlockMatrix([[sp.ImmutableMatrix([[c0]]), sp.ZeroMatrix(1, k - 1)],
+                                [lb, rb]])
+    a, sc = split(t1)
+    U = sp.BlockMatrix([[sp.ImmutableMatrix([[a]])], [sc * u]])
+    if ent is None:
+        J = lhs = None
+    else:
+        e = {key: val.subs(sp.Symbol("theta_1", real=True), t1) for key, val in ent.items()}
+        J = sp.BlockMatrix([[sp.ImmutableMatrix([[e["corner"]]]), sp.ZeroMatrix(1, k - 1)],
+                            [e["left"] * u, e["right"] * Jp]])
+        lhs = sp.block_collapse(J.T * J)
     rhs = sp.BlockMatrix([[sp.Identity(1), sp.ZeroMatrix(1, k - 1)],
                           [sp.ZeroMatrix(k - 1, 1), factor(t1) * Gp]])
-    return k, t1, u, Jp, Gp, J, lhs, rhs
+    return k, t1, u, Jp, Gp, J, J_claimed, U, lhs, rhs
+
+
+def _same_jacobian(J: Any, J_claimed: Any) -> bool:
+    """The assembled (derived) ``J`` and the claimed block form agree block by block."""
+    if J is None:
+        return False
+    return all(_same_block(J.blocks[i, j], J_claimed.blocks[i, j])
+               for i in range(2) for j in range(2))
 
 
 def _induction_symbolic(hypotheses: bool = True, corner=_default_corner,
-                        factor=_default_factor) -> bool:
-    """Blockwise check of ``JᵀJ = diag(1, sin²θ₁ G')`` for symbolic ``k``, using H1 and H2
-    only if ``hypotheses`` (without them it must fail: a negative control)."""
-    k, t1, u, Jp, Gp, _, lhs, rhs = _induction_setup(corner, factor)
+                        factor=_default_factor, split=_default_split,
+                        blocks=_default_blocks) -> bool:
+    """Blockwise check of ``JᵀJ = diag(1, sin²θ₁ G')`` for symbolic ``k``, with ``J``
+    assembled from the derived entries, using H1 and H2 only if ``hypotheses`` (without
+    them it must fail: a negative control)."""
+    k, t1, u, Jp, Gp, J, _, _, lhs, rhs = _induction_setup(corner, factor, split, blocks)
+    if lhs is None:
+        return False
     hyp = ({u.T * u: sp.Identity(1), u.T * Jp: sp.ZeroMatrix(1, k - 1),
             Jp.T * u: sp.ZeroMatrix(k - 1, 1)} if hypotheses else {})
     if not (isinstance(lhs, sp.BlockMatrix) and lhs.blockshape == (2, 2)):
@@ -746,61 +850,81 @@ def _induction_symbolic(hypotheses: bool = True, corner=_default_corner,
     return True
 
 
-def _norm_step(corner=_default_corner) -> bool:
-    """``‖u‖² = cos²θ₁ + sin²θ₁·u'ᵀu' = 1`` under H1, for symbolic size; and the corner of
-    ``J`` is ``∂u_1/∂θ₁`` (checked by :func:`_jacobian_entries`)."""
+def _norm_step(corner=_default_corner, split=_default_split) -> bool:
+    """``‖u‖² = a² + s²·u'ᵀu' = 1`` under H1, for symbolic size, with ``U = (a, s·u')``
+    taken from ``split`` (the same object whose Jacobian is checked)."""
     k = sp.Symbol("k", integer=True, positive=True)
     t1 = sp.Symbol("theta_1", real=True)
     u = sp.MatrixSymbol("u'", k, 1)
-    U = sp.BlockMatrix([[sp.ImmutableMatrix([[sp.cos(t1)]])], [sp.sin(t1) * u]])
+    a, sc = split(t1)
+    U = sp.BlockMatrix([[sp.ImmutableMatrix([[a]])], [sc * u]])
     sq = sp.block_collapse(U.T * U).subs({u.T * u: sp.Identity(1)})
     val = sp.ImmutableMatrix(sp.Matrix(sq.as_explicit()))[0, 0]
     return trig_identity_holds(val - 1, (t1,))
 
 
 def metric_induction_step(corner: Callable[[sp.Symbol], sp.Expr] = _default_corner,
-                          factor: Callable[[sp.Symbol], sp.Expr] = _default_factor
+                          factor: Callable[[sp.Symbol], sp.Expr] = _default_factor,
+                          split: Callable[[sp.Symbol], tuple[sp.Expr, sp.Expr]]
+                          = _default_split,
+                          blocks: Callable[..., tuple[sp.Expr, Any, Any]] = _default_blocks
                           ) -> Derivation:
     """Induction step ``G⁽ⁿ⁾ = diag(1, sin²θ₁·G⁽ⁿ⁻¹⁾)``, for every ``n ≥ 3``.
 
     Recursion: ``u⁽ⁿ⁾(θ₁, θ') = (cos θ₁, sin θ₁·u'(θ'))`` with ``u' = u⁽ⁿ⁻¹⁾ ∈ R^k``,
-    ``k = n-1``. Assumed, and nothing else:
+    ``k = n-1`` (``split``; checked entry by entry against Eqs. 10-11 for ``n ≤ 7``).
+    Assumed, and nothing else:
 
     - (H1) ``u'ᵀu' = 1`` for all ``θ'`` (induction hypothesis; the step
       ``cos²θ₁ + sin²θ₁·u'ᵀu' = 1`` carrying it to ``u`` is verified for symbolic ``k``);
     - (H2) ``u'ᵀJ' = 0`` with ``J' = ∂u'/∂θ'`` (H1 differentiated);
     - ``G⁽ⁿ⁻¹⁾ := J'ᵀJ'``.
 
-    Derived, not assumed: the block form ``J = [[corner, 0], [cos θ₁·u', sin θ₁·J']]`` with
-    ``corner = -sin θ₁``, from SymPy's derivatives of a generic entry (valid for every
-    ``k``) and, for ``k = 2, …, 6``, of the whole ``u`` built from undefined functions.
-    ``lhs`` is ``JᵀJ`` from SymPy's block algebra with ``u'``, ``J'`` matrix symbols of
-    symbolic size ``k``; ``holds`` requires every block to reduce to ``rhs`` under H1, H2,
-    and the concrete re-derivation for ``k = 2, …, 6`` (``n = 3, …, 7``) to agree.
-    ``corner`` and ``factor`` (``sin²θ₁``) are arguments only so that tests can pass wrong
-    ones. With the base case ``G⁽²⁾ = (1)`` this gives Eq. (26) for every ``n`` by
-    induction (the induction principle itself is applied on paper, not by SymPy).
+    Derived, not assumed: the Jacobian. SymPy differentiates the four kinds of entries of
+    ``u = (cos θ₁, sin θ₁·u')`` for a generic entry of ``u'`` (valid for every ``k``);
+    ``J`` is *assembled from those entries* and compared block by block with the stated
+    block form ``[[-sin θ₁, 0], [cos θ₁·u', sin θ₁·J']]`` (``J`` itself, not only
+    ``JᵀJ``, which cannot see a sign flip of a block once H2 is assumed); for
+    ``k = 2, …, 6`` the whole ``u`` built from undefined functions is differentiated again.
+    ``lhs`` is ``JᵀJ`` of the assembled ``J`` from SymPy's block algebra with ``u'``, ``J'``
+    matrix symbols of symbolic size ``k``; ``holds`` requires every block to reduce to
+    ``rhs`` under H1, H2, and the concrete re-derivation to agree. ``corner``, ``factor``
+    (``sin²θ₁``), ``split`` (``(cos θ₁, sin θ₁)``) and ``blocks`` (the stated block form)
+    are arguments only so that tests can pass wrong ones. With the base case
+    ``G⁽²⁾ = (1)`` this gives Eq. (26) for every ``n`` by induction (the induction
+    principle itself is applied on paper, not by SymPy).
     """
-    if corner is _default_corner and factor is _default_factor:
-        return _cached(_metric_induction_step, _default_corner, _default_factor)
-    return _metric_induction_step(corner, factor)
+    if (corner is _default_corner and factor is _default_factor
+            and split is _default_split and blocks is _default_blocks):
+        return _cached(_metric_induction_step, _default_corner, _default_factor,
+                       _default_split, _default_blocks)
+    return _metric_induction_step(corner, factor, split, blocks)
 
 
 
-def _metric_induction_step(corner, factor) -> Derivation:
-    k, t1, u, Jp, Gp, J, lhs, rhs = _induction_setup(corner, factor)
+def _metric_induction_step(corner, factor, split=_default_split,
+                           blocks=_default_blocks) -> Derivation:
+    k, t1, u, Jp, Gp, J, J_claimed, U, lhs, rhs = _induction_setup(corner, factor, split,
+                                                                    blocks)
     ok = (metric_tensor(2).holds  # base case G⁽²⁾ = (1)
-          and _jacobian_entries(corner) and _norm_step(corner)
-          and _induction_symbolic(True, corner, factor)
-          and all(_induction_generic(kk, factor(t1), corner) for kk in range(2, 7)))
+          and _split_matches_definition(split)
+          and _jacobian_entries(corner, split) is not None
+          and _same_jacobian(J, J_claimed)
+          and _norm_step(corner, split)
+          and _induction_symbolic(True, corner, factor, split, blocks)
+          and all(_induction_generic(kk, factor(t1), corner, split, blocks)
+                  for kk in range(2, 7)))
     return Derivation(
         name="Metric tensor: induction step",
         statement=("If u' is a unit-vector function of θ' with Jacobian J' (so u'ᵀu' = 1 and "
                    "u'ᵀJ' = 0) and G' = J'ᵀJ', then u = (cos θ₁, sin θ₁·u') is a unit vector "
-                   "with metric JᵀJ = diag(1, sin²θ₁·G'), for u' of any size k (symbolic); "
-                   "re-derived by differentiation for k = 2..6."),
-        lhs=lhs, rhs=rhs, holds=bool(ok),
-        steps=(("Jacobian (block form, derived entrywise)", J),
+                   "with metric JᵀJ = diag(1, sin²θ₁·G'), for u' of any size k (symbolic; J "
+                   "assembled from its differentiated entries); re-derived by "
+                   "differentiation for k = 2..6."),
+        lhs=lhs if lhs is not None else sp.Symbol("J^T J"), rhs=rhs, holds=bool(ok),
+        steps=(("u (recursion, checked against Eqs. 10-11)", U),
+               ("Jacobian (assembled from derived entries)",
+                J if J is not None else J_claimed),
                ("hypothesis H1", _eq(u.T * u, sp.Identity(1))),
                ("hypothesis H2", _eq(u.T * Jp, sp.ZeroMatrix(1, k - 1))),
                ("definition", _eq(Gp, Jp.T * Jp)),
@@ -808,45 +932,65 @@ def _metric_induction_step(corner, factor) -> Derivation:
     )
 
 
-def metric_bound(n: int, entry: MetricEntry = metric_entry) -> Derivation:
-    """Thm 3.7: ``εᵀGε ≤ ‖ε‖²`` for the metric of ``u(θ) ∈ S^{n-1}``.
+def _sos_witness(theta: tuple[sp.Symbol, ...], i: int) -> sp.Expr:
+    """``Σ_{k<i} cos²θ_k ∏_{j<k} sin²θ_j``: a sum of squares equal to ``1 - G_ii``."""
+    return sp.Add(*[(sp.cos(theta[k - 1]) * sp.Mul(*[sp.sin(t) for t in theta[: k - 1]])) ** 2
+                    for k in range(1, i)])
 
-    ``lhs = ‖ε‖² - εᵀGε`` with ``G = JᵀJ`` as differentiated by SymPy (the ``lhs`` of
+
+def metric_bound(n: int, entry: MetricEntry = metric_entry, bound: sp.Expr | int = 1
+                 ) -> Derivation:
+    """Thm 3.7: ``εᵀGε ≤ bound·‖ε‖²`` (``bound = 1``) for the metric of ``u(θ) ∈ S^{n-1}``.
+
+    ``lhs = bound·‖ε‖² - εᵀGε`` with ``G = JᵀJ`` as differentiated by SymPy (the ``lhs`` of
     :func:`metric_tensor`), ``rhs = Σ_i ε_i² (1 - g_i)`` with ``g_i = entry(θ, i)``
-    (Eq. 26: ``∏_{j<i} sin²θ_j``). Side conditions, verified: ``g_i`` is a product of
-    squares (``≥ 0``); and ``1 - g_i = Σ_{k<i} cos²θ_k ∏_{j<k} sin²θ_j``, a sum of squares
-    (``≥ 0``; SymPy's assumptions confirm both signs), so ``0 ≤ g_i ≤ 1`` and every term of
-    ``rhs`` is ``≥ 0``. The first-order angle ``sqrt(εᵀGε)`` is therefore at most ``‖ε‖``.
+    (Eq. 26: ``∏_{j<i} sin²θ_j``). Verified: ``lhs = rhs``; and for *each coefficient that
+    is actually there* — the coefficient of ``ε_i²`` in ``lhs`` and in ``rhs``
+    (``expr.coeff(ε_i²)``), with no cross terms ``ε_iε_j`` — that it equals the sum of
+    squares ``Σ_{k<i} cos²θ_k ∏_{j<k} sin²θ_j`` (``≥ 0``; SymPy's assumptions confirm the
+    sign), and that ``g_i`` is a product of squares (``≥ 0``). So ``0 ≤ g_i ≤ 1``, every
+    term of ``lhs`` is ``≥ 0``, and the first-order angle ``sqrt(εᵀGε)`` is at most
+    ``‖ε‖``. ``entry`` and ``bound`` are arguments so that tests can pass wrong ones
+    (``bound = 1/2`` claims the false ``εᵀGε ≤ ‖ε‖²/2``).
     """
     n = _check_n(n, 2)
-    if entry is metric_entry:
-        return _cached(_metric_bound, n, metric_entry)
-    return _metric_bound(n, entry)
+    if entry is metric_entry and sp.sympify(bound) == 1:
+        return _cached(_metric_bound, n, metric_entry, sp.Integer(1))
+    return _metric_bound(n, entry, sp.sympify(bound))
 
 
 
-def _metric_bound(n: int, entry) -> Derivation:
+def _metric_bound(n: int, entry, bound: sp.Expr | int = 1) -> Derivation:
+    bound = sp.sympify(bound)
     theta = angle_symbols(n)
     eps = _vector("epsilon", n - 1)
     G = metric_tensor(n).lhs  # differentiated, not the closed form
-    lhs = _dot(eps, eps) - _dot(eps, G * eps)
+    lhs = bound * _dot(eps, eps) - _dot(eps, G * eps)
     g = [entry(theta, i) for i in range(1, n)]
-    rhs = sp.Add(*[eps[i] ** 2 * (1 - g[i]) for i in range(n - 1)])
+    rhs = sp.Add(*[eps[i] ** 2 * (bound - g[i]) for i in range(n - 1)])
     ok = trig_identity_holds(lhs - rhs, theta)
+    lhs_e, rhs_e = sp.expand(lhs), sp.expand(rhs)
+    for i in range(n - 1):
+        for j in range(i + 1, n - 1):  # no cross terms: the form is diagonal
+            ok = ok and trig_identity_holds(lhs_e.coeff(eps[i]).coeff(eps[j]), theta)
     steps: list[Step] = []
     for i in range(1, n):  # 1-based index of ε_i
-        sos = sp.Add(*[(sp.cos(theta[k - 1]) * sp.Mul(*[sp.sin(t) for t in theta[: k - 1]])) ** 2
-                       for k in range(1, i)])
-        ok = (ok and trig_identity_holds(1 - g[i - 1] - sos, theta)
-              and sp.sympify(g[i - 1]).is_nonnegative is True
+        sos = _sos_witness(theta, i)
+        e2 = eps[i - 1] ** 2
+        for side in (lhs_e, rhs_e):  # the coefficients actually on each side
+            ok = ok and trig_identity_holds(side.coeff(e2) - sos, theta)
+        ok = (ok and sp.sympify(g[i - 1]).is_nonnegative is True
               and (sos == 0 or sos.is_nonnegative is True))
         steps.append((f"g_{i} = G_{i}{i}", _eq(sp.Symbol(f"g_{i}"), g[i - 1])))
-        steps.append((f"1 - g_{i} as a sum of squares", _eq(1 - g[i - 1], sos)))
+        steps.append((f"coefficient of ε_{i}² as a sum of squares",
+                      _eq(rhs_e.coeff(e2), sos)))
+    c = "" if bound == 1 else f"{bound}·"
     return Derivation(
         name="Theorem 3.7",
-        statement=(f"For n = {n}, ‖ε‖² - εᵀGε = Σ_i ε_i²(1 - g_i) with each g_i = ∏_{{j<i}} "
-                   "sin²θ_j in [0, 1], so the first-order change sqrt(εᵀGε) of the CAB "
-                   "direction is at most ‖ε‖."),
+        statement=(f"For n = {n}, {c}‖ε‖² - εᵀGε = Σ_i ε_i²({bound} - g_i) with each g_i = "
+                   "∏_{j<i} sin²θ_j, and each coefficient of ε_i² on both sides is a sum of "
+                   f"squares, so εᵀGε ≤ {c}‖ε‖²: the first-order change sqrt(εᵀGε) of the CAB "
+                   f"direction is at most {'sqrt(' + str(bound) + ')·' if c else ''}‖ε‖."),
         lhs=lhs, rhs=rhs, holds=bool(ok), steps=tuple(steps),
     )
 

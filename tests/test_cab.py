@@ -97,6 +97,74 @@ def test_gmp_location_is_minus_lambda_u_and_ignores_r():
     assert torch.equal(cab.directions(g), unit_vector(g.theta.detach()))
 
 
+def _gmp_pair(r) -> tuple[GmPLinear, GmPLinear]:
+    """The same (θ, λ, r) in the unit form r·ReLU(uᵀx + λ) and the weight form."""
+    torch.manual_seed(5)
+    unit = GmPLinear(3, len(r), dtype=F64, activation=nn.ReLU())
+    with torch.no_grad():
+        unit.lam.normal_()
+        unit.r.copy_(torch.as_tensor(r, dtype=F64))
+    weight = GmPLinear(3, len(r), dtype=F64)
+    weight.load_state_dict(unit.state_dict())
+    return unit, weight
+
+
+def test_gmp_direction_points_into_the_active_side_in_both_forms():
+    """Issue #23, item 1: the weight form's normal is sign(r)·u (it was u(θ) whatever r)."""
+    unit, weight = _gmp_pair([1.5, -0.7, 0.2, -2.0])
+    u = unit_vector(unit.theta.detach())
+    sign = torch.sign(unit.r.detach()).unsqueeze(-1)
+    assert torch.equal(cab.directions(unit), u)
+    assert torch.equal(cab.directions(weight), sign * u)
+    # the normal points where the unit is active: a step along it switches the unit on
+    x = cab.spatial_locations(weight) + 1e-3 * cab.directions(weight)
+    with torch.no_grad():
+        pre_weight = torch.stack([weight(x[i:i + 1])[0, i] for i in range(4)])
+    assert (pre_weight > 0).all()
+    x_unit = cab.spatial_locations(unit) + 1e-3 * cab.directions(unit)
+    assert ((x_unit * u).sum(1) + unit.lam.detach() > 0).all()   # unit form: uᵀx + λ > 0
+    # old behaviour on request; other layer types unaffected
+    assert torch.equal(cab.directions(weight, towards_active=False), u)
+    lin = weight.to_linear()
+    torch.testing.assert_close(cab.directions(weight), cab.directions(lin))
+
+
+def test_weight_form_sign_change_of_r_is_a_turn_of_pi():
+    """A weight-form step that changes the sign of r flips the active side: Δ = π, while
+    u(θ) does not move and the unit form's boundary does not turn at all."""
+    unit, weight = _gmp_pair([0.0051, 0.3])
+    before_w, before_u = cab.directions(weight), cab.directions(unit)
+    with torch.no_grad():
+        for layer in (unit, weight):
+            layer.r.copy_(torch.tensor([-0.0049, 0.3], dtype=F64))
+    turn_w = cab.angular_change(before_w, cab.directions(weight))
+    turn_u = cab.angular_change(before_u, cab.directions(unit))
+    torch.testing.assert_close(turn_w, torch.tensor([math.pi, 0.0], dtype=F64))
+    torch.testing.assert_close(turn_u, torch.zeros(2, dtype=F64))
+
+
+def test_weight_form_r_zero_has_no_direction():
+    _, weight = _gmp_pair([0.0, 1.0])
+    d = cab.directions(weight)
+    assert torch.isnan(d[0]).all() and not torch.isnan(d[1]).any()
+
+
+def test_tracker_measures_the_weight_form_by_sign_r():
+    _, weight = _gmp_pair([0.01, 0.5])
+    opt = torch.optim.SGD(weight.parameters(), lr=1.0)
+    tracker = cab.CABTracker(weight).attach(opt)
+    old = cab.CABTracker(weight, towards_active=False)
+    old.record()
+    weight.r.grad = torch.tensor([0.02, 0.0], dtype=F64)   # r: 0.01 → -0.01
+    weight.theta.grad = torch.zeros_like(weight.theta)
+    weight.lam.grad = torch.zeros_like(weight.lam)
+    opt.step()
+    old.record()
+    tracker.detach()
+    np.testing.assert_allclose(tracker.max_angular_change(), [180.0])
+    np.testing.assert_allclose(old.max_angular_change(), [0.0], atol=1e-12)
+
+
 def test_gmp_1d_uses_fixed_direction():
     torch.manual_seed(2)
     g = GmPLinear(1, 6, dtype=F64)

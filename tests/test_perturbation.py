@@ -169,23 +169,53 @@ def test_grid_and_summary():
 def test_gradient_identities_hold():
     from gmp.perturbation import gradient_identities
     errs = gradient_identities(n=5, m=3, seed=1)
-    assert set(errs) == {"wn_orthogonal", "wn_formula", "bn_orthogonal", "gmp_theta", "gmp_r",
-                         "gmp_lambda"}
+    assert set(errs) == {"wn_orthogonal", "wn_formula", "wn_g", "bn_orthogonal", "bn_formula",
+                         "gmp_theta", "gmp_r", "gmp_lambda"}
     assert max(errs.values()) < 1e-12
 
 
 def test_optimizer_step_turns_bounds_and_shapes():
-    from gmp.perturbation import optimizer_step_turns
-    r = optimizer_step_turns("gmp", "adam", lr=1e-2, steps=20, width=8, init_scale=0.01)
-    assert r.turn.shape == r.theta_step.shape == (20, 8) and r.param_norm.shape == (21, 8)
-    # Thm 3.7, finite form: the turn never exceeds the angle step
-    assert np.all(r.turn <= r.theta_step + 1e-12)
-    # Adam's per-coordinate step is at most lr·(1-β1)/sqrt(1-β2) (Kingma & Ba, Sec. 2.1)
-    assert np.nanmax(r.theta_step_max) <= 1e-2 * 0.1 / np.sqrt(1e-3) * (1 + 1e-6)
+    from gmp.perturbation import adam_step_ceiling, optimizer_step_turns
+    unit = optimizer_step_turns("gmp", "adam", lr=1e-2, steps=20, width=8, init_scale=0.01,
+                                form="unit")
+    assert unit.turn.shape == unit.theta_step.shape == (20, 8)
+    assert unit.param_norm.shape == unit.scale.shape == (21, 8)
+    # Thm 3.7, finite form: in the unit form the turn never exceeds the angle step
+    assert np.all(unit.turn <= unit.theta_step + 1e-12)
+    np.testing.assert_array_equal(unit.turn, unit.u_turn)
+    # Adam's per-coordinate step is at most adam_step_ceiling()·lr
+    assert np.nanmax(unit.theta_step_max) <= 1e-2 * adam_step_ceiling() * (1 + 1e-6)
     sp = optimizer_step_turns("sp", "adam", lr=1e-2, steps=20, width=8, init_scale=0.01)
     assert np.isnan(sp.theta_step).all() and sp.loss.shape == (20,)
-    # same function at initialization for every parameterization
-    assert sp.loss[0] == pytest.approx(r.loss[0], rel=1e-12)
+    # same function at initialization for every parameterization and form
+    assert sp.loss[0] == pytest.approx(unit.loss[0], rel=1e-12)
+
+
+def test_weight_form_sign_changes_of_r_turn_by_pi():
+    """Issue #23, item 1: with small weights r changes sign under Adam; in the weight form
+    that step turns the boundary (oriented towards the active side) by π − (turn of u)."""
+    from gmp.perturbation import optimizer_step_turns
+    r = optimizer_step_turns("gmp", "adam", lr=1e-2, steps=20, width=8, init_scale=0.01)
+    flips = r.sign_changes
+    assert flips.any()
+    np.testing.assert_allclose(r.turn[flips], np.pi - r.u_turn[flips], atol=1e-9)
+    assert np.all(r.turn[~flips] <= r.theta_step[~flips] + 1e-12)
+    assert np.all(r.u_turn <= r.theta_step + 1e-12)
+    assert r.turn.max() > np.pi / 2 > np.nanmax(r.theta_step)   # the old bound fails
+
+
+def test_adam_step_exceeds_kingma_ba_bound_but_not_the_ceiling():
+    """Issue #23, item 3: lr·(1-β1)/sqrt(1-β2) ≈ 3.16·lr is not a ceiling."""
+    from gmp.perturbation import adam_step_ceiling, adam_steps, adam_worst_gradients
+    lr, t = 1e-2, 1000
+    steps = np.abs(adam_steps(1e3 * adam_worst_gradients(t), lr=lr))
+    assert steps[-1] > 1.5 * lr * 0.1 / np.sqrt(1e-3)
+    assert steps[-1] == pytest.approx(lr * adam_step_ceiling(t=t), rel=1e-6)
+    assert steps.max() <= lr * adam_step_ceiling() * (1 + 1e-9)
+    assert adam_step_ceiling() == pytest.approx(0.1 / np.sqrt(1e-3) / np.sqrt(1 - 0.81 / 0.999))
+    # an isolated spike after quiet steps: Kingma & Ba's 3.16·lr (approached from below)
+    spike = np.abs(adam_steps(np.r_[np.full(5000, 1e-6), 1e3], lr=lr))[-1]
+    assert 3.0 * lr < spike <= lr * 0.1 / np.sqrt(1e-3)
 
 
 def test_wn_norm_never_shrinks_under_sgd():

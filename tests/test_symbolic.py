@@ -144,7 +144,7 @@ def test_pin_sympy_assumption_behaviour():
 def test_metric_bound_sum_of_squares_steps():
     t1, t2, _ = S.angle_symbols(4)
     steps = dict(S.metric_bound(4).steps)
-    eq = steps["1 - g_3 as a sum of squares"]
+    eq = steps["coefficient of ε_3² as a sum of squares"]
     assert eq.lhs == 1 - sp.sin(t1) ** 2 * sp.sin(t2) ** 2
     assert eq.rhs == sp.cos(t1) ** 2 + sp.sin(t1) ** 2 * sp.cos(t2) ** 2
 

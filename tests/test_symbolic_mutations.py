@@ -165,5 +165,81 @@ def test_induction_mutations_rejected(name, corner, factor):
 def test_induction_fresh_defaults_hold():
     d = S.metric_induction_step(corner=lambda t: -sp.sin(t), factor=lambda t: sp.sin(t) ** 2)
     assert d.holds is True
-    assert S._jacobian_entries(lambda t: sp.sin(t)) is False
+    assert S._jacobian_entries(lambda t: sp.sin(t)) is None
     assert S._norm_step() is True
+
+
+# --- issue #23, item 9(a): J and U of the symbolic-size step are derived, not typed ------
+def _blocks(corner_sign=1, left_sign=1, right_sign=1):
+    def blocks(t, u, Jp, corner):
+        return corner_sign * corner(t), left_sign * sp.cos(t) * u, right_sign * sp.sin(t) * Jp
+    return blocks
+
+
+BLOCK_MUTATIONS = {
+    "sign of the corner of J": dict(blocks=_blocks(corner_sign=-1)),
+    "sign of the lower-left block of J": dict(blocks=_blocks(left_sign=-1)),
+    "sign of the lower-right block of J": dict(blocks=_blocks(right_sign=-1)),
+    "signs of both lower blocks of J": dict(blocks=_blocks(left_sign=-1, right_sign=-1)),
+    "U = (sin θ₁, cos θ₁·u')": dict(split=lambda t: (sp.sin(t), sp.cos(t))),
+    "U = (sin θ₁, cos θ₁·u') with a matching J": dict(
+        split=lambda t: (sp.sin(t), sp.cos(t)), corner=lambda t: sp.cos(t),
+        blocks=lambda t, u, Jp, c: (sp.cos(t), -sp.sin(t) * u, sp.cos(t) * Jp)),
+    "U = (cos θ₁, -sin θ₁·u')": dict(split=lambda t: (sp.cos(t), -sp.sin(t))),
+}
+
+
+def _symbolic_size_only(corner=S._default_corner, factor=S._default_factor,
+                        split=S._default_split, blocks=S._default_blocks) -> bool:
+    """The checks for a symbolic size k alone (no re-derivation for k = 2..6)."""
+    *_, J, J_claimed, _, _, _ = S._induction_setup(corner, factor, split, blocks)
+    return (S._jacobian_entries(corner, split) is not None
+            and S._same_jacobian(J, J_claimed) and S._norm_step(corner, split)
+            and S._induction_symbolic(True, corner, factor, split, blocks))
+
+
+@pytest.mark.parametrize("name", BLOCK_MUTATIONS)
+def test_induction_block_mutations_rejected(name):
+    kwargs = BLOCK_MUTATIONS[name]
+    assert S.metric_induction_step(**kwargs).holds is False
+    # and the symbolic-size part rejects it by itself: it compares J, not only JᵀJ
+    assert _symbolic_size_only(**kwargs) is False
+
+
+def test_jtj_alone_cannot_see_a_block_sign_flip():
+    """Why J itself is compared: with H2, JᵀJ of a sign-flipped J is still diag(1, sin²G')."""
+    import sympy as sp_
+    k, t1, u, Jp, Gp, J, _, _, _, rhs = S._induction_setup()
+    flipped = sp_.BlockMatrix([[J.blocks[0, 0], J.blocks[0, 1]],
+                               [-J.blocks[1, 0], J.blocks[1, 1]]])
+    gram = sp_.block_collapse(flipped.T * flipped)
+    hyp = {u.T * u: sp_.Identity(1), u.T * Jp: sp_.ZeroMatrix(1, k - 1),
+           Jp.T * u: sp_.ZeroMatrix(k - 1, 1)}
+    assert sp_.simplify(gram.blocks[1, 0].subs(hyp)).is_ZeroMatrix
+    assert S._same_jacobian(J, flipped) is False
+
+
+def test_induction_symbolic_size_default_holds():
+    assert _symbolic_size_only() is True
+    assert S._split_matches_definition() is True
+    assert S._split_matches_definition(lambda t: (sp.sin(t), sp.cos(t))) is False
+
+
+# --- issue #23, item 9(b): the coefficients actually on each side are the SOS witnesses ---
+@pytest.mark.parametrize("bound", [sp.Rational(1, 2), sp.Rational(9, 10), sp.Integer(0)])
+@pytest.mark.parametrize("n", [2, 4])
+def test_metric_bound_wrong_constant_rejected(n, bound):
+    """εᵀGε ≤ c‖ε‖² with c < 1 is false (θ = 0, ε = e₁ gives c - 1 < 0); lhs = rhs still
+    holds with c on both sides, so only the coefficient check can reject it."""
+    d = S.metric_bound(n, bound=bound)
+    assert d.holds is False
+    assert S.verify(d.lhs, d.rhs, S.angle_symbols(n)) is True
+    theta0 = dict.fromkeys(S.angle_symbols(n), 0)
+    eps1 = {sp.Symbol(f"epsilon_{i}", real=True): int(i == 1) for i in range(1, n)}
+    assert sp.simplify(d.lhs.subs(theta0).subs(eps1)) == bound - 1 < 0
+
+
+def test_metric_bound_default_and_fresh_hold():
+    assert S.metric_bound(3).holds is True
+    assert S.metric_bound(3, bound=sp.Integer(1)).holds is True
+    assert "1/2" in S.metric_bound(3, bound=sp.Rational(1, 2)).statement
