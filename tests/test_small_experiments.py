@@ -123,6 +123,28 @@ def test_cab_state_matches_gmp_cab(param, n_in):
     torch.testing.assert_close(dl, torch.full_like(dl, 0.1 * math.sqrt(n_in)))
 
 
+@pytest.mark.parametrize("preset", ["authors", "authors-weight-form"])
+def test_cab_state_orients_gmp_by_form(preset):
+    """Weight form: a sign change of r swaps the active side, and the stacked engine
+    measures it as gmp.cab does (sign(r)·u, a 180° turn); unit form: u whatever r."""
+    models = []
+    for s in (0, 1):
+        torch.manual_seed(s)
+        models.append(mlp("gmp", 2, 5, 1, preset=preset).double())
+    with torch.no_grad():
+        models[0].hidden.r[:2] *= -1                       # two units with r < 0
+    net = BatchedMLP.from_modules(models)
+    _, before = net.cab_state()
+    for s, m in enumerate(models):
+        torch.testing.assert_close(before[s], cab.directions(m.hidden))
+    with torch.no_grad():
+        net.hidden.r[1, 0] *= -1                           # one sign change of r
+    _, after = net.cab_state()
+    _, turn = BatchedMLP.cab_change((before, before), (after, after))
+    expected = 180.0 if preset == "authors-weight-form" else 0.0
+    assert turn[1].item() == pytest.approx(expected) and turn[0].item() == 0.0
+
+
 @pytest.mark.parametrize("param", PARAMS)
 def test_load_into_roundtrip(param):
     models = _models(param, [0, 1], n_in=2, hidden=4)

@@ -381,10 +381,18 @@ class BatchedMLP(nn.Module):
         """Spatial locations ``φ`` and unit directions of the hidden CABs, each ``(S, m, n)``.
 
         ``φ = -b·w/‖w‖²`` and ``w/‖w‖`` from :meth:`effective_hidden`; for GmP exactly
-        ``φ = -λ·u(θ)`` and ``u(θ)`` (as :mod:`gmp.cab` computes them).
+        ``φ = -λ·u(θ)`` and the normal towards the active side, as :func:`gmp.cab.directions`
+        computes them: ``u(θ)`` in the unit form ``r·ReLU(uᵀx + λ)``, ``sign(r)·u(θ)`` in the
+        weight form ``ReLU((r·u)ᵀx + r·λ)``, where a sign change of ``r`` swaps the active
+        side (a turn of 180°).
         """
-        if self.hidden.param == "gmp":
-            return gmp_cab_geometry(self.hidden.lam.to(_F64), self._gmp_u())
+        lin = self.hidden
+        if lin.param == "gmp":
+            phi, u = gmp_cab_geometry(lin.lam.to(_F64), self._gmp_u())
+            if not lin.unit_form:             # r = 0: no boundary (NaN), as in gmp.cab
+                sign = torch.sign(lin.r.to(_F64)).unsqueeze(-1)
+                u = u * torch.where(sign == 0, math.nan, sign)
+            return phi, u
         return cab_geometry(*self.effective_hidden(x_ref))
 
     @staticmethod
