@@ -387,7 +387,7 @@ class Comparison:
 def _fmt_abs(v: float, digits: int) -> str:
     if math.isinf(v):
         return "+∞" if v > 0 else "−∞"
-    return f"{v:+.{digits}g}" if v and abs(v) < 10 ** -(digits - 1) else f"{v:+.{digits}f}"
+    return f"{v:+.{digits}g}"
 
 
 def _fmt_rel(v: float) -> str:
