@@ -122,3 +122,77 @@ def test_paired_against_by_param_and_the_markdown_table():
     table = figures.paired_markdown(pairs)
     assert table.splitlines()[0].startswith("| GmP vs | GmP better")
     assert "| SP | 3 | 0 | 0 | -0.500 | 0.25 |" in table
+
+
+# ------------------------------------------------------------ the book's vocabulary (#22)
+def test_clopper_pearson_matches_known_intervals():
+    from gmp.experiments.distributions import clopper_pearson
+
+    # published values (e.g. R's binom.test): 10 of 19 -> [0.289, 0.756]
+    lo, hi = clopper_pearson(10, 19)
+    assert lo == pytest.approx(0.2886, abs=1e-3) and hi == pytest.approx(0.7555, abs=1e-3)
+    assert clopper_pearson(0, 10)[0] == 0.0 and clopper_pearson(10, 10)[1] == 1.0
+    # 0 of 10: upper bound 1 - 0.025**(1/10)
+    assert clopper_pearson(0, 10)[1] == pytest.approx(1 - 0.025 ** 0.1, abs=1e-6)
+    with pytest.raises(ValueError):
+        clopper_pearson(3, 2)
+
+
+def test_median_interval_order_statistics():
+    from gmp.experiments.distributions import median_interval
+
+    lo, hi, cover = median_interval(range(20))       # j = 6: [x_(6), x_(15)]
+    assert (lo, hi) == (5.0, 14.0) and cover == pytest.approx(1 - 2 * 0.020695, abs=1e-5)
+    lo, hi, cover = median_interval(range(10))       # j = 2: 1 - 2*11/1024
+    assert (lo, hi) == (1.0, 8.0) and cover == pytest.approx(1 - 22 / 1024)
+    assert median_interval([1, 2, 3, 4, 5])[:2] == (-math.inf, math.inf)   # too few
+
+
+def test_power_of_the_sign_test_under_holm():
+    from gmp.experiments.distributions import sign_test_power
+
+    # 20 seeds, Holm over 3: one comparison needs 16 wins (P = 0.2375); all three need
+    # two at >= 16 and the third at >= 15
+    assert sign_test_power(20, 0.7, 3) == pytest.approx(0.2375, abs=1e-4)
+    a, b = 0.23751, 0.17886
+    assert sign_test_power(20, 0.7, 3, every=True) == pytest.approx(a ** 3 + 3 * a * a * b,
+                                                                   abs=1e-3)
+    # 10 splits, Holm over 21: only 10-0 is significant
+    assert sign_test_power(10, 0.8, 21) == pytest.approx(0.8 ** 10)
+    assert sign_test_power(20, 0.5, 1) < 0.05 / 2 + 1e-12   # size of the test
+
+
+def test_verdict_words_on_hand_made_cases():
+    from gmp.experiments.distributions import claim_word, compare, compare_family
+
+    seeds = range(20)
+    base = {s: 1.0 for s in seeds}
+    better = {s: 0.9 for s in seeds}                 # a wins all 20 (errors)
+    worse = {s: 1.1 for s in seeds}
+    coin = {s: 0.9 if s % 2 else 1.1 for s in seeds}  # 10-10
+    assert compare(better, base).word == "supported"
+    assert compare(worse, base).word == "contradicted"
+    c = compare(coin, base)
+    assert c.word == "not shown" and (c.wins, c.losses, c.ties) == (10, 10, 0)
+    assert c.win_ci[0] < 0.5 < c.win_ci[1]
+    # sign: positive = a better, for errors and for accuracies, absolute and relative
+    assert compare(better, base).median == pytest.approx(0.1)
+    assert compare(better, base, relative=True).median == pytest.approx(10.0)
+    assert compare(base, better, lower_is_better=False).median == pytest.approx(0.1)
+    # a diverged run loses; two diverged runs tie and leave the test
+    nan = {**better, 0: math.nan}
+    c = compare(nan, base)
+    assert (c.wins, c.losses) == (19, 1) and min(c.diffs) == -math.inf
+    c = compare(nan, {**base, 0: math.nan})
+    assert (c.wins, c.losses, c.ties) == (19, 0, 1)
+    # Holm over a family: 15-5 is significant alone (p = 0.041) but not among three
+    fifteen = {s: 0.9 if s < 15 else 1.1 for s in seeds}
+    assert compare(fifteen, base).word == "supported"
+    fam = compare_family(fifteen, {"x": base, "y": base, "z": base})
+    assert {c.word for c in fam.values()} == {"not shown"}
+    assert fam["x"].p == pytest.approx(min(1, 3 * fam["x"].p_raw))
+    assert claim_word(["supported", "supported"]) == "supported"
+    assert claim_word(["supported", "not shown"]) == "not shown"
+    assert claim_word(["supported", "contradicted"]) == "contradicted"
+    with pytest.raises(ValueError):
+        claim_word(["holds"])

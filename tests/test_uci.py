@@ -489,11 +489,15 @@ def test_paired_tests_adjust_over_every_pair_and_verdict_needs_every_data_set():
     v = uci.claim_verdict(res)
     assert v["lowest_mean"] == ["yacht"] and v["significantly_better"] == ["yacht"]
     assert v["significantly_worse"] == ["boston"]
-    assert v["verdict"] == "holds only on 1 of 2 data sets (yacht)"
+    assert v["word"] == "contradicted"          # significantly worse than WN on boston
+    assert v["summary"].startswith("lowest mean on 1 of 2; significantly best on yacht")
     everywhere = _results({"yacht": {"sp": ten, "gmp": better}, "boston": {"sp": ten,
                                                                            "gmp": better}})
-    assert uci.claim_verdict(everywhere)["verdict"] == "holds"
-    assert "| yacht | 10–0, -0.10, p = 0.0039 |" in uci.paired_table(everywhere)  # 2 pairs
+    assert uci.claim_verdict(everywhere)["word"] == "supported"
+    row = [r for r in uci.paired_table(everywhere).splitlines() if r.startswith("| yacht")]
+    assert "| 10–0–0 |" in row[0] and "| 0.0039 | **supported** |" in row[0]  # 2 pairs
+    nowhere = _results({"yacht": {"sp": ten, "gmp": ten[::-1]}})
+    assert uci.claim_verdict(nowhere)["word"] == "not shown"
 
 
 def test_budget_and_flattery_tables():

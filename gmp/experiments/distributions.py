@@ -14,7 +14,17 @@ hides what happens. The helpers here keep every run in view:
   parameterizations;
 - :func:`fisher_exact`: the exact test of a 2×2 table (e.g. runs in the low-error mode, per
   parameterization);
-- :func:`verdict`: a claim's status computed from these numbers.
+- :func:`clopper_pearson`: the exact 95 % interval of a win rate;
+- :func:`median_interval`: a distribution-free interval for the median paired difference
+  (order statistics; the binomial distribution of how many differences fall below it);
+- :func:`sign_test_power`: how often the sign test, under Holm's adjustment, detects a given
+  true win rate (exact binomial);
+- :class:`Comparison`, :func:`compare`, :func:`compare_family`: one paired comparison in the
+  book's vocabulary (wins–losses–ties, win rate with its interval, median difference with
+  its interval, positive = the first method better, Holm-adjusted p, verdict word), and
+  :func:`word`, :func:`claim_word`: the three verdict words *supported*, *contradicted*,
+  *not shown* (the comparisons appendix of the book explains each);
+- :func:`verdict`: the first edition's wording ("holds", ...), kept for old notebooks.
 
 Everything works on plain sequences of floats, so the tests can check each piece by hand.
 """
@@ -28,7 +38,9 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["Modes", "split_modes", "Paired", "paired", "paired_against", "sign_test", "holm",
-           "fisher_exact", "verdict", "scores"]
+           "fisher_exact", "verdict", "scores", "clopper_pearson", "median_interval",
+           "sign_test_power", "Comparison", "compare", "compare_family", "word",
+           "claim_word", "WORDS", "ALPHA", "power_note"]
 
 
 @dataclass(frozen=True)
@@ -169,9 +181,289 @@ def fisher_exact(a: int, b: int, c: int, d: int) -> float:
 
 
 def verdict(holds: bool, partly: bool = False, where: str = "") -> str:
-    """``"holds"``, ``"holds only <where>"`` or ``"does not hold here"``."""
+    """``"holds"``, ``"holds only <where>"`` or ``"does not hold here"`` (the first
+    edition's wording; the book now uses :func:`word` and :func:`claim_word`)."""
     if holds:
         return "holds"
     if partly:
         return f"holds only {where}".rstrip()
     return "does not hold here"
+
+
+# ---------------------------------------------------------------------------------------
+# the book's vocabulary: intervals, power and three verdict words
+# ---------------------------------------------------------------------------------------
+#: The three verdict words, in the book's order.
+WORDS = ("supported", "contradicted", "not shown")
+
+#: Family-wise error rate of every verdict in the book.
+ALPHA = 0.05
+
+
+def _binom_cdf(k: int, n: int, q: float) -> float:
+    """``P(X ≤ k)`` for ``X ~ Binomial(n, q)`` (exact sum)."""
+    if k < 0:
+        return 0.0
+    if k >= n:
+        return 1.0
+    return math.fsum(math.comb(n, i) * q ** i * (1 - q) ** (n - i) for i in range(k + 1))
+
+
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper–Pearson 1934) two-sided interval for a binomial proportion: ``k``
+    successes in ``n`` trials. ``(0, 1)`` when ``n == 0``.
+
+    The bounds solve ``P(X ≥ k | q = lo) = (1 - level)/2`` and ``P(X ≤ k | q = hi) =
+    (1 - level)/2``, found by bisection on the exact binomial sums."""
+    if not 0 <= k <= n:
+        raise ValueError(f"clopper_pearson: need 0 <= k <= n, got k={k}, n={n}")
+    if n == 0:
+        return 0.0, 1.0
+    a = (1 - level) / 2
+
+    def solve(f) -> float:       # f decreasing in q: the q where f(q) = a
+        lo, hi = 0.0, 1.0
+        for _ in range(80):
+            mid = (lo + hi) / 2
+            if f(mid) > a:
+                lo = mid
+            else:
+                hi = mid
+        return (lo + hi) / 2
+
+    lower = 0.0 if k == 0 else _lower_cp(k, n, a)
+    upper = 1.0 if k == n else solve(lambda q: _binom_cdf(k, n, q))
+    return lower, upper
+
+
+def _lower_cp(k: int, n: int, a: float) -> float:
+    """The ``q`` with ``P(X ≥ k | q) = a`` (increasing in ``q``), by bisection."""
+    lo, hi = 0.0, 1.0
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        if 1 - _binom_cdf(k - 1, n, mid) < a:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def median_interval(values: Iterable[float], level: float = 0.95
+                    ) -> tuple[float, float, float]:
+    """Distribution-free interval for the median of ``values``: ``(lo, hi, coverage)``.
+
+    With ``n`` sorted values ``x_(1) ≤ … ≤ x_(n)``, the interval ``[x_(j), x_(n+1-j)]``
+    contains the true median with probability ``1 − 2·P(B ≤ j − 1)``, ``B ~ Binomial(n,
+    1/2)``, whatever the distribution (each value falls below the median with probability
+    1/2). ``j`` is the largest with at least ``level``; ``coverage`` is the probability it
+    achieves. Too few values for ``level`` give ``(-inf, inf, 1.0)``. NaN values are dropped
+    (infinite ones are kept: a diverged run sits at an end)."""
+    v = np.sort(np.asarray([x for x in values if not math.isnan(x)], dtype=np.float64))
+    n = len(v)
+    best = None
+    for j in range(1, n // 2 + 1):
+        cover = 1 - 2 * _binom_cdf(j - 1, n, 0.5)
+        if cover >= level - 1e-12:
+            best = (j, cover)
+    if best is None:
+        return -math.inf, math.inf, 1.0
+    j, cover = best
+    return float(v[j - 1]), float(v[n - j]), float(cover)
+
+
+def _sign_p(w: int, n: int) -> float:
+    """Two-sided exact sign-test p-value of ``w`` wins in ``n`` untied pairs."""
+    k = min(w, n - w)
+    return min(1.0, 2 * _binom_cdf(k, n, 0.5))
+
+
+def sign_test_power(n: int, win_rate: float, family: int = 1, alpha: float = ALPHA,
+                    every: bool = False) -> float:
+    """Probability that the sign test on ``n`` untied pairs, Holm-adjusted over ``family``
+    comparisons, declares the first method better when it truly wins with probability
+    ``win_rate`` (exact binomial).
+
+    ``every=False``: one given comparison clears Holm's first threshold ``alpha/family``
+    (the most it can count on; it is rejected at a larger p only if others are rejected
+    first). ``every=True``: all ``family`` comparisons are rejected, each independent with
+    the same true win rate (Holm's step-down: the ``i``-th smallest p at most
+    ``alpha/(family − i + 1)``)."""
+    if n < 1 or family < 1:
+        raise ValueError("sign_test_power: need n >= 1 and family >= 1")
+    pmf = [math.comb(n, w) * win_rate ** w * (1 - win_rate) ** (n - w) for w in range(n + 1)]
+    right = [w for w in range(n + 1) if 2 * w > n]
+    if not every:
+        return math.fsum(pmf[w] for w in right if _sign_p(w, n) <= alpha / family)
+    # level L of one comparison: the largest j with p <= alpha/j (0: never rejected)
+    level_prob = [0.0] * (family + 1)
+    for w in range(n + 1):
+        p = _sign_p(w, n)
+        lev = 0
+        if w in right:
+            lev = max((j for j in range(1, family + 1) if p <= alpha / j), default=0)
+        level_prob[lev] += pmf[w]
+    # all rejected iff for every j: #{L >= j} >= family - j + 1. Dynamic programme over
+    # j = family … 1 on c = #{L >= j}, the comparisons placed so far.
+    state = {0: 1.0}
+    remaining = 1.0                        # P(L <= j) for the level being placed
+    for j in range(family, 0, -1):
+        q = level_prob[j] / remaining if remaining > 0 else 0.0
+        new: dict[int, float] = {}
+        for c, pr in state.items():
+            free = family - c
+            for k in range(free + 1):
+                c2 = c + k
+                if c2 < family - j + 1:
+                    continue
+                new[c2] = new.get(c2, 0.0) + pr * math.comb(free, k) * q ** k * \
+                    (1 - q) ** (free - k)
+        state = new
+        remaining -= level_prob[j]
+    return math.fsum(state.values())
+
+
+def power_note(n: int, family: int, win_rate: float = 0.7, alpha: float = ALPHA,
+               unit: str = "seeds") -> str:
+    """One sentence: how often a true ``win_rate`` is detected with ``n`` pairs and Holm
+    over ``family`` (one comparison, and all of them)."""
+    one = sign_test_power(n, win_rate, family, alpha)
+    text = (f"with {n} {unit} and Holm over {family} comparisons, a true {win_rate:.0%} win "
+            f"rate is detected in one comparison {one:.0%} of the time")
+    if 1 < family <= 4:
+        text += f", and in all {family} {sign_test_power(n, win_rate, family, alpha, True):.0%}"
+    return text
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One paired comparison of method ``a`` with ``rival`` in the book's vocabulary.
+
+    ``diffs`` and ``median`` are signed so that **positive means a is better** (for errors:
+    rival − a; relative ones in % of the rival's value); a diverged run (NaN) enters as
+    ±inf, i.e. as a loss for the side that diverged. ``wins``/``losses``/``ties`` count
+    seeds; ties leave the sign test, so it sees ``n = wins + losses`` pairs. ``win_ci`` is
+    the Clopper–Pearson interval of ``wins / n``, ``median_ci`` the distribution-free
+    interval of the median difference (with its ``median_cover``), ``p_raw`` the sign test,
+    ``p`` the Holm-adjusted p-value (``p_raw`` for a family of one), ``word`` one of
+    :data:`WORDS`."""
+
+    rival: str
+    seeds: tuple[int, ...]
+    diffs: tuple[float, ...]
+    wins: int
+    losses: int
+    ties: int
+    win_rate: float
+    win_ci: tuple[float, float]
+    median: float
+    median_ci: tuple[float, float]
+    median_cover: float
+    p_raw: float
+    p: float
+    word: str
+    relative: bool = False
+
+    @property
+    def n(self) -> int:
+        """The untied pairs the sign test sees."""
+        return self.wins + self.losses
+
+    def plain(self, unit: str = "seeds", name: str = "GmP") -> str:
+        """The plain-words sentence that comes before any p-value."""
+        total = self.wins + self.losses + self.ties
+        tied = f" ({self.ties} tied)" if self.ties else ""
+        return f"{name} better on {self.wins} of {total} {unit}{tied}"
+
+    def cells(self, digits: int = 3) -> list[str]:
+        """Table cells: wins–losses–ties, win rate [CI], median [CI], adjusted p, word."""
+        f = _fmt_rel if self.relative else (lambda v: _fmt_abs(v, digits))
+        return [f"{self.wins}–{self.losses}–{self.ties}",
+                f"{self.win_rate:.2f} [{self.win_ci[0]:.2f}, {self.win_ci[1]:.2f}]"
+                if self.n else "— (all tied)",
+                f"{f(self.median)} [{f(self.median_ci[0])}, {f(self.median_ci[1])}]",
+                f"{self.p:.2g}", f"**{self.word}**"]
+
+
+def _fmt_abs(v: float, digits: int) -> str:
+    if math.isinf(v):
+        return "+∞" if v > 0 else "−∞"
+    return f"{v:+.{digits}g}"
+
+
+def _fmt_rel(v: float) -> str:
+    if math.isinf(v):
+        return "+∞" if v > 0 else "−∞"
+    return f"{v:+.1f} %"
+
+
+def word(p: float, wins: int, losses: int, alpha: float = ALPHA) -> str:
+    """*supported* (significant, ``a`` better), *contradicted* (significant, ``a`` worse) or
+    *not shown* (neither)."""
+    if p < alpha and wins > losses:
+        return "supported"
+    if p < alpha and losses > wins:
+        return "contradicted"
+    return "not shown"
+
+
+def claim_word(words: Iterable[str]) -> str:
+    """A claim tested against several rivals ("a is better than every rival"): *supported*
+    if every comparison is, *contradicted* if any comparison is, *not shown* otherwise."""
+    ws = list(words)
+    if not ws:
+        raise ValueError("claim_word: no comparison")
+    bad = [w for w in ws if w not in WORDS]
+    if bad:
+        raise ValueError(f"claim_word: unknown words {bad}")
+    if "contradicted" in ws:
+        return "contradicted"
+    return "supported" if all(w == "supported" for w in ws) else "not shown"
+
+
+def _better(a: dict[int, float], b: dict[int, float], lower_is_better: bool, relative: bool
+            ) -> tuple[tuple[int, ...], list[float]]:
+    seeds = tuple(sorted(set(a) & set(b)))
+    if not seeds:
+        raise ValueError("compare: the two methods share no seed")
+    out = []
+    for s in seeds:
+        x, y = float(a[s]), float(b[s])
+        na, nb = math.isnan(x), math.isnan(y)
+        if na or nb:
+            out.append(0.0 if na and nb else -math.inf if na else math.inf)
+            continue
+        d = (y - x) if lower_is_better else (x - y)
+        out.append(100 * d / abs(y) if relative else d)
+    return seeds, out
+
+
+def compare(a: dict[int, float], b: dict[int, float], lower_is_better: bool = True,
+            relative: bool = False, rival: str = "", p_adjusted: float | None = None,
+            alpha: float = ALPHA) -> Comparison:
+    """Compare method ``a`` with ``b`` on their shared seeds (``{seed: score}`` each).
+
+    Differences are signed positive when ``a`` is better; ``relative`` expresses them in %
+    of ``b``'s score (``100·(b − a)/|b|`` for errors). ``p_adjusted`` replaces the sign
+    test's own p-value in the verdict (Holm, see :func:`compare_family`)."""
+    seeds, d = _better(a, b, lower_is_better, relative)
+    wins, losses, p_raw = sign_test(d)
+    ties = sum(x == 0 for x in d)
+    n = wins + losses
+    lo, hi, cover = median_interval(d)
+    p = p_raw if p_adjusted is None else p_adjusted
+    return Comparison(rival, seeds, tuple(d), wins, losses, ties,
+                      wins / n if n else math.nan,
+                      clopper_pearson(wins, n) if n else (0.0, 1.0),
+                      float(np.median(d)), (lo, hi), cover, p_raw, p,
+                      word(p, wins, losses, alpha), relative)
+
+
+def compare_family(a: dict[int, float], rivals: dict[str, dict[int, float]],
+                   lower_is_better: bool = True, relative: bool = False,
+                   alpha: float = ALPHA) -> dict[str, Comparison]:
+    """:func:`compare` of ``a`` with every rival, the p-values Holm-adjusted over them."""
+    raw = {k: compare(a, v, lower_is_better, relative, k, alpha=alpha)
+           for k, v in rivals.items()}
+    adj = holm({k: c.p_raw for k, c in raw.items()})
+    return {k: compare(a, rivals[k], lower_is_better, relative, k, adj[k], alpha)
+            for k in rivals}

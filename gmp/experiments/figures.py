@@ -42,6 +42,7 @@ __all__ = [
     "reference_comparison",
     "units_through_data",
     "kept_characteristic_points",
+    "panels_figure",
 ]
 
 #: Okabe-Ito colours (colour-blind safe), one per parameterization.
@@ -540,3 +541,17 @@ def reference_comparison(results: Sequence[SmallRunResult], reference: dict[str,
     out.append(f"{LABELS[best]} has the best {metric} of all parameterizations on {seeds_won} of "
                f"{len(vb)} seeds.")
     return " ".join(out)
+
+
+def panels_figure(panels: Sequence[dict[str, Any]], width: float = 7.0,
+                  height: float = 2.9) -> Figure:
+    """Several :func:`strip_figure` panels side by side at the column width: each panel a
+    dict of :func:`strip_figure`'s arguments (``groups``, ``ylabel``, and optionally
+    ``colors``, ``log``, ``threshold``, ``reference``, ``title``)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, height), squeeze=False,
+                             constrained_layout=True)
+    for ax, panel in zip(axes[0], panels, strict=True):
+        strip_figure(ax=ax, **panel)
+    return fig

@@ -10,9 +10,11 @@ Markdown, arrays or a figure; nothing here trains. A diverged model's RMSE is st
 - :func:`summarize`, :func:`markdown_table`: Table 1 (Chen & Ge 2024, Sec. 4.2.1), mean ± std;
 - :func:`split_rmse`, :func:`best_params`, :func:`paired_wins`, :func:`rmse_figure`: the
   per-split view;
-- :func:`paired_tests`, :func:`paired_table`: per data set, GmP against each rival on the same
-  splits (exact sign test, Holm-adjusted over every data set and rival), and
-  :func:`claim_verdict`: the paper's claim, computed from them;
+- :func:`paired_tests` (raw differences), :func:`comparisons`, :func:`paired_table`: per
+  data set, GmP against each rival on the same splits (exact sign test, Holm-adjusted over
+  every data set and rival; differences in % of the rival's RMSE, positive = GmP better),
+  and :func:`claim_verdict`: the paper's claim in the book's three words (*supported*,
+  *contradicted*, *not shown*), computed from them;
 - :func:`lr_choice_table`, :func:`budget_table`: what cross-validation chose and how often
   early stopping, not the epoch limit, ended training;
 - :func:`flattery_table`: two result files side by side (how much selecting on the test
@@ -31,7 +33,7 @@ import numpy as np
 from ..data.uci import DATASETS
 from ..params import LABELS, PARAMS
 from ..provenance import normalize
-from .distributions import Paired, holm, paired, verdict
+from .distributions import ALPHA, Comparison, Paired, claim_word, compare, holm, paired
 
 __all__ = [
     "summarize",
@@ -40,6 +42,7 @@ __all__ = [
     "best_params",
     "paired_wins",
     "paired_tests",
+    "comparisons",
     "paired_table",
     "claim_verdict",
     "lr_choice_table",
@@ -194,48 +197,74 @@ def paired_tests(results: dict, param: str = "gmp") -> dict[str, dict[str, Paire
     return out
 
 
+def comparisons(results: dict, param: str = "gmp") -> dict[str, dict[str, Comparison]]:
+    """Per data set and rival, :func:`gmp.experiments.distributions.compare` of ``param``
+    against the rival on the same splits, in the book's vocabulary: differences in % of the
+    rival's RMSE, **positive = ``param`` lower** (a diverged model loses), and the p-value
+    Holm-adjusted over every (data set, rival) pair of the file."""
+    per = split_rmse(results)
+    raw = {}
+    for name, v in per.items():
+        if param not in v:
+            continue
+        for m in v:
+            if m != param:
+                raw[(name, m)] = compare(dict(enumerate(v[param])), dict(enumerate(v[m])),
+                                         True, True, m)
+    adj = holm({f"{n}/{m}": c.p_raw for (n, m), c in raw.items()})
+    out: dict[str, dict[str, Comparison]] = {}
+    for n, m in raw:
+        out.setdefault(n, {})[m] = compare(dict(enumerate(per[n][param])),
+                                           dict(enumerate(per[n][m])), True, True, m,
+                                           adj[f"{n}/{m}"])
+    return out
+
+
 def paired_table(results: dict, param: str = "gmp") -> str:
-    """Markdown: per data set, ``param``'s wins/losses over the splits against each rival,
-    the median RMSE difference and the Holm-adjusted sign-test p-value."""
-    tests = paired_tests(results, param)
-    rivals = [m for m in PARAMS if m != param and any(m in t for t in tests.values())]
-    lines = ["| data set | " + " | ".join(f"{LABELS[param]} vs {LABELS[m]}" for m in rivals)
-             + " |", "|---|" + "---|" * len(rivals)]
-    for name, t in tests.items():
-        cells = []
-        for m in rivals:
-            p = t[m]
-            d = _decimals(abs(p.median), 2) if p.median else 2
-            cells.append(f"{p.wins}–{p.losses}, {p.median:+.{d}f}, p = {p.p_value:.2g}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return ("wins–losses over the splits, median RMSE difference, Holm-adjusted sign-test "
-            "p\n\n" + "\n".join(lines))
+    """Markdown, one row per (data set, rival): wins–losses–ties over the splits, the win
+    rate with its exact 95 % interval, the median RMSE difference in % of the rival's with
+    its distribution-free interval (positive = ``param`` better), the Holm-adjusted p and the
+    verdict word of the comparison."""
+    comps = comparisons(results, param)
+    lines = [f"| data set | {LABELS[param]} vs | wins–losses–ties | win rate [95 % CI] | "
+             "median difference [CI] | adjusted p | verdict |",
+             "|---|---|---|---|---|---|---|"]
+    for name, t in comps.items():
+        for m in PARAMS:
+            if m in t:
+                lines.append(f"| {name} | {LABELS[m]} | " + " | ".join(t[m].cells()) + " |")
+    return "\n".join(lines)
 
 
-def claim_verdict(results: dict, param: str = "gmp", alpha: float = 0.05) -> dict:
-    """The paper's claim that ``param`` "consistently achieves the best test RMSE",
-    computed: on how many data sets its mean is the lowest, on how many it is significantly
-    better than every rival (Holm-adjusted sign tests at ``alpha``, all splits won or lost
-    count), and on how many significantly worse than some rival. ``"verdict"`` holds when
-    its mean is the lowest on every data set and it is nowhere significantly worse; holds
-    partly when its mean is the lowest on some.
+def claim_verdict(results: dict, param: str = "gmp", alpha: float = ALPHA) -> dict:
+    """The paper's claim that ``param`` "consistently achieves the best test RMSE", in the
+    book's three words: ``"word"`` is *supported* if ``param`` is significantly better than
+    every rival on every data set (Holm-adjusted sign tests at ``alpha`` over all (data set,
+    rival) pairs), *contradicted* if it is significantly worse than some rival on some data
+    set, *not shown* otherwise. Also returned: the data sets where its mean is lowest
+    (``"lowest_mean"``), significantly better than every rival (``"significantly_better"``),
+    significantly worse than some rival (``"significantly_worse"``), ``"best"`` per data
+    set, the per-data-set words (``"per_dataset"``) and ``"summary"``, the sentence "lowest
+    mean on k of n; significantly best on …".
 
     The sign tests treat the splits as independent; random 80/20 splits overlap, so their
     differences are correlated and the p-values are optimistic (Nadeau & Bengio 2003): a
     rejection here is weaker evidence than its p-value says."""
     best = best_params(results)
-    tests = paired_tests(results, param)
+    comps = comparisons(results, param)
+    per_set = {n: claim_word(c.word for c in t.values()) for n, t in comps.items()}
     lowest = [n for n, m in best.items() if m == param]
-    better = [n for n, t in tests.items()
-              if all(p.p_value < alpha and p.wins > p.losses for p in t.values())]
-    worse = [n for n, t in tests.items()
-             if any(p.p_value < alpha and p.losses > p.wins for p in t.values())]
+    better = [n for n, w in per_set.items() if w == "supported"]
+    worse = [n for n, t in comps.items() if any(c.word == "contradicted" for c in t.values())]
     n = len(best)
-    # "consistently best": the lowest mean everywhere and never significantly worse
-    v = verdict(len(lowest) == n and not worse, partly=bool(lowest),
-                where=f"on {len(lowest)} of {n} data sets ({', '.join(lowest)})")
+    word = "supported" if len(better) == n else "contradicted" if worse else "not shown"
+    summary = (f"lowest mean on {len(lowest)} of {n}; significantly best on "
+               + (", ".join(better) if better else "none")
+               + (f"; significantly worse than a rival on {', '.join(worse)}" if worse
+                  else ""))
     return {"lowest_mean": lowest, "significantly_better": better,
-            "significantly_worse": worse, "n_datasets": n, "best": best, "verdict": v}
+            "significantly_worse": worse, "n_datasets": n, "best": best,
+            "per_dataset": per_set, "word": word, "verdict": word, "summary": summary}
 
 
 def flattery_table(official: dict, honest: dict) -> str:
