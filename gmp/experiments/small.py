@@ -90,6 +90,7 @@ __all__ = [
     "save_results",
     "load_results",
     "recognise_results",
+    "rerun_agreement",
 ]
 
 #: Learning rates chosen by cross-validation in the paper (Sec. 4.1).
@@ -456,6 +457,31 @@ def _gather(x: Tensor, idx: Tensor) -> Tensor:
     return torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
+class _Rows:
+    """Per-step records of a run, appended row by row into one float64 tensor ``(T, *shape)``
+    allocated up front (doubled if ever full).
+
+    Not one small tensor per step: kept alive between each step's large temporaries, such
+    small blocks split the heap's free space, so that the next step's temporaries no longer
+    fit and the heap grew by about one temporary per step (gigabytes over a Levy grid of 80
+    members and 10,000 epochs).
+    """
+
+    def __init__(self, capacity: int, shape: Sequence[int]) -> None:
+        self._buf = torch.empty((max(capacity, 1), *shape), dtype=torch.float64)
+        self._n = 0
+
+    def append(self, row: Tensor) -> None:
+        if self._n == len(self._buf):
+            self._buf = torch.cat([self._buf, torch.empty_like(self._buf)])
+        self._buf[self._n] = row
+        self._n += 1
+
+    def tensor(self) -> Tensor:
+        """The rows appended so far, ``(n, *shape)``."""
+        return self._buf[: self._n]
+
+
 def _train_batched(task: str, param: str, members: Sequence[tuple[int, int, float]], cfg,
                    preset: str, protocol: str, problem: _Problem, dtype: torch.dtype,
                    track_every: int, progress: bool) -> list[SmallRunResult]:
@@ -471,17 +497,19 @@ def _train_batched(task: str, param: str, members: Sequence[tuple[int, int, floa
     gens = [torch.Generator().manual_seed(seed) for seed, _, _ in members]
     x_ref = problem.x_train if param == "bn" else None
 
+    n = problem.x_train.shape[1]
+    bs = n if levy else cfg.batch_size
+    max_steps = cfg.epochs * math.ceil(n / bs)
     cab_prev = net.cab_state(x_ref)
-    rec_steps, rec_loc = [0], [cab_prev[0].clone()]
-    loc_change: list[Tensor] = []
-    ang_change: list[Tensor] = []
-    hist: dict[str, list[Tensor]] = {"train_loss": [], "lr": []} | (
-        {} if levy else {"monitor_acc": []})
+    rec_steps = [0]
+    rec_loc = _Rows(max_steps // track_every + 1, cab_prev[0].shape)
+    rec_loc.append(cab_prev[0])
+    loc_change, ang_change = _Rows(max_steps, (S,)), _Rows(max_steps, (S,))
+    hist = {k: _Rows(cfg.epochs, (S,))
+            for k in ("train_loss", "lr") + (() if levy else ("monitor_acc",))}
     epochs_run = torch.zeros(S, dtype=torch.long)
     steps_run = torch.zeros(S, dtype=torch.long)
     step = 0
-    n = problem.x_train.shape[1]
-    bs = n if levy else cfg.batch_size
 
     def tracked_step(active: Tensor) -> None:
         nonlocal step, cab_prev
@@ -495,7 +523,7 @@ def _train_batched(task: str, param: str, members: Sequence[tuple[int, int, floa
         cab_prev = cab
         if step % track_every == 0:
             rec_steps.append(step)
-            rec_loc.append(cab[0].clone())
+            rec_loc.append(cab[0])
 
     bar = tqdm(range(cfg.epochs), desc=f"{task} {param} ×{S}", disable=not progress,
                leave=False, dynamic_ncols=True)
@@ -503,7 +531,7 @@ def _train_batched(task: str, param: str, members: Sequence[tuple[int, int, floa
         active = ~stopper.stopped
         if not bool(active.any()):
             break
-        hist["lr"].append(adam.lr.clone())
+        hist["lr"].append(adam.lr)
         epochs_run.add_(active.long())
         perm = (None if levy else
                 torch.stack([torch.randperm(n, generator=g) for g in gens]))
@@ -549,11 +577,11 @@ def _train_batched(task: str, param: str, members: Sequence[tuple[int, int, floa
         for s in range(S):
             metrics[s]["r_negative"] = float(neg[s])
 
-    locs = torch.stack(rec_loc).transpose(0, 1).cpu().numpy()         # (S, T, m, n)
+    locs = rec_loc.tensor().transpose(0, 1).numpy()                  # (S, T, m, n)
     steps_arr = np.asarray(rec_steps, dtype=np.int64)
-    dl = torch.stack(loc_change).T.cpu().numpy() if loc_change else np.empty((S, 0))
-    da = torch.stack(ang_change).T.cpu().numpy() if ang_change else np.empty((S, 0))
-    hists = {k: torch.stack(v).T.to(torch.float64).cpu().numpy() for k, v in hist.items()}
+    dl = loc_change.tensor().T.numpy()                              # (S, steps)
+    da = ang_change.tensor().T.numpy()
+    hists = {k: v.tensor().T.numpy() for k, v in hist.items()}      # (S, epochs)
     conf = _config_dict(cfg, preset, protocol, "batched", track_every, dtype)
     results = []
     for s, (seed, data_seed, lr) in enumerate(members):
@@ -804,6 +832,49 @@ def summarize(results: Sequence[SmallRunResult], metric: str | None = None
                     "median": float(np.median(v)), "min": float(v.min()), "max": float(v.max()),
                     "values": vals})
     return out
+
+
+def rerun_agreement(rerun: Sequence[SmallRunResult], recorded: Sequence[SmallRunResult]
+                    ) -> dict[str, Any]:
+    """Compare runs made now with recorded runs of the same settings, as distributions.
+
+    Per group (param, preset, protocol, lr) of ``rerun``: the rerun's median score, the
+    recorded runs' median and range, and whether the rerun's median lies within the
+    recorded range (``"within"``). ``"holds"``: every group's median within its recorded
+    range, which a rerun on any CPU should give; ``"identical"``: every rerun equal to the
+    recorded run of the same seed (up to 1e-9), which only the recording machine gives —
+    float training over thousands of epochs with early stopping is chaotic across CPUs.
+
+    Returns ``{"groups": [{"param", "lr", "rerun_median", "recorded_median", "min",
+    "max", "within", "n"}], "holds", "identical", "same_runs", "n_runs"}``.
+    """
+    def key(r: SmallRunResult) -> tuple:
+        return (r.param, r.preset, r.protocol, r.lr)
+
+    by_key: dict[tuple, list[SmallRunResult]] = {}
+    for r in recorded:
+        by_key.setdefault(key(r), []).append(r)
+    groups, same, n = [], 0, 0
+    mine: dict[tuple, list[SmallRunResult]] = {}
+    for r in rerun:
+        mine.setdefault(key(r), []).append(r)
+    for k, runs in mine.items():
+        old = by_key.get(k)
+        if not old:
+            raise ValueError(f"no recorded runs of {k} to compare with")
+        ref = np.array([o.score for o in old])
+        med = float(np.median([r.score for r in runs]))
+        groups.append({"param": k[0], "lr": k[3], "n": len(runs), "rerun_median": med,
+                       "recorded_median": float(np.median(ref)), "min": float(ref.min()),
+                       "max": float(ref.max()),
+                       "within": bool(ref.min() <= med <= ref.max())})
+        seeds = {(o.seed, o.data_seed): o.score for o in old}
+        for r in runs:
+            n += 1
+            o = seeds.get((r.seed, r.data_seed))
+            same += o is not None and math.isclose(o, r.score, rel_tol=1e-9, abs_tol=0)
+    return {"groups": groups, "holds": all(g["within"] for g in groups),
+            "identical": same == n, "same_runs": same, "n_runs": n}
 
 
 def save_results(path: str, results: Sequence[SmallRunResult], provenance: dict[str, Any],
