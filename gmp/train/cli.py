@@ -1,19 +1,8 @@
 """``gmp-train``: train VGG-6 on ImageNet32 (Table 2) or ResNet-18 on ImageNet (Table 3).
 
-Presets (--preset, the network) and protocols (--protocol, the schedule), named after
-their source:
-
-  authors      VGG-6 as the authors' imagenet32.py builds it (default): their GmP init
-               (a Glorot draw converted, lambda = 0), unit form r*ReLU(u.x + lambda), plain
-               Dense classifier, Keras inits and BN (0.99, 1e-3), MBN without bias, IMN
-               after every GmP ReLU. ResNet-18: the authors' GmP init in He et al.'s net.
-  book-v1      the networks of this book's first edition.
-  official     the authors' script (ImageNet32 default): LR x0.1 when val top-5 stalls
-               5 epochs, stop after 10, keep and report the best top-5 epoch, <= 500 epochs.
-  paper-text   the paper's text (ImageNet default): 90 epochs, LR x0.1 after 30, 60, 80;
-               report the final epoch.
-
-No weight decay and float32 by default, as the authors' script.
+Presets (``--preset``, the network) and protocols (``--protocol``, the schedule) are named
+after their source and listed below (and by ``gmp-train --help``). No weight decay and
+float32 by default, as the authors' script.
 
 One GPU::
 
@@ -163,7 +152,8 @@ No weight decay and float32 by default, as the authors' script.
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="gmp-train", description=(__doc__ or "").replace("``", ""),
+        prog="gmp-train",
+        description=(__doc__ or "").replace("``", "") + "\n" + _PRESETS_HELP,
         epilog="Multi-GPU: torchrun --nproc_per_node=N -m gmp.train TASK ...",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="task", required=True, metavar="TASK")
