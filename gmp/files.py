@@ -121,7 +121,7 @@ class OutputLock:
     The lock is the file ``lock_path`` (``<file>.lock`` beside a results file, ``.lock``
     inside a run folder) locked with ``fcntl.flock``: the operating system releases it when
     the process dies, so a killed run never leaves a stale lock behind. The file itself is
-    removed on :meth:`release`. Use as a context manager::
+    removed on ``release()``. Use as a context manager::
 
         with OutputLock(path.with_name(path.name + ".lock"), what=str(path)):
             ...
@@ -200,7 +200,7 @@ class ResultsTarget:
     itself, or, when it replaces an existing file, ``<path>.partial``, which is renamed over
     ``path`` by :meth:`finish` once the new file is complete (so the old one is never lost to
     an interrupted run). ``resume`` says whether ``work`` already holds a run to continue.
-    Holds the :class:`OutputLock` of ``path`` until :meth:`close` (a context manager).
+    Holds the :class:`OutputLock` of ``path`` until ``close()`` (a context manager).
     """
 
     def __init__(self, path: Path, work: Path, resume: bool, lock: OutputLock) -> None:

@@ -74,7 +74,7 @@ DEFAULT_IMAGENET_PRESET = "authors"
 
 
 def check_preset(preset: str | None) -> str:
-    """``preset`` (default :data:`DEFAULT_IMAGENET_PRESET`), or a ValueError naming the
+    """``preset`` (default ``DEFAULT_IMAGENET_PRESET``), or a ValueError naming the
     valid choices."""
     p = DEFAULT_IMAGENET_PRESET if preset is None else str(preset).lower()
     if p not in IMAGENET_PRESETS:

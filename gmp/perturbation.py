@@ -485,7 +485,7 @@ def adam_step_ceiling(beta1: float = 0.9, beta2: float = 0.999, t: int | None = 
 
     Adam (Kingma & Ba 2015, Alg. 1, ``eps`` neglected) steps by ``lr·m̂_t/sqrt(v̂_t)``. By
     Cauchy–Schwarz, ``|Σ_k β₁^{t-k} g_k| ≤ sqrt(Σ_k (β₁²/β₂)^{t-k})·sqrt(Σ_k β₂^{t-k} g_k²)``,
-    so with ``ρ = β₁²/β₂ < 1``
+    so with ``ρ = β₁²/β₂ < 1``::
 
         |m̂_t/sqrt(v̂_t)| ≤ (1-β₁)/sqrt(1-β₂) · sqrt((1-ρ^t)/(1-ρ)) · sqrt(1-β₂^t)/(1-β₁^t),
 

@@ -466,10 +466,11 @@ def train(cfg: TrainConfig, *, on_step: Callable[[int, int], None] | None = None
     ``on_step(epoch, step)`` is called after every optimizer step (tests use it to simulate a
     crash). ``command`` is recorded in ``summary.json`` (default: ``sys.argv``).
 
-    Raises (each a one-line message, printed by ``gmp-train``): :class:`ConfigError` (bad
-    settings, a run already in ``--out`` without ``--resume``, no CUDA for ``--device
-    cuda``), :class:`~gmp.files.OutputError` (``--out`` not a writable folder, or held by
-    another run), :class:`~gmp.train.checkpoint.CheckpointError` (unreadable checkpoint on
+    Raises (each a one-line message, printed by ``gmp-train``):
+    :class:`~gmp.train.config.ConfigError` (bad settings, a run already in ``--out``
+    without ``--resume``, no CUDA for ``--device cuda``), :class:`~gmp.files.OutputError`
+    (``--out`` not a writable folder, or held by another run),
+    :class:`~gmp.train.checkpoint.CheckpointError` (unreadable checkpoint on
     ``--resume``), the data modules' errors (data not found) and ``FloatingPointError``
     (the loss became non-finite; recorded as ``diverged`` in ``summary.json``).
     """

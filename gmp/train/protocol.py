@@ -23,10 +23,11 @@ import torch
 __all__ = ["DEFAULT_PROTOCOL", "MAX_EPOCHS", "PROTOCOLS", "OfficialSchedule",
            "PaperTextSchedule", "Schedule", "make_schedule"]
 
+#: The protocols, named after their source (the authors' script, the paper's text).
 PROTOCOLS: tuple[str, ...] = ("official", "paper-text")
-#: The default of each task: the protocol that produced the published numbers. ImageNet32:
-#: the authors' script (their public code for Table 2); ImageNet: no code exists, so the
-#: paper's text (He et al.'s schedule).
+#: The default protocol of each task is the one that produced the published numbers. For
+#: ImageNet32 that is the authors' script (their public code for Table 2). For ImageNet no
+#: code exists, so it is the paper's text (He et al.'s schedule).
 DEFAULT_PROTOCOL: dict[str, str] = {"imagenet32": "official", "imagenet": "paper-text"}
 #: Default ``--epochs``: the script's cap (``model.fit(epochs=500)``) and the paper's 90.
 MAX_EPOCHS: dict[str, int] = {"official": 500, "paper-text": 90}
@@ -37,7 +38,7 @@ class Schedule:
 
     #: the metric whose best epoch gives ``best.pt`` (and, for ``official``, the result).
     monitor: str = "val_top1"
-    #: how the reported numbers are chosen: ``"best-epoch"`` or ``"final-epoch"``.
+    #: how the reported numbers are chosen, ``"best-epoch"`` or ``"final-epoch"``.
     reported: str = "final-epoch"
     stopped: bool = False
 
