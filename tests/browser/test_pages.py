@@ -168,7 +168,11 @@ INSPECT_JS = r"""
       if (r.width === 0 || r.height === 0) continue;
       const st = getComputedStyle(e);
       if (st.visibility === 'hidden') continue;
-      const scrolls = ['auto', 'scroll', 'hidden'].includes(st.overflowX) &&
+      // (an inline element has clientWidth 0: only boxes can scroll)
+      // (inline maths is an inline-block whose glyphs overhang by a pixel or two: a long
+      // one would stick out of the column, which the second test catches)
+      const scrolls = st.display !== 'inline' && !e.closest('span.math') &&
+                      ['auto', 'scroll', 'hidden'].includes(st.overflowX) &&
                       e.scrollWidth > e.clientWidth + 2;
       const sticks = r.right > right + 2;
       if (scrolls || sticks) wide.push({el: e, what: (scrolls ? 'scrolls sideways ' : '') +
@@ -390,6 +394,9 @@ def test_page(page: str, site: str, browser: Chromium) -> None:
     layout = [f"wider than the column: {w}" for w in report["overflow"][:8]]
     layout += [f"image shrunk below 80 %: {s}" for s in report["shrunk"]]
     assert not problems, f"{page} ({report['title']}):\n  " + "\n  ".join(problems)
+    if layout and page.startswith("_modules/"):
+        pytest.xfail("highlighted source of gmp (viewcode), at the package's 100-column "
+                     "width:\n  " + "\n  ".join(layout))
     if layout and page in LAYOUT_PENDING:
         pytest.xfail(f"{LAYOUT_PENDING[page]}:\n  " + "\n  ".join(layout))
     assert not layout, f"{page} ({report['title']}):\n  " + "\n  ".join(layout)
