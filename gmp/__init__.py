@@ -6,7 +6,8 @@ Parameterization for ReLU Networks*, NeurIPS 2024 (arXiv:2305.15912).
 The package in layers; a module imports only from its own layer and the layers above it:
 
 1. Mathematics and data. :mod:`gmp.geometry`: hyperspherical coordinates ``u(θ)``, their inverse
-   and metric (Sec. 3.1); :mod:`gmp.symbolic`: the paper's derivations in SymPy;
+   and metric (Sec. 3.1); :mod:`gmp.symbolic`: the paper's derivations in SymPy, typeset to
+   fit a page by :mod:`gmp.formatting`;
    :mod:`gmp.data`: Levy, Banana, UCI, ImageNet32 and ImageNet, every file checked by SHA-256.
 2. Layers and networks. :mod:`gmp.nn`: ``GmPLinear``, ``GmPConv2d``, input mean normalization,
    mean-only BN; :mod:`gmp.params`: the vocabulary (a *param* is ``"sp"``, ``"wn"``, ``"bn"``,
@@ -16,7 +17,8 @@ The package in layers; a module imports only from its own layer and the layers a
    are built from them; :mod:`gmp.convert` swaps a model's layers for GmP ones and back.
 3. Analysis. :mod:`gmp.cab`: characteristic activation boundaries (Sec. 2);
    :mod:`gmp.perturbation` (Fig. 1) and :mod:`gmp.overhead` (cost per training step) measure
-   them; :mod:`gmp.plotting` draws them.
+   them; :mod:`gmp.plotting` draws them and :mod:`gmp.animation` makes kernel-free
+   interactive figures of them (a slider over precomputed frames, for the static book).
 4. Experiments. :mod:`gmp.experiments`: Levy and Banana (Sec. 4.1), UCI (Table 1, ``gmp-uci``),
    all trained on one stacked engine, reported as distributions; :mod:`gmp.train`: the
    ImageNet-scale training of Tables 2–3 (``gmp-train``, one GPU or ``torchrun``).
@@ -34,8 +36,9 @@ __version__ = "0.1.0"
 
 # Submodules with heavier imports (sympy, matplotlib, torchvision) load on first access:
 # ``gmp.cab``, ``gmp.symbolic``, ``gmp.baselines``, ``gmp.data``, ``gmp.models``, ...
-_LAZY = ("baselines", "cab", "data", "experiments", "files", "layers", "models", "overhead",
-         "params", "perturbation", "plotting", "provenance", "symbolic", "train")
+_LAZY = ("animation", "baselines", "cab", "data", "experiments", "files", "formatting",
+         "layers", "models", "overhead", "params", "perturbation", "plotting", "provenance",
+         "symbolic", "train")
 
 
 def __getattr__(name: str):

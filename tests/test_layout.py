@@ -9,9 +9,10 @@ import gmp
 PKG = Path(gmp.__file__).parent
 LAYER = {
     "files": 0, "provenance": 0,
-    "geometry": 1, "symbolic": 1, "data": 1,
+    "geometry": 1, "symbolic": 1, "data": 1, "formatting": 1,
     "nn": 2, "params": 2, "layers": 2, "baselines": 2, "models": 2, "convert": 2,
     "cab": 3, "perturbation": 3, "overhead": 3, "plotting": 3,
+    "animation": 3,
     "experiments": 4, "train": 4,
 }
 

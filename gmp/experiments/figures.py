@@ -43,6 +43,7 @@ __all__ = [
     "units_through_data",
     "kept_characteristic_points",
     "panels_figure",
+    "levy_training_scrubber",
 ]
 
 #: Okabe-Ito colours (colour-blind safe), one per parameterization.
@@ -555,3 +556,59 @@ def panels_figure(panels: Sequence[dict[str, Any]], width: float = 7.0,
     for ax, panel in zip(axes[0], panels, strict=True):
         strip_figure(ax=ax, **panel)
     return fig
+
+
+def levy_training_scrubber(runs: Sequence[SmallRunResult], frames: int = 25,
+                           xlim: tuple[float, float] = (-15.0, 15.0),
+                           data_range: tuple[float, float] = (-10.0, 10.0)):
+    """Fig. 2 in motion: every hidden unit's characteristic point ``x*``, step by step.
+
+    One panel per run (e.g. SP and GmP, one seed each, trained with ``track_every`` > 1 to
+    keep the frames few); x-axis ``x*``, y-axis the optimizer step (linear up to 10, then
+    logarithmic, and frames spaced the same way: the boundaries move most in the first
+    steps). At frame ``k`` each
+    unit's path up to that step is drawn, its current ``x*`` is a dot, and the title counts
+    the units whose ``x*`` lies outside the data interval (shaded). Returns a kernel-free
+    :class:`gmp.animation.Scrubber`.
+    """
+    import matplotlib.pyplot as plt
+
+    from ..animation import DPI, WIDTH, scrubber
+
+    if not runs:
+        raise ValueError("no runs to draw")
+    fig, axes = plt.subplots(1, len(runs), figsize=(WIDTH, 3.2), dpi=DPI,
+                             layout="constrained", sharey=True, squeeze=False)
+    axes = list(axes[0])
+    t_max = max(int(r.steps[-1]) for r in runs)
+    n_rec = len(runs[0].steps)
+    idx = np.unique(np.concatenate(
+        [[0], np.geomspace(1, n_rec - 1, frames - 1).round().astype(int)]))
+    lines, dots = [], []
+    for ax, r in zip(axes, runs, strict=True):
+        ax.axvspan(*data_range, color="0.92", zorder=0, label="data interval")
+        color = COLORS.get(r.param, "k")
+        lines.append([ax.plot([], [], color=color, lw=0.6, alpha=0.5)[0]
+                      for _ in range(r.characteristic_points.shape[1])])
+        dots.append(ax.plot([], [], "o", color=color, ms=2.5)[0])
+        ax.set_yscale("symlog", linthresh=10)
+        ax.set(xlim=xlim, ylim=(0, max(t_max, 1)))
+        ax.set_xlabel("characteristic point $x^*$", fontsize=9)
+        ax.tick_params(labelsize=9)
+    axes[0].set_ylabel("optimizer step", fontsize=9)
+    axes[0].legend(loc="upper left", fontsize=8)
+
+    def update(i: int) -> None:
+        for ax, r, ls, dot in zip(axes, runs, lines, dots, strict=True):
+            k = min(int(idx[i]), len(r.steps) - 1)
+            pts = r.characteristic_points
+            for u, line in enumerate(ls):
+                line.set_data(pts[: k + 1, u], r.steps[: k + 1])
+            dot.set_data(pts[k], np.full(pts.shape[1], r.steps[k]))
+            out = int(np.sum((pts[k] < data_range[0]) | (pts[k] > data_range[1])))
+            ax.set_title(f"{LABELS[r.param]}, step {int(r.steps[k])}: "
+                         f"{out}/{pts.shape[1]} outside", fontsize=9)
+
+    return scrubber(fig, update, len(idx),
+                    caption="The slider moves through training; each dot is one unit's "
+                            "x*, its line the path so far.")

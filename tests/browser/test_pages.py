@@ -12,6 +12,13 @@ builds ``_build/html`` from the notebooks' committed outputs. For each page:
   existing element of that page;
 - the page requested nothing outside the book: every request went to the local server (the
   book must work offline), none failed or answered an HTTP error, and no script threw;
+- the page fits the content column as a reader sees it at 1280 px: no element sticks out
+  to the right of the column or scrolls sideways (code, output, tables, formulas), and no
+  image is displayed at less than 80 % of its natural width (it would be shrunk to
+  unreadable tick labels);
+- every kernel-free interactive figure (``gmp.animation``: a slider over frames) is there and
+  moving its slider changes the frame; the labs and chapters 1, 2, 3 and 5 have at least one;
+- the navigation lists every lab of the "Labs" part of ``_toc.yml``;
 - a screenshot is saved to ``_build/screenshots/`` for a person to look at.
 
 On every chapter page (a page built from a notebook) the launch buttons are checked against
@@ -95,6 +102,22 @@ def expected_launch_links(notebook: str) -> dict[str, str]:
     }
 
 
+# The "Labs" part of the table of contents: each lab must be in every page's navigation.
+_TOC = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf8"))
+LABS = [c["file"] for part in _TOC.get("parts", []) if part.get("caption") == "Labs"
+        for c in part.get("chapters", [])]
+# Pages that must hold a kernel-free interactive figure: every lab, and the chapters whose
+# central figure moves (Fig. 1 in chapters 1-3, Fig. 2 in chapter 5).
+NEED_SCRUBBER = {f + ".html" for f in LABS} | {
+    "book/01_cab.html", "book/02_instability.html", "book/03_hyperspherical.html",
+    "book/05_levy.html"}
+# Pages whose layout problems (overflow, shrunk images) are known and left to their owners;
+# they are reported as expected failures until fixed. Remove an entry once its page fits.
+LAYOUT_PENDING = {
+    "book/07_learning_rates.html": "chapter 7 is being rewritten by its owner",
+    "book/08_uci.html": "chapter 8 is being rewritten by its owner",
+}
+
 # Raw TeX that would show if MathJax did not typeset a formula.
 RAW_TEX = ("$$", "\\(", "\\)", "\\[", "\\]", "\\begin{", "\\frac", "\\displaystyle")
 # Markup that was not rendered: `$x$` math (dollars hugging non-space text, as in Pandoc's
@@ -128,6 +151,63 @@ INSPECT_JS = r"""
   const text = parts.join(' ');
 
   const all = (sel) => [...document.querySelectorAll(sel)];
+
+  // --- Layout: what sticks out of the content column, what is shrunk.
+  const column = document.querySelector('article.bd-article') ||
+                 document.querySelector('main');
+  const right = column ? column.getBoundingClientRect().right : window.innerWidth;
+  const describe = (e) => e.tagName.toLowerCase() +
+    (typeof e.className === 'string' && e.className.trim()
+      ? '.' + e.className.trim().split(/\s+/).slice(0, 2).join('.') : '') +
+    ' "' + (e.innerText || e.textContent || '').trim().slice(0, 60).replace(/\s+/g, ' ') + '"';
+  const wide = [];
+  if (column) {
+    for (const e of column.querySelectorAll('*')) {
+      if (e.closest('mjx-assistive-mml')) continue;
+      const r = e.getBoundingClientRect();
+      if (r.width === 0 || r.height === 0) continue;
+      const st = getComputedStyle(e);
+      if (st.visibility === 'hidden') continue;
+      // (an inline element has clientWidth 0: only boxes can scroll)
+      // (inline maths is an inline-block whose glyphs overhang by a pixel or two: a long
+      // one would stick out of the column, which the second test catches)
+      const scrolls = st.display !== 'inline' && !e.closest('span.math') &&
+                      ['auto', 'scroll', 'hidden'].includes(st.overflowX) &&
+                      e.scrollWidth > e.clientWidth + 2;
+      const sticks = r.right > right + 2;
+      if (scrolls || sticks) wide.push({el: e, what: (scrolls ? 'scrolls sideways ' : '') +
+        (sticks ? `${Math.round(r.right - right)} px past the column ` : '') + describe(e)});
+    }
+  }
+  // Report the outermost offenders only.
+  const overflow = wide.filter((w) => !wide.some((o) => o.el !== w.el && o.el.contains(w.el)))
+                       .map((w) => w.what);
+  const shrunk = [];
+  for (const img of (column || document).querySelectorAll('img')) {
+    const r = img.getBoundingClientRect();
+    if (img.naturalWidth > 0 && r.width > 0 && r.width < 0.8 * img.naturalWidth)
+      shrunk.push(`${img.src.split('/').pop().slice(0, 60)}: ${Math.round(r.width)} of ` +
+                  `${img.naturalWidth} px (${Math.round(100 * r.width / img.naturalWidth)} %)`);
+  }
+
+  // --- Kernel-free interactive figures: move each slider to its last frame.
+  const scrubbers = [];
+  for (const box of document.querySelectorAll('.gmp-scrubber')) {
+    const slider = box.querySelector('input.anim-slider');
+    const img = box.querySelector('.animation img');
+    if (!slider || !img) { scrubbers.push({ok: false, why: 'no slider or image'}); continue; }
+    for (let i = 0; i < 40 && !img.src; i++) await sleep(50);
+    const first = img.src;
+    slider.value = slider.max;
+    slider.dispatchEvent(new Event('input', {bubbles: true}));
+    await sleep(50);
+    const last = img.src;
+    scrubbers.push({ok: !!first && !!last && first !== last, frames: Number(slider.max) + 1,
+                    why: first === last ? 'the frame did not change' : ''});
+    slider.value = 0;
+    slider.dispatchEvent(new Event('input', {bubbles: true}));
+  }
+  const nav = all('nav.bd-links a[href], .bd-sidenav a[href]').map((a) => a.href);
   const outputs = (sel) => all(sel).map((e) => e.innerText.slice(0, 300));
   return {
     title: document.title,
@@ -147,6 +227,10 @@ INSPECT_JS = r"""
     launch: all('a[title^="Launch on"], a[data-bs-original-title^="Launch on"]').map((a) => ({
       title: a.getAttribute('data-bs-original-title') || a.title, href: a.href})),
     repository: all('a.btn-source-repository-button').map((a) => a.href),
+    overflow: overflow,
+    shrunk: shrunk,
+    scrubbers: scrubbers,
+    nav: nav,
   };
 })()
 """
@@ -299,7 +383,23 @@ def test_page(page: str, site: str, browser: Chromium) -> None:
             problems.append(f"repository button: expected {REPO_URL}, "
                             f"found {report['repository']}")
     problems += _network_problems(browser.events, site)
+    problems += [f"interactive figure {k}: {s['why']}" for k, s in enumerate(report["scrubbers"])
+                 if not s["ok"]]
+    if page in NEED_SCRUBBER and not report["scrubbers"]:
+        problems.append("no kernel-free interactive figure (gmp.animation) on this page")
+    missing = [lab for lab in LABS if not any(
+        urllib.parse.urlsplit(h).path.endswith("/" + lab + ".html") for h in report["nav"])]
+    if missing:
+        problems.append(f"labs missing from the navigation: {missing}")
+    layout = [f"wider than the column: {w}" for w in report["overflow"][:8]]
+    layout += [f"image shrunk below 80 %: {s}" for s in report["shrunk"]]
     assert not problems, f"{page} ({report['title']}):\n  " + "\n  ".join(problems)
+    if layout and page.startswith("_modules/"):
+        pytest.xfail("highlighted source of gmp (viewcode), at the package's 100-column "
+                     "width:\n  " + "\n  ".join(layout))
+    if layout and page in LAYOUT_PENDING:
+        pytest.xfail(f"{LAYOUT_PENDING[page]}:\n  " + "\n  ".join(layout))
+    assert not layout, f"{page} ({report['title']}):\n  " + "\n  ".join(layout)
 
 
 # Tags and attributes that make a browser load something.
