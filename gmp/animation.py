@@ -51,8 +51,10 @@ __all__ = [
     "hypersphere_scrubber",
 ]
 
-#: Width (inches) and resolution of the frames: 680 px, the book's content column.
-WIDTH, DPI = 6.8, 100
+#: Width of the frames in inches (680 px at :data:`DPI`, the book's content column).
+WIDTH = 6.8
+#: Resolution of the frames in dots per inch.
+DPI = 100
 
 # Button icons of matplotlib's HTML animation (Font Awesome 4 class -> Unicode character).
 _ICONS = {
@@ -83,7 +85,7 @@ def _small_png(data: str, colors: int = 64) -> str:
 class Scrubber:
     """A kernel-free interactive figure: HTML with its frames and JavaScript inline.
 
-    Jupyter and the book display it through :meth:`_repr_html_`.
+    Jupyter and the book display it through its ``_repr_html_()``.
 
     Attributes:
         html: the self-contained HTML (no external resource).
