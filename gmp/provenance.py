@@ -47,15 +47,21 @@ def _git(*args: str) -> str | None:
         return None
 
 
+#: Folders of results files, which never make a checkout "dirty" (see :func:`git_revision`).
+RESULTS_DIRS = ("results", "benchmarks/results")
+
+
 def git_revision(ignore: str | Path | None = None) -> dict[str, str | bool | None]:
     """``{"revision": HEAD or None, "dirty": bool or None}`` of the checkout of ``gmp``.
 
-    ``dirty`` says whether tracked files differ from HEAD; ``ignore`` (typically the results
-    file being written, when it is tracked) does not count. Both are None outside a git
-    checkout (e.g. an installed wheel).
+    ``dirty`` says whether tracked files differ from HEAD. Results files (``results/``,
+    ``benchmarks/results/``) do not count: they are what commands write, not what they run,
+    so a command that regenerates several committed files in turn (``make small-results``)
+    records the code as clean for each. ``ignore`` (a results file written elsewhere) does not
+    count either. Both are None outside a git checkout (e.g. an installed wheel).
     """
     rev = _git("rev-parse", "HEAD")
-    spec = ["--", "."]
+    spec = ["--", ".", *(":(exclude)" + d for d in RESULTS_DIRS)]
     if ignore is not None:
         try:
             spec.append(":(exclude)" + Path(ignore).resolve().relative_to(_ROOT).as_posix())

@@ -138,3 +138,28 @@ def test_describe_one_line_any_schema():
     old = {"command": "c", "git_revision": "abc+dirty", "date": "2026-01-01",
            "hardware": {"processor": "cpu0"}}
     assert "`abc` with uncommitted changes on 2026-01-01, cpu0" in provenance.describe(old)
+
+
+def test_committed_results_files_never_make_the_checkout_dirty(monkeypatch, tmp_path):
+    """make small-results rewrites several committed results files in turn: the second run
+    must still record the code as clean (results are outputs, not code)."""
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                       cwd=tmp_path, capture_output=True, check=True)
+
+    try:
+        git("init", "-q")
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("git is not available")
+    for d in provenance.RESULTS_DIRS:
+        (tmp_path / d).mkdir(parents=True)
+        (tmp_path / d / "a.json").write_text("{}\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("commit", "-q", "-m", "init")
+    monkeypatch.setattr(provenance, "_ROOT", tmp_path)
+    for d in provenance.RESULTS_DIRS:
+        (tmp_path / d / "a.json").write_text('{"rewritten": 1}\n')  # an earlier run
+    assert provenance.git_revision()["dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert provenance.git_revision()["dirty"] is True
