@@ -292,7 +292,9 @@ def lr_sensitivity_figure(results_by_task: dict[str, Sequence[SmallRunResult]]) 
     One row per task (``{"levy": runs, "banana": runs}``): left, the test error (RMSE, or
     1 - accuracy); right, the largest per-step change of a run (Levy ``max |Δx*|``, Banana
     direction change in degrees). Every run is a dot (parameterizations side by side around each
-    rate); lines join the medians. Log scales where the values span more than a factor of 20.
+    rate); lines join the medians. Test errors above twice their 90th percentile (diverged
+    runs) are drawn on the top edge and counted; log scales where the values shown span more
+    than a factor of 20.
     """
     import matplotlib.pyplot as plt
 
@@ -300,33 +302,44 @@ def lr_sensitivity_figure(results_by_task: dict[str, Sequence[SmallRunResult]]) 
     fig, axes = plt.subplots(len(tasks), 2, figsize=(7.6, 2.9 * len(tasks)), squeeze=False,
                              constrained_layout=True)
     rng = np.random.default_rng(0)
+    clipped: dict[str, str] = {}
     for row, task in zip(axes, tasks, strict=True):
         stats = _lr_rows(results_by_task[task])
         for ax, key in zip(row, ("err", "chg"), strict=True):
-            every = []
+            finite = [v[np.isfinite(v)] for s in stats.values() for v in s[key]]
+            allv = np.concatenate(finite) if finite else np.array([])
+            # Test errors: a few diverging runs (BN on Levy at rate 1) would squash the
+            # differences between the others, so the axis stops at twice the 90th
+            # percentile and the runs above are drawn on the top edge (and counted).
+            cap = (2 * float(np.quantile(allv, 0.9))
+                   if key == "err" and allv.size else math.inf)
+            above = 0
             for k, (m, s) in enumerate(stats.items()):
-                shift = 10 ** (0.06 * (k - (len(stats) - 1) / 2))   # parameterizations side by side
+                shift = 10 ** (0.06 * (k - (len(stats) - 1) / 2))   # side by side
                 for lr, vals in zip(s["lr"], s[key], strict=True):
                     v = vals[np.isfinite(vals)]
-                    every.append(v)
+                    above += int((v > cap).sum())
                     x = lr * shift * 10 ** rng.uniform(-0.02, 0.02, size=len(v))
-                    ax.scatter(x, v, s=6, color=COLORS[m], alpha=0.45, lw=0)
-                ax.plot(s["lr"] * shift, s[key + "_median"], color=COLORS[m], marker="o",
-                        ms=3, lw=1, label=LABELS[m])
-            allv = np.concatenate(every) if every else np.array([])
-            allv = allv[allv > 0]
+                    ax.scatter(x, np.minimum(v, cap), s=6, color=COLORS[m], alpha=0.45,
+                               lw=0)
+                ax.plot(s["lr"] * shift, np.minimum(s[key + "_median"], cap),
+                        color=COLORS[m], marker="o", ms=3, lw=1, label=LABELS[m])
+            if above:
+                ax.set_ylim(top=cap * 1.03)
+                clipped[task] = f"\n({above} runs above {cap:.3g}, drawn at the top)"
+            allv = allv[(allv > 0) & (allv <= cap)]
             if allv.size and allv.max() / allv.min() > 20:
                 ax.set_yscale("log")
             ax.set_xscale("log")
             ax.set_xlabel("learning rate")
         row[0].set(ylabel="test RMSE" if task == "levy" else "test error (1 - accuracy)",
-                   title=f"{task}: test error")
+                   title=f"{task}: test error" + clipped.get(task, ""))
         row[1].set(ylabel="largest $|\\Delta x^*|$" if task == "levy"
                    else "largest direction change (°)",
                    title=f"{task}: largest per-step CAB change")
         for ax in row:
             ax.title.set_fontsize(9)
-    axes[0][0].legend(fontsize=7)
+    axes[0][0].legend(fontsize=9)
     return fig
 
 
