@@ -634,3 +634,24 @@ def test_budget_and_flattery_tables():
     official = _results({"yacht": {"sp": [0.9] * 10, "gmp": [1.2] * 10}})
     flat = uci.flattery_table(official, _results({"yacht": {"sp": ten, "gmp": ten}}))
     assert "| yacht | -10% (10/10 lower) | +20% (0/10 lower) |" in flat
+
+
+@pytest.mark.parametrize("name", ("uci_official.json", "uci_official_fewer_rows.json",
+                                  "uci_honest_refit_paper_lr.json",
+                                  "uci_honest_refit.json"))
+def test_committed_decomposition_files_are_complete_and_recorded(name):
+    """Each file of the decomposition: written by a committed command naming it, from a
+    clean checkout, every param with 10 splits on every data set it holds."""
+    path = Path(__file__).resolve().parents[1] / "results" / name
+    if not path.exists():
+        pytest.skip(f"{name} not committed")
+    res = uci.load_results(path)
+    prov = res["provenance"]
+    assert prov["git_dirty"] is False and f"--out results/{name}" in prov["command"]
+    assert f"--protocol {res['protocol']}" in prov["command"]
+    for entry in res["datasets"].values():
+        assert list(entry["params"]) == list(PARAMS)
+        for r in entry["params"].values():
+            assert [s["split"] for s in r["splits"]] == list(range(10))
+            if res["config"].get("refit"):
+                assert all("no_refit_test_rmse" in s for s in r["splits"])
