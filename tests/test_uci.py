@@ -241,7 +241,7 @@ def _tiny_data(n_rows=60, n=3, seed=0) -> UCIData:
 
 
 def _tiny_cfg(**kw) -> uci.UCIConfig:
-    base = dict(protocol="honest", splits=2, hidden=6, folds=2, lr_grid=(1e-2, 1e-1),
+    base = dict(protocol="honest-no-refit", splits=2, hidden=6, folds=2, lr_grid=(1e-2, 1e-1),
                 max_epochs=15, patience=4, batch_size=16, dtype="float64")
     base.update(kw)
     return uci.UCIConfig(**base)
@@ -265,16 +265,37 @@ def test_official_protocol_is_the_authors_script():
     assert cfg.to_dict()["monitor"] == script["validation_data"] == "test"
 
 
-def test_honest_differs_from_official_only_in_the_selection():
-    off, hon = uci.UCIConfig(protocol="official"), uci.UCIConfig(protocol="honest")
-    assert off.fit_config() == hon.fit_config()
-    a, b = off.to_dict(), hon.to_dict()
-    changed = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
-    assert changed == {"protocol", "monitor", "lr", "lr_grid", "lr_choice", "folds",
-                       "val_fraction"}
-    fixed = uci.UCIConfig(protocol="honest", lr_choice="paper").to_dict()
-    assert {k for k in a.keys() | fixed.keys() if a.get(k) != fixed.get(k)} == {
-        "protocol", "monitor", "lr_choice", "val_fraction"}
+def test_protocols_differ_from_official_only_in_their_steps():
+    off = uci.UCIConfig(protocol="official")
+    a = off.to_dict()
+
+    def changed(protocol):
+        cfg = uci.UCIConfig(protocol=protocol)
+        assert cfg.fit_config() == off.fit_config()
+        b = cfg.to_dict()
+        return {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+
+    assert changed("official-fewer-rows") == {"protocol", "val_fraction", "final_rows"}
+    assert changed("honest-no-refit-paper-lr") == {"protocol", "monitor", "val_fraction",
+                                                   "final_rows"}
+    assert changed("honest-refit-paper-lr") == {"protocol", "monitor", "val_fraction",
+                                                "refit", "final_rows"}
+    assert changed("honest-refit") == {"protocol", "monitor", "val_fraction", "refit",
+                                       "final_rows", "lr", "lr_grid", "folds"}
+    assert changed("honest-no-refit") == {"protocol", "monitor", "val_fraction",
+                                          "final_rows", "lr", "lr_grid", "folds"}
+
+
+def test_old_honest_files_read_as_no_refit():
+    for name, protocol in (("uci.json", "honest-no-refit"),
+                           ("uci_honest_paper_lr.json", "honest-no-refit-paper-lr")):
+        path = Path(__file__).resolve().parents[1] / "results" / name
+        if not path.exists():
+            continue
+        doc = uci.load_results(path)
+        if doc["config"].get("refit"):
+            continue
+        assert doc["protocol"] == doc["config"]["protocol"] == protocol
 
 
 def _poisoned(data: UCIData, cfg: uci.UCIConfig) -> UCIData:
@@ -290,15 +311,100 @@ def _one_split(data: UCIData, cfg: uci.UCIConfig, param: str) -> dict:
     return uci.run_unit(data, param, cfg)["splits"][0]
 
 
+HONEST = ("honest-no-refit", "honest-no-refit-paper-lr", "honest-refit",
+          "honest-refit-paper-lr")
+
+
+@pytest.mark.parametrize("protocol", HONEST)
 @pytest.mark.parametrize("param", PARAMS)
-def test_honest_protocol_never_reads_the_test_split(param):
-    """Test features and targets NaN: training and every selection are unchanged; only the
-    final score becomes NaN."""
-    data, cfg = _tiny_data(), _tiny_cfg(splits=1)
+def test_honest_protocol_never_reads_the_test_split(param, protocol):
+    """Test features and targets NaN: training and every selection are unchanged (for the
+    refit: its epochs and replayed cuts too); only the scores on the test split become
+    NaN."""
+    data, cfg = _tiny_data(), _tiny_cfg(splits=1, protocol=protocol)
     c = _one_split(data, cfg, param)
     p = _one_split(_poisoned(data, cfg), cfg, param)
-    assert math.isfinite(c.pop("test_rmse")) and math.isnan(p.pop("test_rmse"))
-    assert c == p          # chosen LR, CV scores, epochs: identical
+    for key in ("test_rmse", "no_refit_test_rmse"):
+        if key in c or key in p:
+            assert math.isfinite(c.pop(key)) and math.isnan(p.pop(key)), key
+    assert c == p          # chosen LR, CV scores, epochs, refit schedule: identical
+
+
+def _refit_tasks(monkeypatch, cfg, param="sp"):
+    """The tasks the refit trains (captured from ``_train_tasks``)."""
+    seen = []
+    orig = uci._train_tasks
+
+    def spy(data, tasks, *a, **k):
+        seen.extend(tasks)
+        return orig(data, tasks, *a, **k)
+
+    monkeypatch.setattr(uci, "_train_tasks", spy)
+    uci.run_unit(_tiny_data(), param, cfg)
+    return [t for t in seen if t.replay is not None]
+
+
+@pytest.mark.parametrize("protocol", ("honest-refit", "honest-refit-paper-lr"))
+def test_refit_trains_on_every_training_row_and_never_the_test_split(monkeypatch,
+                                                                     protocol):
+    cfg = _tiny_cfg(protocol=protocol)
+    refits = _refit_tasks(monkeypatch, cfg)
+    assert len(refits) == cfg.splits
+    for t in refits:
+        train, test = uci.split_indices(60, t.split, cfg.test_fraction)
+        assert sorted(t.fit) == sorted(train) and len(t.val) == 0
+        assert sorted(t.seen) == sorted(train)
+        assert not set(t.fit) & set(test) and sorted(t.score) == sorted(test)
+
+
+def test_refit_replays_the_selection_runs_epochs_and_cuts():
+    data, cfg = _tiny_data(), _tiny_cfg(protocol="honest-refit-paper-lr", splits=2,
+                                        max_epochs=200, patience=20)
+    out = uci.run_unit(data, "gmp", cfg)["splits"]
+    assert any(r["lr_drops"] for r in out)        # the schedule cut the rate somewhere
+    for r in out:
+        sel = r["selection"]
+        want = sel["best_epoch"] if sel["stopped_early"] else sel["epochs"]
+        assert r["epochs"] == max(1, want)
+        assert all(e < r["epochs"] for e in r["lr_drops"])
+    # the selection run is the honest-no-refit-paper-lr final model
+    no = uci.run_unit(data, "gmp", _tiny_cfg(protocol="honest-no-refit-paper-lr", splits=2,
+                                             max_epochs=200, patience=20))["splits"]
+    assert [r["no_refit_test_rmse"] for r in out] == [r["test_rmse"] for r in no]
+
+
+@pytest.mark.parametrize("param", PARAMS)
+def test_replayed_schedule_equals_the_selected_run(param):
+    """On the same rows and seeds, replaying a monitored run's selected epochs and
+    learning-rate cuts gives its kept weights exactly (float64)."""
+    from gmp.experiments.uci_trainer import build_members, fit_replay
+
+    g = torch.Generator().manual_seed(3)
+    S, N, n = 4, 40, 3
+    x = torch.randn(S, N, n, generator=g, dtype=torch.float64)
+    y = 3 * torch.sin(x[..., 0]) + x[..., 1]
+    xv = torch.randn(S, 12, n, generator=g, dtype=torch.float64)
+    yv = 3 * torch.sin(xv[..., 0]) + xv[..., 1]
+    cfg = FitConfig(max_epochs=300, patience=20, batch_size=16)
+    lr, seeds = [0.1, 0.05, 0.1, 0.3], [5, 6, 7, 8]
+
+    def members():
+        return build_members(param, n, [1, 2, 3, 4], hidden=6, dtype=torch.float64)
+
+    r = fit_stacked(members(), x, y, xv, yv, lr, cfg, seeds)
+    assert any(r.drops_before(s) for s in range(S))
+    q = fit_replay(members(), x, y, lr, cfg, seeds, r.selected_epochs,
+                   [r.drops_before(s) for s in range(S)])
+    assert torch.equal(q.epochs_run, r.selected_epochs)
+    assert torch.equal(r.net.flat_state(), q.net.flat_state())
+    # a cut not replayed changes the weights
+    skip = [r.drops_before(s)[1:] for s in range(S)]
+    q2 = fit_replay(members(), x, y, lr, cfg, seeds, r.selected_epochs, skip)
+    assert not torch.equal(r.net.flat_state(), q2.net.flat_state())
+    # the module reference records the same cuts
+    from gmp.experiments.uci_trainer import fit_module
+    m = fit_module(members()[0], x[0], y[0], xv[0], yv[0], lr[0], cfg, seeds[0])
+    assert m.lr_drops[0] == r.lr_drops[0]
 
 
 def test_official_protocol_selects_on_the_test_split():
@@ -324,7 +430,7 @@ def test_stacked_and_module_trainers_agree_on_the_protocol():
 
 
 def test_honest_with_the_papers_rates_skips_cross_validation():
-    data, cfg = _tiny_data(), _tiny_cfg(lr_choice="paper")
+    data, cfg = _tiny_data(), _tiny_cfg(protocol="honest-no-refit-paper-lr")
     assert uci.n_models(cfg) == cfg.splits
     for m in ("sp", "gmp"):
         for split in uci.run_unit(data, m, cfg)["splits"]:
@@ -340,8 +446,8 @@ def test_config_errors():
         uci.UCIConfig(params=("sp", "ln"))
     with pytest.raises(ValueError, match="lr_grid"):
         uci.UCIConfig(lr_grid=(0.1, -1.0))
-    with pytest.raises(ValueError, match="lr_choice must be"):
-        uci.UCIConfig(lr_choice="grid")
+    with pytest.raises(TypeError):
+        uci.UCIConfig(protocol="honest-refit", lr_choice="paper")   # one value, no combination
     with pytest.raises(ValueError, match="unknown preset"):
         uci.UCIConfig(preset="keras")
     assert uci.UCIConfig().protocol == "official"           # the authors' script by default
@@ -360,8 +466,8 @@ def test_markdown_table_bolds_best():
 # ---------------------------------------------------------------- CLI, resume
 
 def _argv(out: Path) -> list[str]:
-    return ["--protocol", "honest", "--datasets", "yacht", "--splits", "1", "--params", "sp,gmp",
-            "--folds", "2",
+    return ["--protocol", "honest-refit", "--datasets", "yacht", "--splits", "1",
+            "--params", "sp,gmp", "--folds", "2",
             "--lr-grid", "0.01,0.1", "--max-epochs", "4", "--patience", "2", "--hidden", "5",
             "--out", str(out), "--quiet", "--threads", "1"]
 
@@ -377,16 +483,17 @@ def test_cli_writes_json_and_resumes(tmp_path, monkeypatch, capsys):
     out = tmp_path / "res" / "uci.json"
     assert uci.main(_argv(out)) == 0
     res = json.loads(out.read_text())
-    assert res["protocol"] == "honest" and set(res["datasets"]) == {"yacht"}
+    assert res["protocol"] == "honest-refit" and set(res["datasets"]) == {"yacht"}
     entry = res["datasets"]["yacht"]
     assert list(entry["params"]) == ["sp", "gmp"]
     split = entry["params"]["gmp"]["splits"][0]
     assert split["lr"] in (0.01, 0.1) and math.isfinite(split["test_rmse"])
     for key in provenance.KEYS:
         assert key in res["provenance"] and key in entry["params"]["gmp"]["run"]
-    assert "gmp-uci --protocol honest --datasets yacht" in res["provenance"]["command"]
+    assert "gmp-uci --protocol honest-refit --datasets yacht" in res["provenance"]["command"]
     assert "cpu" in res["provenance"]["hardware"] and res["provenance"]["git_revision"] is not None
-    assert "- command: `gmp-uci --protocol honest --datasets yacht" in uci.provenance_markdown(res)
+    assert "- command: `gmp-uci --protocol honest-refit --datasets yacht" in \
+        uci.provenance_markdown(res)
     assert "| yacht | 308 × 6 |" in capsys.readouterr().out
 
     def boom(*a, **k):
@@ -434,6 +541,22 @@ def test_resume_after_a_kill_gives_identical_numbers(tmp_path, monkeypatch):
     monkeypatch.setattr(uci, "run_unit", real)
     assert uci.main(_argv(cut) + ["--resume"]) == 0
     assert _numbers(json.loads(cut.read_text())) == _numbers(json.loads(whole.read_text()))
+
+
+def test_cli_runs_the_old_honest_commands(tmp_path, monkeypatch):
+    """Recorded commands of earlier files (``--protocol honest [--lr-choice paper]``) run as
+    the protocols they were; ``--lr-choice`` with a new protocol is an error."""
+    got = []
+    monkeypatch.setattr(uci, "run", lambda d, cfg, *a, **k: got.append(cfg.protocol) or
+                        {"datasets": {}})
+    monkeypatch.setattr(uci, "markdown_table", lambda r: "")
+    base = ["--datasets", "yacht", "--splits", "1", "--quiet"]
+    assert uci.main([*base, "--protocol", "honest", "--out", str(tmp_path / "a.json")]) == 0
+    assert uci.main([*base, "--protocol", "honest", "--lr-choice", "paper",
+                     "--out", str(tmp_path / "b.json")]) == 0
+    assert got == ["honest-no-refit", "honest-no-refit-paper-lr"]
+    assert uci.main([*base, "--protocol", "honest-refit", "--lr-choice", "paper",
+                     "--out", str(tmp_path / "c.json")]) == 2
 
 
 def test_cli_rejects_unknown_dataset(tmp_path, capsys):
@@ -511,3 +634,24 @@ def test_budget_and_flattery_tables():
     official = _results({"yacht": {"sp": [0.9] * 10, "gmp": [1.2] * 10}})
     flat = uci.flattery_table(official, _results({"yacht": {"sp": ten, "gmp": ten}}))
     assert "| yacht | -10% (10/10 lower) | +20% (0/10 lower) |" in flat
+
+
+@pytest.mark.parametrize("name", ("uci_official.json", "uci_official_fewer_rows.json",
+                                  "uci_honest_refit_paper_lr.json",
+                                  "uci_honest_refit.json"))
+def test_committed_decomposition_files_are_complete_and_recorded(name):
+    """Each file of the decomposition: written by a committed command naming it, from a
+    clean checkout, every param with 10 splits on every data set it holds."""
+    path = Path(__file__).resolve().parents[1] / "results" / name
+    if not path.exists():
+        pytest.skip(f"{name} not committed")
+    res = uci.load_results(path)
+    prov = res["provenance"]
+    assert prov["git_dirty"] is False and f"--out results/{name}" in prov["command"]
+    assert f"--protocol {res['protocol']}" in prov["command"]
+    for entry in res["datasets"].values():
+        assert list(entry["params"]) == list(PARAMS)
+        for r in entry["params"].values():
+            assert [s["split"] for s in r["splits"]] == list(range(10))
+            if res["config"].get("refit"):
+                assert all("no_refit_test_rmse" in s for s in r["splits"])

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -345,13 +345,23 @@ def uci_claim(res: dict, protocol: str, key: str) -> Claim:
 
 def uci(results: Path = RESULTS) -> list[Claim]:
     """Table 1 under the official protocol (selects on the test split) and the honest one
-    (selection and learning rate on the training part)."""
+    with the refit (learning rate, schedule and training length chosen on the training
+    part, then refit on all of it: ``results/uci_honest_refit.json``). A file that holds
+    fewer data sets than the official one says so in the claim's strength: the claim is
+    about every data set, so it cannot be *supported* there."""
     from .uci import load_results
 
     off = load_results(Path(results) / "uci_official.json")
-    hon = load_results(Path(results) / "uci.json")
-    return [uci_claim(off, "official protocol", "uci-official"),
-            uci_claim(hon, "honest protocol", "uci-honest")]
+    hon = load_results(Path(results) / "uci_honest_refit.json")
+    honest = uci_claim(hon, "honest protocol (refit)", "uci-honest")
+    missing = [n for n in off["datasets"] if n not in hon["datasets"]]
+    if missing:
+        honest = replace(
+            honest, word="not shown" if honest.word == "supported" else honest.word,
+            strength=honest.strength + f"; {', '.join(missing)} not run under this "
+            "protocol (cut for time), so the claim cannot be supported on all "
+            f"{len(off['datasets'])}")
+    return [uci_claim(off, "official protocol", "uci-official"), honest]
 
 
 def _gpu_claim(key: str, title: str, source: str, chapter: str, folder: Path) -> Claim:

@@ -5,7 +5,8 @@ Seven data sets × 10 random 80/20 splits × four parameterizations (SP, WN, BN,
 one-hidden-layer MLP with 100 ReLU units, built as the authors' code builds it (preset
 ``"authors"`` of :mod:`gmp.params`: the GmP unit ``r·ReLU(uᵀx + λ)`` with their Glorot-derived
 initialization and a dense read-out; Keras' Glorot initialization, WN read-out and BN
-settings for the baselines). Two protocols, named after their source:
+settings for the baselines). The protocols, named after what they are (one value each,
+:data:`PROTOCOLS`; :data:`PROTOCOL_STEPS` says what each changes):
 
 ``official`` (the default)
     The authors' script ``uci_regression/uci_regression.py``, setting by setting: split ``k``
@@ -16,21 +17,36 @@ settings for the baselines). Two protocols, named after their source:
     patience=50)`` and ``EarlyStopping(patience=100, restore_best_weights=True)``, both on
     the validation MSE, and the validation data **is the test split**: the schedule, the
     stopping epoch and the weights kept are selected on the numbers then reported.
-``honest``
-    The same training, with the selection moved off the test split and nothing else changed:
-    the schedule and early stopping watch Keras' ``validation_split=0.2`` of the rows being
-    trained on (their last 20 %: the training part is already in random order), and the
-    learning rate of every parameterization is chosen by 3-fold cross-validation on the
-    training part (scikit-learn's ``KFold(3, shuffle=True, random_state=k)``) over
-    :data:`DEFAULT_LR_GRID`: a fold model trains on two folds (minus their validation split)
-    and is scored by RMSE on the third; the rate with the lowest mean fold RMSE trains the
-    final model on the training part (minus its validation split), which is scored once on
-    the test split.
+``honest-refit`` (the honest number of the book)
+    Nothing is selected on the test split, and the final model trains on every training row,
+    as practitioners do: (1) the learning rate of every parameterization is chosen by 3-fold
+    cross-validation on the training part (scikit-learn's ``KFold(3, shuffle=True,
+    random_state=k)``) over :data:`DEFAULT_LR_GRID`: a fold model trains on two folds (minus
+    their validation split) and is scored by RMSE on the third; the rate with the lowest mean
+    fold RMSE wins; (2) a *selection run* at that rate trains on the training part minus
+    Keras' ``validation_split=0.2`` (its last 20 %: the training part is already in random
+    order), with the schedule and early stopping watching that validation split: it selects
+    the training length (the epochs behind the weights it keeps) and the learning-rate cuts;
+    (3) the *refit* trains on the whole training part for the selected number of epochs with
+    the selected cuts replayed at the same epochs
+    (:func:`~gmp.experiments.uci_trainer.fit_replay`; the rule "retrain on all the data for
+    the selected number of steps" is Algorithm 7.2 of Goodfellow, Bengio & Courville 2016,
+    *Deep Learning*, Sec. 7.8, here counted in epochs), and is scored once on the test split.
+    The selection run's test RMSE is recorded too (``no_refit_test_rmse``), for the
+    decomposition only; nothing reads it.
+``honest-no-refit``
+    Steps (1) and (2) alone: the selection run is the final model (it trained on 64 % of the
+    rows). This was the book's ``honest`` protocol before the refit.
+``official-fewer-rows``, ``honest-no-refit-paper-lr``, ``honest-refit-paper-lr``
+    The intermediate steps from ``official`` to ``honest-refit``, at the paper's fixed
+    learning rates: the official protocol trained on the training part minus its validation
+    split (still watching the test split); then watching the validation split instead; then
+    refitting on every training row. With ``honest-refit`` last (the learning rate by
+    cross-validation) the chain takes the official–honest gap apart
+    (:func:`~gmp.experiments.uci_report.decomposition`).
 
-A variant, ``honest`` with ``lr_choice="paper"``, keeps the paper's fixed learning rates and
-moves only the early stopping and the schedule off the test split, which separates the two
-changes. The final model of split ``k`` starts from the same initialization (and shuffling
-seed) under every protocol, so the protocols' numbers of a split are paired.
+The final model (and the selection run) of split ``k`` starts from the same initialization
+(and shuffling seed) under every protocol, so the protocols' numbers of a split are paired.
 
 The training itself (Keras' ``fit``, many networks at once) is
 :mod:`gmp.experiments.uci_trainer`. Not reproduced: TensorFlow's random streams (the
@@ -42,7 +58,7 @@ script downloads, so split ``k`` holds other rows than the script's split ``k``.
 Command line::
 
     gmp-uci --protocol official --datasets yacht --splits 2      # writes runs/uci-...json
-    gmp-uci --protocol honest --datasets all --splits 10 --jobs 2 --out my/uci.json
+    gmp-uci --protocol honest-refit --datasets all --splits 10 --jobs 2 --out my/uci.json
     gmp-uci ... --out my/uci.json --resume           # continue it after an interruption
 
 The unit of work is one (data set, parameterization); each is written to the results file
@@ -78,10 +94,11 @@ from ..provenance import record
 from . import uci_report
 from .uci_report import *  # noqa: F403  (re-exported: the book reads results through here)
 from .uci_report import _finite_or_inf, markdown_table
-from .uci_trainer import FitConfig, build_members, fit_module, fit_stacked, predict
+from .uci_trainer import FitConfig, build_members, fit_module, fit_replay, fit_stacked, predict
 
 __all__ = [
     "PROTOCOLS",
+    "PROTOCOL_STEPS",
     "DEFAULT_LR_GRID",
     "FORMAT_VERSION",
     "OFFICIAL_LR",
@@ -101,7 +118,22 @@ __all__ = [
     *uci_report.__all__,
 ]
 
-PROTOCOLS = ("honest", "official")
+#: protocol: (what the schedule and early stopping watch, where the learning rate comes
+#: from, what the final model trains on). In the order of the decomposition; ``honest-refit``
+#: is the book's honest number, ``honest-no-refit`` the earlier one.
+PROTOCOL_STEPS: dict[str, tuple[str, str, str]] = {
+    "official": ("test", "paper", "train"),
+    "official-fewer-rows": ("test", "paper", "train minus validation split"),
+    "honest-no-refit-paper-lr": ("validation split", "paper", "train minus validation split"),
+    "honest-refit-paper-lr": ("validation split", "paper", "train (refit)"),
+    "honest-refit": ("validation split", "cross-validation", "train (refit)"),
+    "honest-no-refit": ("validation split", "cross-validation",
+                        "train minus validation split"),
+}
+PROTOCOLS = tuple(PROTOCOL_STEPS)
+#: Names of files written before the protocols were named after what they are.
+_OLD_PROTOCOLS = {("honest", "cv"): "honest-no-refit",
+                  ("honest", "paper"): "honest-no-refit-paper-lr"}
 #: Learning rates the honest protocol's cross-validation chooses from, the decade grid
 #: around the paper's choices (0.01 for SP/WN/BN and 0.1 for GmP, Sec. 4.1).
 DEFAULT_LR_GRID: tuple[float, ...] = (1e-3, 1e-2, 1e-1)
@@ -127,18 +159,16 @@ class UCIConfig:
     """Settings of one benchmark run (defaults: the authors' script; see the module docstring).
 
     Attributes:
-        protocol: ``"official"`` (the default: the authors' script) or ``"honest"``.
+        protocol: one of :data:`PROTOCOLS` (default ``"official"``: the authors' script).
         splits: number of random 80/20 splits (split ``k`` is ``random_state=k``).
         params: parameterizations to run.
         preset: network preset of :mod:`gmp.params` (``"authors"``; others are variants).
         hidden: hidden units.
         test_fraction: test share of every split.
-        val_fraction: honest only: Keras' ``validation_split`` of every model's rows.
-        folds: honest only: cross-validation folds for the learning rate.
-        lr_grid: honest only: learning rates cross-validation chooses from.
-        lr_choice: honest only: ``"cv"`` (cross-validation over ``lr_grid``) or ``"paper"``
-            (the paper's fixed rates, as the official protocol; a variant that separates
-            the two changes of the honest protocol).
+        val_fraction: all but ``official``: Keras' ``validation_split`` of every model's rows.
+        folds: cross-validation folds for the learning rate (``honest-refit``,
+            ``honest-no-refit``).
+        lr_grid: learning rates cross-validation chooses from (same protocols).
         max_epochs, patience, batch_size, loss: Keras' ``fit``
             (:class:`~gmp.experiments.uci_trainer.FitConfig`); the plateau patience is
             ``patience // 2``, as in the script.
@@ -155,7 +185,6 @@ class UCIConfig:
     val_fraction: float = 0.2
     folds: int = 3
     lr_grid: tuple[float, ...] = DEFAULT_LR_GRID
-    lr_choice: str = "cv"
     max_epochs: int = 5000
     patience: int = 100
     batch_size: int = 1024
@@ -177,8 +206,6 @@ class UCIConfig:
                              f"{self.test_fraction}, {self.val_fraction}")
         if self.folds < 2:
             raise ValueError(f"folds must be >= 2, got {self.folds}")
-        if self.lr_choice not in ("cv", "paper"):
-            raise ValueError(f"lr_choice must be 'cv' or 'paper', got {self.lr_choice!r}")
         grid = tuple(float(v) for v in self.lr_grid)
         if not grid or any(not (v > 0 and math.isfinite(v)) for v in grid):
             raise ValueError(f"lr_grid must hold positive learning rates, got {self.lr_grid}")
@@ -190,6 +217,18 @@ class UCIConfig:
                              f"{self.max_rows}")
         self.fit_config()                      # validates the training settings
 
+    @property
+    def monitor(self) -> str:
+        return PROTOCOL_STEPS[self.protocol][0]
+
+    @property
+    def lr_by_cv(self) -> bool:
+        return PROTOCOL_STEPS[self.protocol][1] == "cross-validation"
+
+    @property
+    def refit(self) -> bool:
+        return PROTOCOL_STEPS[self.protocol][2] == "train (refit)"
+
     def fit_config(self) -> FitConfig:
         return FitConfig(max_epochs=self.max_epochs, patience=self.patience,
                          batch_size=self.batch_size, loss=self.loss)
@@ -197,15 +236,15 @@ class UCIConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["params"], d["lr_grid"] = list(self.params), list(self.lr_grid)
-        if self.protocol == "official":
+        d["monitor"] = "test" if self.monitor == "test" else "validation_split"
+        if not self.lr_by_cv:
             d["lr"] = {m: OFFICIAL_LR[m] for m in self.params}
-            d["monitor"] = "test"
-            del d["lr_grid"], d["folds"], d["val_fraction"], d["lr_choice"]
-        else:
-            d["monitor"] = "validation_split"
-            if self.lr_choice == "paper":
-                d["lr"] = {m: OFFICIAL_LR[m] for m in self.params}
-                del d["lr_grid"], d["folds"]
+            del d["lr_grid"], d["folds"]
+        if self.protocol == "official":
+            del d["val_fraction"]
+        d["final_rows"] = PROTOCOL_STEPS[self.protocol][2]
+        if self.refit:
+            d["refit"] = "selected epochs, learning-rate cuts replayed"
         del d["max_rows"]            # does not affect results
         return d
 
@@ -274,6 +313,8 @@ class _Task:
     score: np.ndarray      # what the trained model is scored on (RMSE)
     seen: np.ndarray       # what the normalizer is adapted on
     lrs: tuple[float, ...]
+    #: a refit: (epochs, learning-rate cuts) to replay; ``val`` is then empty
+    replay: tuple[int, tuple[int, ...]] | None = None
 
 
 # Seed roles. The final model of split k has the same initialization under both protocols
@@ -300,9 +341,12 @@ def _train_tasks(data: UCIData, tasks: list[_Task], param: str, cfg: UCIConfig,
     members = [(t, lr) for t in tasks for lr in t.lrs]
     groups: dict[tuple[int, int], list] = {}
     for t, lr in members:
-        groups.setdefault((len(t.fit), len(t.val)), []).append((t, lr))
+        groups.setdefault((len(t.fit), len(t.val), t.replay is None), []).append((t, lr))
     results: dict[tuple[int, int, float], dict] = {}
-    for (n_fit, _), group in groups.items():
+    for t in tasks:
+        if t.replay is not None and len(t.val):
+            raise ValueError("a refit task watches no rows")
+    for (n_fit, _, _), group in groups.items():
         chunk = max(1, cfg.max_rows // n_fit)
         for start in range(0, len(group), chunk):
             part = group[start:start + chunk]
@@ -319,9 +363,15 @@ def _train_tasks(data: UCIData, tasks: list[_Task], param: str, cfg: UCIConfig,
             T = {k: torch.as_tensor(np.stack(v), dtype=dtype) for k, v in xs.items()
                  if k != "xs"}
             lrs = [lr for _, lr in part]
-            if trainer == "stacked":
+            replay = part[0][0].replay is not None
+            if replay:
+                res = fit_replay(models, T["xf"], T["yf"], lrs, fcfg, shuffle,
+                                 [t.replay[0] for t, _ in part],
+                                 [t.replay[1] for t, _ in part])
+            elif trainer == "stacked":
                 res = fit_stacked(models, T["xf"], T["yf"], T["xv"], T["yv"], lrs, fcfg,
                                   shuffle)
+            if replay or trainer == "stacked":
                 width = max(len(a) for a in xs["xs"])      # score rows may differ by one
                 pad = np.zeros((len(part), width, data.X.shape[1]))
                 for i, a in enumerate(xs["xs"]):
@@ -329,7 +379,8 @@ def _train_tasks(data: UCIData, tasks: list[_Task], param: str, cfg: UCIConfig,
                 pred = predict(res.net, torch.as_tensor(pad, dtype=dtype))
                 outs = [pred[i, :len(a)] for i, a in enumerate(xs["xs"])]
                 stats = [(int(res.best_epoch[i]), int(res.epochs_run[i]),
-                          bool(res.stopped_early[i])) for i in range(len(part))]
+                          bool(res.stopped_early[i]), int(res.selected_epochs[i]),
+                          res.drops_before(i)) for i in range(len(part))]
             else:
                 outs, stats = [], []
                 for i, m in enumerate(models):
@@ -337,13 +388,16 @@ def _train_tasks(data: UCIData, tasks: list[_Task], param: str, cfg: UCIConfig,
                                    fcfg, shuffle[i])
                     outs.append(predict(r.net, torch.as_tensor(xs["xs"][i], dtype=dtype)[None])[0])
                     stats.append((int(r.best_epoch[0]), int(r.epochs_run[0]),
-                                  bool(r.stopped_early[0])))
-            for (t, lr), out, (best, epochs, early) in zip(part, outs, stats, strict=True):
+                                  bool(r.stopped_early[0]), int(r.selected_epochs[0]),
+                                  r.drops_before(0)))
+            for (t, lr), out, (best, epochs, early, sel, cuts) in zip(part, outs, stats,
+                                                                      strict=True):
                 err = out.double().numpy() - data.y[t.score]
                 results[(t.split, t.fold, lr)] = {
                     "split": t.split, "fold": t.fold, "lr": lr,
                     "rmse": float(np.sqrt(np.mean(err * err))),
-                    "best_epoch": best, "epochs": epochs, "stopped_early": early}
+                    "best_epoch": best, "epochs": epochs, "stopped_early": early,
+                    "selected_epochs": sel, "lr_drops": cuts}
             if bar is not None:
                 bar.update(len(part))
     return [results[(t.split, t.fold, lr)] for t, lr in members]
@@ -351,69 +405,86 @@ def _train_tasks(data: UCIData, tasks: list[_Task], param: str, cfg: UCIConfig,
 
 def n_models(cfg: UCIConfig) -> int:
     """Models trained per (data set, param)."""
-    if cfg.protocol == "official" or cfg.lr_choice == "paper":
-        return cfg.splits
-    return cfg.splits * (cfg.folds * len(cfg.lr_grid) + 1)
+    n = cfg.splits * (2 if cfg.refit else 1)
+    if cfg.lr_by_cv:
+        n += cfg.splits * cfg.folds * len(cfg.lr_grid)
+    return n
+
+
+def _entry(r: dict) -> dict:
+    return {"split": r["split"], "lr": r["lr"], "test_rmse": r["rmse"],
+            "best_epoch": r["best_epoch"], "epochs": r["epochs"],
+            "stopped_early": r["stopped_early"]}
 
 
 def run_unit(data: UCIData, param: str, cfg: UCIConfig, *, trainer: str = "stacked",
              bar=None) -> dict:
     """One parameterization on one data set: every split of the protocol; returns the
-    JSON-ready entry ``{"test_rmse_mean", "test_rmse_std", "splits": [...], "wall_s"}``."""
+    JSON-ready entry ``{"test_rmse_mean", "test_rmse_std", "splits": [...], "wall_s"}``
+    (``test_rmse_std``: sample standard deviation over the splits, ``ddof=1``).
+
+    A refit protocol's split entry describes the refit (``epochs`` trained, the replayed
+    ``lr_drops``) and its selection run (``selection``: ``best_epoch``, ``epochs``,
+    ``stopped_early``; ``no_refit_test_rmse``, that run's test RMSE)."""
     param = check_param(param)
     ds_index = list(DATASETS).index(data.name) if data.name in DATASETS else 99
     N = len(data.y)
     t0 = time.perf_counter()
-    out = []
-    if cfg.protocol == "official":
-        tasks = []
-        for k in range(cfg.splits):
-            train, test = split_indices(N, k, cfg.test_fraction)
-            tasks.append(_Task(k, -1, train, test, test, train, (OFFICIAL_LR[param],)))
-        for r in _train_tasks(data, tasks, param, cfg, ds_index, _FINAL, trainer, bar):
-            out.append({"split": r["split"], "lr": r["lr"], "test_rmse": r["rmse"],
-                        "best_epoch": r["best_epoch"], "epochs": r["epochs"],
-                        "stopped_early": r["stopped_early"]})
-    else:
-        cv_tasks, parts = [], {}
-        for k in range(cfg.splits):
-            train, test = split_indices(N, k, cfg.test_fraction)
-            parts[k] = (train, test)
-            if cfg.lr_choice == "paper":
-                continue
+    parts = {k: split_indices(N, k, cfg.test_fraction) for k in range(cfg.splits)}
+    cv_tasks = []
+    if cfg.lr_by_cv:
+        for k, (train, _) in parts.items():
             for f, (rest, held) in enumerate(kfold_indices(len(train), cfg.folds, k)):
                 fit, val = validation_split(train[rest], cfg.val_fraction)
                 cv_tasks.append(_Task(k, f, fit, val, train[held], train[rest], cfg.lr_grid))
-        cv = _train_tasks(data, cv_tasks, param, cfg, ds_index, _CV, trainer, bar)
-        final_tasks, tables = [], {}
-        for k in range(cfg.splits):
-            if cfg.lr_choice == "paper":
-                best_lr, tables[k] = OFFICIAL_LR[param], None
-            else:
-                mine = [r for r in cv if r["split"] == k]
-                table = {lr: float(np.mean([r["rmse"] for r in mine if r["lr"] == lr]))
-                         for lr in cfg.lr_grid}
-                best_lr = min(cfg.lr_grid, key=lambda lr: (_finite_or_inf(table[lr]), lr))
-                tables[k] = (table, mine)
-            train, test = parts[k]
-            fit, val = validation_split(train, cfg.val_fraction)
-            final_tasks.append(_Task(k, -1, fit, val, test, train, (best_lr,)))
-        for r in _train_tasks(data, final_tasks, param, cfg, ds_index, _FINAL, trainer, bar):
-            entry = {"split": r["split"], "lr": r["lr"], "test_rmse": r["rmse"],
-                     "best_epoch": r["best_epoch"], "epochs": r["epochs"],
-                     "stopped_early": r["stopped_early"]}
-            if tables[r["split"]] is not None:
-                table, mine = tables[r["split"]]
-                entry |= {"cv_rmse": {f"{lr:g}": v for lr, v in table.items()},
-                          "cv_models": len(mine),
-                          "cv_stopped_early": sum(c["stopped_early"] for c in mine),
-                          "cv_epochs_max": max(c["epochs"] for c in mine)}
-            out.append(entry)
-    out.sort(key=lambda r: r["split"])
-    rm = np.array([r["test_rmse"] for r in out], dtype=np.float64)
+    cv = _train_tasks(data, cv_tasks, param, cfg, ds_index, _CV, trainer, bar)
+    tables: dict[int, tuple | None] = {}
+    final_tasks = []
+    for k, (train, test) in parts.items():
+        if cfg.lr_by_cv:
+            mine = [r for r in cv if r["split"] == k]
+            table = {lr: float(np.mean([r["rmse"] for r in mine if r["lr"] == lr]))
+                     for lr in cfg.lr_grid}
+            best_lr = min(cfg.lr_grid, key=lambda lr: (_finite_or_inf(table[lr]), lr))
+            tables[k] = (table, mine)
+        else:
+            best_lr, tables[k] = OFFICIAL_LR[param], None
+        if cfg.protocol == "official":
+            final_tasks.append(_Task(k, -1, train, test, test, train, (best_lr,)))
+            continue
+        fit, val = validation_split(train, cfg.val_fraction)
+        watch = test if cfg.monitor == "test" else val
+        final_tasks.append(_Task(k, -1, fit, watch, test, train, (best_lr,)))
+    out = {}
+    for r in _train_tasks(data, final_tasks, param, cfg, ds_index, _FINAL, trainer, bar):
+        entry = _entry(r)
+        if tables[r["split"]] is not None:
+            table, mine = tables[r["split"]]
+            entry |= {"cv_rmse": {f"{lr:g}": v for lr, v in table.items()},
+                      "cv_models": len(mine),
+                      "cv_stopped_early": sum(c["stopped_early"] for c in mine),
+                      "cv_epochs_max": max(c["epochs"] for c in mine)}
+        out[r["split"]] = (entry, r)
+    if cfg.refit:
+        # the refit: every training row, the selection run's epochs and learning-rate cuts,
+        # the same initialization and shuffling seed; nothing watched
+        empty = np.zeros(0, dtype=np.int64)
+        refits = [_Task(k, -1, parts[k][0], empty, parts[k][1], parts[k][0], (r["lr"],),
+                        replay=(r["selected_epochs"], tuple(r["lr_drops"])))
+                  for k, (_, r) in sorted(out.items())]
+        for r in _train_tasks(data, refits, param, cfg, ds_index, _FINAL, trainer, bar):
+            entry, sel = out[r["split"]]
+            selection = {key: entry.pop(key) for key in ("best_epoch", "epochs",
+                                                         "stopped_early")}
+            no_refit = entry.pop("test_rmse")
+            entry |= {"test_rmse": r["rmse"], "epochs": r["epochs"],
+                      "lr_drops": list(sel["lr_drops"]), "selection": selection,
+                      "no_refit_test_rmse": no_refit}
+    rows = [out[k][0] for k in sorted(out)]
+    rm = np.array([r["test_rmse"] for r in rows], dtype=np.float64)
     return {"test_rmse_mean": float(np.mean(rm)),
             "test_rmse_std": float(np.std(rm, ddof=1)) if len(rm) > 1 else 0.0,
-            "splits": out, "wall_s": round(time.perf_counter() - t0, 2)}
+            "splits": rows, "wall_s": round(time.perf_counter() - t0, 2)}
 
 
 def run_dataset(name: str, cfg: UCIConfig, *, data: UCIData | None = None,
@@ -451,6 +522,14 @@ def load_results(path: str | Path) -> dict:
             or doc.get("format") not in (2, FORMAT_VERSION):
         raise ValueError(f"{path} is not a gmp-uci results file (no 'format' 2 or "
                          f"{FORMAT_VERSION} and 'datasets')")
+    if doc.get("protocol") == "honest":      # before the protocols were named as they are
+        c = doc["config"]
+        doc["protocol"] = _OLD_PROTOCOLS[("honest", c.get("lr_choice", "cv"))]
+        c.pop("lr_choice", None)
+        c["protocol"] = doc["protocol"]
+        c["final_rows"] = PROTOCOL_STEPS[doc["protocol"]][2]
+    elif doc.get("protocol") == "official":
+        doc["config"].setdefault("final_rows", "train")
     if doc.get("format") == 2:
         doc["format"] = 3
         doc["provenance"] = doc.pop("created")
@@ -585,9 +664,12 @@ def _parser() -> argparse.ArgumentParser:
     d = UCIConfig()
     p = argparse.ArgumentParser(
         prog="gmp-uci", description="UCI regression benchmark (Table 1 of Chen & Ge 2024).")
-    p.add_argument("--protocol", choices=PROTOCOLS, default="official",
+    p.add_argument("--protocol", choices=(*PROTOCOLS, "honest"), default="official",
+                   metavar="{" + ",".join(PROTOCOLS) + "}",
                    help="official (default): the authors' script, which selects on the test "
-                   "split; honest: the same training, selecting on the training part")
+                   "split; honest-refit: learning rate, schedule and training length chosen "
+                   "on the training part, then refit on all of it; the others are the steps "
+                   "between (see gmp.experiments.uci)")
     p.add_argument("--datasets", default="all",
                    help="'all' or a comma-separated list of: " + ", ".join(DATASETS))
     p.add_argument("--splits", type=int, default=d.splits, help="random 80/20 splits")
@@ -609,8 +691,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=d.folds, help="CV folds (honest)")
     p.add_argument("--lr-grid", default=",".join(f"{v:g}" for v in DEFAULT_LR_GRID),
                    help="comma-separated learning rates for CV (honest)")
-    p.add_argument("--lr-choice", choices=("cv", "paper"), default=d.lr_choice,
-                   help="honest: learning rate by cross-validation (cv) or the paper's (paper)")
+    # the protocol "honest" of earlier files, so that their recorded commands still run
+    p.add_argument("--lr-choice", choices=("cv", "paper"), default="cv",
+                   help=argparse.SUPPRESS)
     p.add_argument("--val-fraction", type=float, default=d.val_fraction,
                    help="Keras validation_split of every model's rows (honest)")
     p.add_argument("--max-epochs", type=int, default=d.max_epochs)
@@ -646,15 +729,14 @@ def _unique(items: list[str], what: str) -> list[str]:
     return items
 
 
-def default_out(protocol: str, lr_choice: str = "cv") -> Path:
+def default_out(protocol: str) -> Path:
     """A new results file under ``runs/`` (ignored by git), named by protocol and time:
     committed files in ``results/`` are written only when asked (``--out`` with
     ``--replace``)."""
     import datetime as _dt
 
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    variant = "-paper-lr" if protocol == "honest" and lr_choice == "paper" else ""
-    return Path("runs") / f"uci-{protocol}{variant}-{stamp}.json"
+    return Path("runs") / f"uci-{protocol}-{stamp}.json"
 
 
 def _tune_malloc() -> None:
@@ -685,11 +767,16 @@ def main(argv: list[str] | None = None) -> int:
         datasets = (list(DATASETS) if args.datasets.strip().lower() == "all"
                     else _csv(args.datasets, "--datasets"))
         datasets = _unique([resolve_name(d) for d in datasets], "--datasets")
-        cfg = UCIConfig(protocol=args.protocol, splits=args.splits,
+        protocol = args.protocol
+        if protocol == "honest":
+            protocol = _OLD_PROTOCOLS[("honest", args.lr_choice)]
+        elif args.lr_choice != "cv":
+            raise ValueError("--lr-choice belongs to the old protocol 'honest'; name the "
+                             "protocol instead (e.g. honest-refit-paper-lr)")
+        cfg = UCIConfig(protocol=protocol, splits=args.splits,
                         params=tuple(_csv(args.params, "--params")), preset=args.preset,
                         hidden=args.hidden, folds=args.folds, val_fraction=args.val_fraction,
                         lr_grid=tuple(float(v) for v in _csv(args.lr_grid, "--lr-grid")),
-                        lr_choice=args.lr_choice,
                         max_epochs=args.max_epochs, patience=args.patience,
                         batch_size=args.batch_size, dtype=args.dtype, max_rows=args.max_rows)
         threads = args.threads
@@ -703,7 +790,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
         for name in datasets:                 # every data file found before any work
             load_uci(name)
-        out = Path(args.out) if args.out else default_out(args.protocol, args.lr_choice)
+        out = Path(args.out) if args.out else default_out(protocol)
         with results_target(out, recognise=recognise_results, resume=args.resume,
                             replace=args.replace) as target:
             if target.replacing:

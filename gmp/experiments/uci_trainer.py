@@ -23,6 +23,12 @@ computation for one ordinary :class:`~gmp.baselines.OneHiddenLayerMLP`, the refe
    keeps its last weights (Keras 2, which the script ran on; Keras 3 restores the best
    weights then too).
 
+:func:`fit_replay` is the *refit* of a selected training run: it trains each member for a
+fixed number of epochs, multiplying its learning rate by ``plateau_factor`` at the end of
+the given epochs (the reductions ``ReduceLROnPlateau`` made in the run being replayed), and
+keeps the last weights; nothing is monitored. Replaying a :func:`fit_stacked` run on the same
+rows and seeds reproduces its kept weights (``FitResult.selected_epochs`` and ``lr_drops``).
+
 Invariant: members never interact (batched products, per-member losses summed, elementwise
 Adam, per-member schedules), so member ``s`` follows the trajectory of :func:`fit_module` from
 the same initial network, data, shuffling seed and learning rate, up to rounding. Members that
@@ -45,7 +51,8 @@ from ..params import check_param
 from .batched import BatchedAdam, BatchedEarlyStopping, BatchedMLP, BatchedPlateau
 from .small import KerasAdam
 
-__all__ = ["FitConfig", "FitResult", "build_members", "fit_stacked", "fit_module", "predict"]
+__all__ = ["FitConfig", "FitResult", "build_members", "fit_stacked", "fit_replay",
+           "fit_module", "predict"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,8 @@ class FitResult:
         epochs_run: ``(S,)`` epochs trained.
         stopped_early: ``(S,)`` early stopping triggered (else the epoch limit ended training).
         best_monitor: ``(S,)`` float64 best monitor value (inf if none was finite).
+        lr_drops: per member, the 1-based epochs at whose end ``ReduceLROnPlateau`` cut its
+            learning rate (empty for :func:`fit_replay`).
     """
 
     net: BatchedMLP
@@ -106,6 +115,19 @@ class FitResult:
     epochs_run: Tensor
     stopped_early: Tensor
     best_monitor: Tensor
+    lr_drops: list[list[int]] | None = None
+
+    @property
+    def selected_epochs(self) -> Tensor:
+        """``(S,)`` epochs that produced the weights kept: the best epoch (at least 1: Keras
+        keeps the first epoch's weights when none improves) when early stopping restored
+        it, else every epoch run (Keras 2 keeps the last weights at the epoch limit)."""
+        return torch.where(self.stopped_early, self.best_epoch.clamp_min(1), self.epochs_run)
+
+    def drops_before(self, s: int) -> list[int]:
+        """Member ``s``'s learning-rate cuts that happened before its kept weights."""
+        last = int(self.selected_epochs[s])
+        return [e for e in (self.lr_drops or [[]] * (s + 1))[s] if e < last]
 
 
 def build_members(param: str, in_features: int, seeds: Sequence[int], hidden: int = 100,
@@ -184,19 +206,17 @@ def fit_stacked(models: Sequence[OneHiddenLayerMLP], x_fit: Tensor, y_fit: Tenso
     ids = torch.arange(S)                       # working member -> original member
     xf, yf, xv, yv = x_fit, y_fit, x_val, y_val
     epochs_run = torch.zeros(S, dtype=torch.long)
+    drops: list[list[int]] = [[] for _ in range(S)]
     for epoch in range(cfg.max_epochs):
-        order = torch.stack([torch.randperm(N, generator=gens[i]) for i in ids.tolist()])
-        for start in range(0, N, B):
-            idx = order[:, start:start + B]
-            xb = torch.gather(xf, 1, idx.unsqueeze(-1).expand(-1, -1, xf.shape[-1]))
-            adam.zero_grad()
-            _loss(net(xb).squeeze(-1), torch.gather(yf, 1, idx), cfg.loss).sum().backward()
-            adam.step()
+        _train_epoch(net, adam, xf, yf, gens, ids, B, cfg.loss)
         epochs_run[ids] += (~stopper.stopped[ids]).long()   # stopped, not yet dropped: 0
         metric = torch.full((S,), math.nan, dtype=torch.float64)
         metric[ids] = _loss(predict(net, xv), yv, "mse").to(torch.float64)
         active = ~stopper.stopped
+        before = plateau.lr.clone()
         plateau.step(metric, active)
+        for i in torch.nonzero(plateau.lr != before).flatten().tolist():
+            drops[i].append(epoch + 1)
         improved, stop = stopper.update(metric)
         keep = (improved | (epoch == 0))[ids]   # Keras keeps the first epoch's weights too
         if bool(keep.any()):
@@ -220,7 +240,84 @@ def fit_stacked(models: Sequence[OneHiddenLayerMLP], x_fit: Tensor, y_fit: Tenso
     full.load_flat_state(torch.where(stopper.stopped.unsqueeze(1), best, final))
     full.eval()
     return FitResult(full, stopper.best_epoch + 1, epochs_run, stopper.stopped.clone(),
-                     stopper.best.clone())
+                     stopper.best.clone(), drops)
+
+
+def _train_epoch(net: BatchedMLP, adam: BatchedAdam, xf: Tensor, yf: Tensor,
+                 gens: list[torch.Generator], ids: Tensor, B: int, loss: str) -> None:
+    """One epoch of the working members ``ids``: the fit rows in a fresh order per member,
+    one Adam step per mini-batch."""
+    N = xf.shape[1]
+    order = torch.stack([torch.randperm(N, generator=gens[i]) for i in ids.tolist()])
+    for start in range(0, N, B):
+        idx = order[:, start:start + B]
+        xb = torch.gather(xf, 1, idx.unsqueeze(-1).expand(-1, -1, xf.shape[-1]))
+        adam.zero_grad()
+        _loss(net(xb).squeeze(-1), torch.gather(yf, 1, idx), loss).sum().backward()
+        adam.step()
+
+
+def fit_replay(models: Sequence[OneHiddenLayerMLP], x_fit: Tensor, y_fit: Tensor,
+               lr: Sequence[float] | Tensor, cfg: FitConfig, seeds: Sequence[int],
+               epochs: Sequence[int] | Tensor, lr_drops: Sequence[Sequence[int]],
+               progress=None) -> FitResult:
+    """The refit: member ``s`` trains on ``x_fit[s], y_fit[s]`` for exactly ``epochs[s]``
+    epochs, its learning rate multiplied by ``cfg.plateau_factor`` at the end of each epoch in
+    ``lr_drops[s]`` (a replayed ``ReduceLROnPlateau``), and keeps its last weights. No rows
+    are monitored. The early-stopping rule this implements is "retrain on all the data for
+    the selected number of epochs" (Goodfellow, Bengio & Courville 2016, *Deep Learning*,
+    Sec. 7.8, Algorithm 7.2, counted in epochs), with the selected run's learning-rate cuts
+    replayed at the same epochs.
+
+    Returns a :class:`FitResult` with ``best_epoch = epochs_run = epochs``,
+    ``stopped_early`` False and ``best_monitor`` NaN."""
+    S = len(models)
+    if x_fit.dim() != 3 or x_fit.shape[0] != S or y_fit.shape != x_fit.shape[:2] \
+            or x_fit.shape[1] < 1:
+        raise ValueError(f"x_fit must have shape (S={S}, N>=1, n) and y_fit (S, N), got "
+                         f"{tuple(x_fit.shape)}, {tuple(y_fit.shape)}")
+    if len(seeds) != S or len(lr_drops) != S:
+        raise ValueError(f"need one shuffling seed and one drop list per member ({S})")
+    ep = torch.as_tensor(epochs, dtype=torch.long).flatten().clone()
+    if ep.shape != (S,) or not bool((ep >= 1).all()):
+        raise ValueError(f"epochs must hold {S} counts >= 1, got {ep.tolist()}")
+    lr_t = torch.as_tensor(lr, dtype=torch.float64).flatten().clone()
+    if lr_t.shape != (S,) or not bool((lr_t > 0).all()):
+        raise ValueError(f"lr must hold {S} positive learning rates, got {lr_t.tolist()}")
+    cuts = [set(int(e) for e in d) for d in lr_drops]
+    full = BatchedMLP.from_modules(models).train()
+    net = full.subset(torch.arange(S))
+    adam = BatchedAdam(list(net.parameters()), lr_t.clone(), eps=cfg.adam_eps,
+                       eps_mode="keras")
+    lr_now = lr_t.clone()
+    final = net.flat_state().clone()
+    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    N = x_fit.shape[1]
+    B = N if cfg.batch_size is None else min(cfg.batch_size, N)
+    ids = torch.arange(S)
+    xf, yf = x_fit, y_fit
+    for epoch in range(int(ep.max())):
+        _train_epoch(net, adam, xf, yf, gens, ids, B, cfg.loss)
+        for i in ids.tolist():
+            if epoch + 1 in cuts[i]:       # the plateau's arithmetic (BatchedPlateau.step)
+                lr_now[i] = torch.clamp_min(lr_now[i] * cfg.plateau_factor, 0.0)
+        done = ep[ids] == epoch + 1
+        if progress is not None:
+            progress.update(1)
+        if bool(done.any()):
+            final[ids[done]] = net.flat_state()[done]
+            keep_idx = torch.nonzero(~done).flatten()
+            if len(keep_idx) == 0:
+                break
+            net = net.subset(keep_idx)
+            adam.select(keep_idx, list(net.parameters()))
+            ids = ids[keep_idx]
+            xf, yf = xf[keep_idx], yf[keep_idx]
+        adam.lr.copy_(lr_now[ids])
+    full.load_flat_state(final)
+    full.eval()
+    return FitResult(full, ep.clone(), ep.clone(), torch.zeros(S, dtype=torch.bool),
+                     torch.full((S,), math.nan, dtype=torch.float64), [[] for _ in range(S)])
 
 
 def fit_module(model: OneHiddenLayerMLP, x_fit: Tensor, y_fit: Tensor, x_val: Tensor,
@@ -239,7 +336,7 @@ def fit_module(model: OneHiddenLayerMLP, x_fit: Tensor, y_fit: Tensor, x_val: Te
     N = x_fit.shape[0]
     B = N if cfg.batch_size is None else min(cfg.batch_size, N)
     best_v, best_e, wait, stopped, epochs = math.inf, 0, 0, False, 0
-    best_state = None
+    best_state, drops = None, []
     for epoch in range(cfg.max_epochs):
         model.train()
         order = torch.randperm(N, generator=gen)
@@ -254,7 +351,10 @@ def fit_module(model: OneHiddenLayerMLP, x_fit: Tensor, y_fit: Tensor, x_val: Te
         with torch.no_grad():
             err = model(x_val).squeeze(-1) - y_val
             val = float((err * err).mean())
+        before = opt.param_groups[0]["lr"]
         sched.step(val)
+        if opt.param_groups[0]["lr"] != before:
+            drops.append(epoch + 1)
         if val < best_v:
             best_v, best_e, wait = val, epoch + 1, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -270,4 +370,4 @@ def fit_module(model: OneHiddenLayerMLP, x_fit: Tensor, y_fit: Tensor, x_val: Te
     model.eval()
     return FitResult(BatchedMLP.from_modules([model]).eval(), torch.tensor([best_e]),
                      torch.tensor([epochs]), torch.tensor([stopped]),
-                     torch.tensor([best_v], dtype=torch.float64))
+                     torch.tensor([best_v], dtype=torch.float64), [drops])
