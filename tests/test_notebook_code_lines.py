@@ -19,7 +19,6 @@ NOTEBOOKS = sorted([*ROOT.glob("book/*.ipynb"), *ROOT.glob("notebooks/*.ipynb")]
 
 # Chapters being rewritten elsewhere; remove an entry once its lines fit.
 PENDING = {
-    "book/08_uci.ipynb": "chapter 8 is being rewritten (issue #24 leaves it to its owner)",
 }
 
 

@@ -6,7 +6,7 @@ one-hidden-layer MLP with 100 ReLU units, built as the authors' code builds it (
 ``"authors"`` of :mod:`gmp.params`: the GmP unit ``r·ReLU(uᵀx + λ)`` with their Glorot-derived
 initialization and a dense read-out; Keras' Glorot initialization, WN read-out and BN
 settings for the baselines). The protocols, named after what they are (one value each,
-:data:`PROTOCOLS`; :data:`PROTOCOL_STEPS` says what each changes):
+``PROTOCOLS``; ``PROTOCOL_STEPS`` says what each changes):
 
 ``official`` (the default)
     The authors' script ``uci_regression/uci_regression.py``, setting by setting: split ``k``
@@ -118,9 +118,9 @@ __all__ = [
     *uci_report.__all__,
 ]
 
-#: protocol: (what the schedule and early stopping watch, where the learning rate comes
-#: from, what the final model trains on). In the order of the decomposition; ``honest-refit``
-#: is the book's honest number, ``honest-no-refit`` the earlier one.
+#: For each protocol, what the schedule and early stopping watch, where the learning rate
+#: comes from and what the final model trains on. In the order of the decomposition;
+#: ``honest-refit`` is the book's honest number, ``honest-no-refit`` the earlier one.
 PROTOCOL_STEPS: dict[str, tuple[str, str, str]] = {
     "official": ("test", "paper", "train"),
     "official-fewer-rows": ("test", "paper", "train minus validation split"),
@@ -159,7 +159,7 @@ class UCIConfig:
     """Settings of one benchmark run (defaults: the authors' script; see the module docstring).
 
     Attributes:
-        protocol: one of :data:`PROTOCOLS` (default ``"official"``: the authors' script).
+        protocol: one of ``PROTOCOLS`` (default ``"official"``: the authors' script).
         splits: number of random 80/20 splits (split ``k`` is ``random_state=k``).
         params: parameterizations to run.
         preset: network preset of :mod:`gmp.params` (``"authors"``; others are variants).

@@ -303,8 +303,8 @@ def flattery_table(official: dict, honest: dict) -> str:
             "official is lower)\n\n" + "\n".join(lines))
 
 
-#: The stages of the decomposition, official to honest: (name, protocol of the file that
-#: holds it, key of the split entry). The third stage is the selection run of the
+#: The stages of the decomposition, official to honest, each a tuple (name, protocol of the
+#: file that holds it, key of the split entry). The third stage is the selection run of the
 #: ``honest-refit-paper-lr`` file (its ``no_refit_test_rmse``, the same numbers as the
 #: ``honest-no-refit-paper-lr`` protocol's, trained from the same seeds).
 STAGES: tuple[tuple[str, str, str], ...] = (
@@ -319,7 +319,7 @@ STEPS: tuple[str, ...] = ("fewer rows", "validation monitor", "refit", "CV learn
 
 
 def stage_rmse(files: dict[str, dict]) -> dict[str, dict[str, dict[str, np.ndarray]]]:
-    """Per stage of :data:`STAGES`, per data set and param, the test RMSE of every split,
+    """Per stage of ``STAGES``, per data set and param, the test RMSE of every split,
     read from ``files`` (``{protocol: results}``; a missing file or data set leaves the
     stage out there)."""
     out: dict[str, dict[str, dict[str, np.ndarray]]] = {}
@@ -335,10 +335,10 @@ def stage_rmse(files: dict[str, dict]) -> dict[str, dict[str, dict[str, np.ndarr
 
 def decomposition(files: dict[str, dict], alpha: float = ALPHA) -> list[dict]:
     """The official–honest gap taken apart, per data set and param (rows in the order of
-    :data:`DATASETS` and :data:`PARAMS`).
+    ``DATASETS`` and ``PARAMS``).
 
-    Each row: ``"means"`` (mean test RMSE of every stage present, :data:`STAGES`),
-    ``"steps"`` (per step of :data:`STEPS` whose two stages are present: ``"delta"``, the
+    Each row: ``"means"`` (mean test RMSE of every stage present, ``STAGES``),
+    ``"steps"`` (per step of ``STEPS`` whose two stages are present: ``"delta"``, the
     change of the mean in % of the official mean, so that the steps add up to the total,
     and ``"cmp"``, :func:`~gmp.experiments.distributions.compare` of the earlier stage with
     the later one on the same splits, relative: positive = the step **raises** the RMSE,
@@ -493,7 +493,8 @@ def decomposition_figure(rows: list[dict]):
     import matplotlib.pyplot as plt
 
     params = [m for m in PARAMS if any(r["param"] == m for r in rows)]
-    fig, axes = plt.subplots(1, len(params), figsize=(3.2 * len(params), 3.4), sharey=True)
+    # at most the book's column (6.8 in at 100 dpi), however many params
+    fig, axes = plt.subplots(1, len(params), figsize=(6.8, 3.4), dpi=100, sharey=True)
     axes = np.atleast_1d(axes)
     colors = dict(zip(STEPS, ("#9ecae1", "#e6550d", "#31a354", "#756bb1"), strict=True))
     for ax, m in zip(axes, params, strict=True):
@@ -567,7 +568,9 @@ def rmse_figure(results: dict, normalize: bool = True):
     names = list(per)
     cols = min(4, len(names))
     rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.4 * rows), squeeze=False)
+    # the book's column: 6.8 in at 100 dpi
+    fig, axes = plt.subplots(rows, cols, figsize=(6.8, 2.2 * rows), dpi=100,
+                             squeeze=False)
     for ax, name in zip(axes.flat, names, strict=False):
         params = [m for m in PARAMS if m in per[name]]
         vals = np.stack([per[name][m] for m in params])           # (params, splits)
