@@ -32,12 +32,7 @@ def _have_uci() -> bool:
 needs_data = pytest.mark.skipif(not _have_uci(), reason="set GMP_DATA_DIR to the data mirror")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _uci_argv(out: Path | None, datasets: str = "yacht") -> list[str]:

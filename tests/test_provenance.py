@@ -34,15 +34,21 @@ def test_git_revision_is_head(tmp_path):
     assert s.endswith("+dirty") == info["dirty"]
 
 
-def test_ignored_results_file_does_not_make_the_checkout_dirty(monkeypatch, tmp_path):
+def _git_repo(path: Path):
+    """``git(*args)`` in a new repository at ``path`` (skips the test without git)."""
     def git(*args):
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
-                       cwd=tmp_path, capture_output=True, check=True)
+                       cwd=path, capture_output=True, check=True)
 
     try:
         git("init", "-q")
     except (OSError, subprocess.CalledProcessError):
         pytest.skip("git is not available")
+    return git
+
+
+def test_ignored_results_file_does_not_make_the_checkout_dirty(monkeypatch, tmp_path):
+    git = _git_repo(tmp_path)
     (tmp_path / "code.py").write_text("x = 1\n")
     (tmp_path / "results.json").write_text("{}\n")
     git("add", ".")
@@ -143,14 +149,7 @@ def test_describe_one_line_any_schema():
 def test_committed_results_files_never_make_the_checkout_dirty(monkeypatch, tmp_path):
     """make small-results rewrites several committed results files in turn: the second run
     must still record the code as clean (results are outputs, not code)."""
-    def git(*args):
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
-                       cwd=tmp_path, capture_output=True, check=True)
-
-    try:
-        git("init", "-q")
-    except (OSError, subprocess.CalledProcessError):
-        pytest.skip("git is not available")
+    git = _git_repo(tmp_path)
     for d in provenance.RESULTS_DIRS:
         (tmp_path / d).mkdir(parents=True)
         (tmp_path / d / "a.json").write_text("{}\n")

@@ -33,12 +33,7 @@ F64 = torch.float64
 SHARED = Path("/work/shared/data")
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _have_data() -> bool:
