@@ -249,10 +249,24 @@ def decision_boundary_figure(results: Sequence[SmallRunResult], splits: BananaSp
                 ax.contour(gx, gy, z, levels=[0.0], colors=COLORS[r.param], linewidths=0.6)
         x, y = splits.x_test.numpy(), splits.y_test.numpy()
         for label, c in ((0, "#56B4E9"), (1, "#CC79A7")):
-            ax.scatter(*x[y == label].T, s=6, color=c, edgecolor="k", lw=0.2)
+            ax.scatter(*x[y == label].T, s=6, color=c, edgecolor="k", lw=0.2,
+                       label=f"test points of class {label}")
         ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal",
                title=f"{LABELS[r.param]}: test accuracy {r.metrics['test_acc']:.3f}")
         ax.title.set_fontsize(9)
+    # one legend for every panel: the classes, the decision boundary, the units' CABs and
+    # the shading (the predicted probability of class 1)
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [Line2D([], [], ls="", marker="o", ms=4, color=c, mec="k", mew=0.2,
+                      label=f"class {k} (test)") for k, c in ((0, "#56B4E9"), (1, "#CC79A7"))]
+    handles += [Line2D([], [], color="k", lw=1.2, label="decision boundary (p = 0.5)"),
+                Line2D([], [], color="0.4", lw=0.6, label="hidden units' CABs (the method's colour)"),
+                Patch(color="#b2182b", alpha=0.35, label="p(class 1) high"),
+                Patch(color="#2166ac", alpha=0.35, label="p(class 1) low")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=9,
+               frameon=False)
     return fig
 
 
