@@ -262,7 +262,8 @@ def decision_boundary_figure(results: Sequence[SmallRunResult], splits: BananaSp
     handles = [Line2D([], [], ls="", marker="o", ms=4, color=c, mec="k", mew=0.2,
                       label=f"class {k} (test)") for k, c in ((0, "#56B4E9"), (1, "#CC79A7"))]
     handles += [Line2D([], [], color="k", lw=1.2, label="decision boundary (p = 0.5)"),
-                Line2D([], [], color="0.4", lw=0.6, label="hidden units' CABs (the method's colour)"),
+                Line2D([], [], color="0.4", lw=0.6,
+                       label="hidden units' CABs (the method's colour)"),
                 Patch(color="#b2182b", alpha=0.35, label="p(class 1) high"),
                 Patch(color="#2166ac", alpha=0.35, label="p(class 1) low")]
     fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=9,
