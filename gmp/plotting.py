@@ -379,7 +379,7 @@ def perturbation_figure(results: Sequence[Sequence[PerturbationResult]], unit: i
     return fig
 
 
-def sphere_grid_figure(u: np.ndarray, n_lines: int = 8) -> Figure:
+def sphere_grid_figure(u: np.ndarray, n_lines: int = 4) -> Figure:
     """Hyperspherical coordinates on ``S²`` (left) and ``G_ii`` as the tail mass of ``u``.
 
     Left: lines of constant ``θ₁`` (circles around the ``x₁`` axis, ``u₁ = cos θ₁``) and of
@@ -393,7 +393,7 @@ def sphere_grid_figure(u: np.ndarray, n_lines: int = 8) -> Figure:
     u = np.asarray(u, dtype=np.float64).reshape(-1)
     if u.size < 2 or not np.isclose(np.linalg.norm(u), 1.0):
         raise ValueError(f"u must be a unit vector with at least 2 entries, got {u}")
-    fig = plt.figure(figsize=(8.4, 3.4), dpi=85, layout="constrained")
+    fig = plt.figure(figsize=(8.0, 3.4), dpi=85, layout="constrained")
     ax = fig.add_subplot(1, 2, 1, projection="3d")
     t = np.linspace(0, 2 * np.pi, 181)
     for th1 in np.linspace(0, np.pi, n_lines + 1)[1:-1]:   # constant θ₁
@@ -403,9 +403,10 @@ def sphere_grid_figure(u: np.ndarray, n_lines: int = 8) -> Figure:
     for th2 in np.linspace(-np.pi, np.pi, 2 * n_lines + 1)[:-1]:  # constant θ₂
         ax.plot(np.cos(s_), np.sin(s_) * np.cos(th2), np.sin(s_) * np.sin(th2),
                 color="C1", lw=0.8)
-    ax.set(xlabel="$x_1$", ylabel="$x_2$", zlabel="$x_3$", box_aspect=(1, 1, 1))
+    ax.set(xlabel="$x_1$", ylabel="$x_2$", box_aspect=(1, 1, 1))   # x₃ up (no label:
+    # it would run into the next panel)
     ax.view_init(elev=20, azim=-35)
-    ax.set_title("constant θ₁ (blue), constant θ₂ (orange)", fontsize=9)
+    ax.set_title("constant θ₁ (blue), constant θ₂ (orange); $x_3$ up", fontsize=9)
     ax2 = fig.add_subplot(1, 2, 2)
     n = u.size
     sq = u**2
@@ -415,10 +416,9 @@ def sphere_grid_figure(u: np.ndarray, n_lines: int = 8) -> Figure:
         ax2.bar(np.arange(1, k + 2), sq[k], bottom=below, color=f"C{k % 10}", width=0.7,
                 label=f"$u_{{{k + 1}}}^2$" if n <= 10 else None)
     ax2.plot(np.arange(1, n), tail[: n - 1], "ko", ms=4, label="$G_{ii}$")
-    ax2.set(xlabel="i", ylabel="$\\sum_{k \\geq i} u_k^2$", ylim=(0, 1.05),
-            xticks=np.arange(1, n + 1))
-    ax2.set_title(f"G_ii = tail mass of u (n = {n})", fontsize=9)
-    ax2.legend(fontsize=7, ncol=2)
+    ax2.set(xlabel="i", ylabel="tail mass", ylim=(0, 1.05), xticks=np.arange(1, n + 1))
+    ax2.set_title(f"$G_{{ii}} = \\sum_{{k \\geq i}} u_k^2$ (n = {n})", fontsize=9)
+    ax2.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig
 
 
