@@ -120,9 +120,8 @@ lr-results: install
 # data sets); honest-refit 15.1 min for yacht, boston, energy, concrete and wine, while its
 # cross-validation on naval and power needs about 50 min more (the earlier AMD run's unit
 # times × the Intel/AMD ratio 1.9 measured on the other five), so the full target does not
-# fit 50 min and the committed honest-refit file holds 5 data sets. Caveat: a finished table
-# changes a tracked file, so the tables after it record git_dirty: true; the committed ones
-# were made one command at a time in a clean checkout, each moved out before the next.
+# fit 50 min and the committed honest-refit file holds 5 data sets. (A rewritten results file
+# does not make the checkout "dirty" for the tables after it: gmp.provenance.RESULTS_DIRS.)
 # The last two tables are the earlier honest number (no refit, 64 % of the rows) and its
 # variant at the paper's rates. This REWRITES the committed results/uci*.json (--replace):
 # each table is written to results/NAME.json.partial, unit by unit, and renamed over the
