@@ -305,7 +305,7 @@ def hypersphere_scrubber(frames: int = 13, theta2: float = 1.0) -> Scrubber:
         ax2.set_ylabel("metric entry", fontsize=9)
         ax2.tick_params(labelsize=9)
         ax2.legend(loc="lower center", fontsize=8)
-        ax2.set_title("length of a unit step in θ₂", fontsize=9)
+        ax2.set_title("squared length of a unit step in θ₂", fontsize=9)
 
     return scrubber(fig, update, frames,
                     caption="The slider sweeps θ₁ from 0 to π (θ₂ fixed).")

@@ -20,7 +20,7 @@ from gmp.train import TrainConfig, engine
 from gmp.train import checkpoint as ckpt_io
 from gmp.train.protocol import OfficialSchedule, PaperTextSchedule
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # The layer lists of imagenet32.py's build_model, one token per Keras layer (RandomFlip is
 # the data pipeline's flip here; Conv2D+ReLU activation is written as two tokens).

@@ -161,6 +161,11 @@ def test_uci_output_is_checked_before_any_unit(tmp_path, monkeypatch, capsys):
     (tmp_path / "f").write_text("x")
     assert uci.main(_uci_argv(tmp_path / "f" / "out.json")) == 2       # under a file
     assert "cannot create the folder" in capsys.readouterr().err
+    partial_doc = tmp_path / "no_config.json"          # looks like one, has no config
+    partial_doc.write_text('{"format": 3, "datasets": {}, "protocol": "honest"}')
+    assert uci.main(_uci_argv(partial_doc) + ["--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "is not a gmp-uci results file" in err and "Traceback" not in err
     foreign = tmp_path / "list.json"
     foreign.write_text("[1]")
     for extra in ([], ["--resume"], ["--replace"]):

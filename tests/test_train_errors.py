@@ -14,7 +14,7 @@ from gmp.files import OutputLock
 from gmp.train import checkpoint as ckpt_io
 from gmp.train.cli import main
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

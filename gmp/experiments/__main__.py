@@ -21,6 +21,7 @@ import importlib
 import math
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import fields, replace
 from pathlib import Path
@@ -80,8 +81,7 @@ def parse_seeds(items: Sequence[str], limit: int = MAX_SEEDS) -> list[int]:
             out.extend(span)
     if not out:
         raise argparse.ArgumentTypeError("no seeds given")
-    twice = sorted({s for i, s in enumerate(out) if s in set(out[:i])}) if \
-        len(set(out)) < len(out) else []
+    twice = sorted(s for s, k in Counter(out).items() if k > 1)
     if twice:
         raise argparse.ArgumentTypeError(
             f"seed(s) {', '.join(map(str, twice))} given more than once: each seed is one run")
@@ -250,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _unique(params: Sequence[str]) -> None:
-    twice = sorted({p for i, p in enumerate(params) if p in params[:i]})
+    twice = sorted(p for p, k in Counter(params).items() if k > 1)
     if twice:
         raise ValueError(f"--param names {', '.join(twice)} more than once")
 

@@ -269,12 +269,14 @@ def banana(results: Path = RESULTS) -> list[Claim]:
     comps = _family(hon, "max_step_change", lower_is_better=True)
     above = {m: sum(r.metrics["max_step_change"] > 90 for r in hon if r.param == m)
              for m in PARAMS}
+    runs_of = {m: sum(r.param == m for r in hon) for m in PARAMS}
     out.append(Claim("banana-stability", "Banana: GmP's boundaries turn least per step",
                      "Sec. 4.1.2, Fig. 3(i)", claim_word(c.word for c in comps.values()),
                      "honest protocol, the paper's learning rates (GmP's 10× the others')",
                      _strength(comps),
                      "runs with a one-step turn above 90°: " + ", ".join(
-                         f"{LABELS[m]} {above[m]}/20" for m in PARAMS) + "; " + _plain(comps),
+                         f"{LABELS[m]} {above[m]}/{runs_of[m]}" for m in PARAMS)
+                     + "; " + _plain(comps),
                      "06_banana", comparisons=comps))
     comps = _family(hon, "units_through_data", lower_is_better=False)
     out.append(Claim("banana-coverage", "Banana: GmP keeps more boundaries among the data",

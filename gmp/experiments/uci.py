@@ -80,6 +80,7 @@ import math
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -519,9 +520,10 @@ def load_results(path: str | Path) -> dict:
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not valid JSON ({e})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("datasets"), dict) \
+            or not isinstance(doc.get("config"), dict) \
             or doc.get("format") not in (2, FORMAT_VERSION):
         raise ValueError(f"{path} is not a gmp-uci results file (no 'format' 2 or "
-                         f"{FORMAT_VERSION} and 'datasets')")
+                         f"{FORMAT_VERSION}, 'config' and 'datasets')")
     if doc.get("protocol") == "honest":      # before the protocols were named as they are
         c = doc["config"]
         doc["protocol"] = _OLD_PROTOCOLS[("honest", c.get("lr_choice", "cv"))]
@@ -723,9 +725,9 @@ def _csv(s: str, what: str) -> list[str]:
 
 
 def _unique(items: list[str], what: str) -> list[str]:
-    seen = [v for i, v in enumerate(items) if v in items[:i]]
+    seen = sorted(v for v, k in Counter(items).items() if k > 1)
     if seen:
-        raise ValueError(f"{what} names {', '.join(sorted(set(seen)))} more than once")
+        raise ValueError(f"{what} names {', '.join(seen)} more than once")
     return items
 
 

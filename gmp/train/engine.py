@@ -22,9 +22,9 @@ What one run writes into its folder ``--out`` (rank 0 only):
 
 After each epoch the files are written in the order ``checkpoint.pt``, ``best.pt``,
 ``summary.json``, so a run killed in between is completed by ``--resume``: the checkpoint
-records the best epoch, and a resumed run rewrites a missing or stale ``best.pt`` and the
-summary before anything else. On start, temporaries left by a run killed mid-write are
-removed (under the folder's lock).
+records the best epoch, and a resumed run rewrites a missing or stale ``best.pt`` before
+anything else and the summary after its next epoch (at once when no epoch is left). On
+start, temporaries left by a run killed mid-write are removed (under the folder's lock).
 
 Resuming (``--resume``) restarts after the last completed epoch. The data order and the
 augmentation of an epoch are functions of ``(seed, epoch)`` only, and the generator states
@@ -712,7 +712,8 @@ def _write_summary(out: Path, cfg: TrainConfig, info: dict[str, Any], progress: 
                    diverged: str | None = None) -> None:
     """``summary.json`` (and its copy in ``--results-dir``) after ``progress.epoch`` epochs.
 
-    ``finished`` only when every epoch completed and the run did not diverge; a diverged run
+    ``finished`` when every epoch completed or the protocol stopped the run early (``official``),
+    never for a run that diverged; a diverged run
     records the error in ``diverged`` (``final`` is its last completed epoch, or None)."""
     history = progress.history
     last = history[-1] if history else None
