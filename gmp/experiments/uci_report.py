@@ -596,10 +596,11 @@ def rmse_figure(results: dict, normalize: bool = True):
 #: How far a rerun's mean test RMSE of a parameterization may lie from the recorded one
 #: (relative), in chapter 8's rerun of Yacht. float32 training over thousands of epochs with
 #: plateau schedules and early stopping is chaotic: another CPU's kernels round differently
-#: and single splits can move by tens of percent. Between the two CPUs tried (AMD EPYC,
-#: Intel Xeon: results/uci_official.json and results/uci_official_intel_xeon.json) Yacht's
-#: means moved by at most 4 %; on data sets with a few unstable splits (Energy, Naval) means
-#: moved by more, while the param with the lowest mean was the same on all seven.
+#: and single splits can move by tens of percent. Between the two CPUs tried (the official
+#: table made on an AMD EPYC at revision 68c0c14, in this repository's history, against
+#: results/uci_official_intel_xeon.json) Yacht's means moved by at most 4 %; on data sets
+#: with a few unstable splits (Energy, Naval) means moved by more, while the param with the
+#: lowest mean was the same on all seven.
 RERUN_MEAN_TOLERANCE = 0.10
 
 
