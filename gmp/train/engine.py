@@ -72,7 +72,7 @@ from .distributed import (
     setup,
     teardown,
 )
-from .protocol import Schedule, make_schedule
+from .protocol import Schedule, make_schedule, schedule_class
 
 __all__ = ["TrainResult", "accuracy_counts", "decay_groups", "evaluate", "load_checkpoint",
            "save_checkpoint", "train", "train_one_epoch"]
@@ -700,8 +700,10 @@ def _reported(cfg: TrainConfig, progress: _Progress) -> dict[str, Any] | None:
     whose script keeps that epoch's weights) or the final epoch's (``paper-text``)."""
     if not progress.history:
         return None
-    if cfg.protocol == "official" and progress.best_epoch:
-        row, rule = progress.history[progress.best_epoch - 1], "best-val-top5-epoch"
+    kind = schedule_class(cfg.protocol)
+    if kind.reported == "best-epoch" and progress.best_epoch:
+        row = progress.history[progress.best_epoch - 1]
+        rule = f"best-{kind.monitor.replace('_', '-')}-epoch"
     else:
         row, rule = progress.history[-1], "final-epoch"
     return {"rule": rule, "epoch": row["epoch"], "val_top1": row["val_top1"],

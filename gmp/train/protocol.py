@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 __all__ = ["DEFAULT_PROTOCOL", "MAX_EPOCHS", "PROTOCOLS", "OfficialSchedule",
-           "PaperTextSchedule", "Schedule", "make_schedule"]
+           "PaperTextSchedule", "Schedule", "make_schedule", "schedule_class"]
 
 #: The protocols, named after their source (the authors' script, the paper's text).
 PROTOCOLS: tuple[str, ...] = ("official", "paper-text")
@@ -133,8 +133,15 @@ def make_schedule(protocol: str, optimizer: torch.optim.Optimizer, *,
                   milestones: list[int] | None = None, gamma: float = 0.1,
                   plateau_patience: int = 5, early_stop_patience: int = 10) -> Schedule:
     """The :class:`Schedule` of ``protocol`` (one of :data:`PROTOCOLS`) for ``optimizer``."""
-    if protocol == "official":
+    if schedule_class(protocol) is OfficialSchedule:
         return OfficialSchedule(optimizer, gamma, plateau_patience, early_stop_patience)
-    if protocol == "paper-text":
-        return PaperTextSchedule(optimizer, list(milestones or [30, 60, 80]), gamma)
-    raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+    return PaperTextSchedule(optimizer, list(milestones or [30, 60, 80]), gamma)
+
+
+def schedule_class(protocol: str) -> type[Schedule]:
+    """The :class:`Schedule` subclass of ``protocol``: its ``monitor`` and ``reported`` say
+    which epoch the protocol's source reports."""
+    classes = {"official": OfficialSchedule, "paper-text": PaperTextSchedule}
+    if protocol not in classes:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+    return classes[protocol]
