@@ -31,17 +31,8 @@ import torch
 from ..files import OutputError, results_target
 from ..params import LABELS, PARAMS, PRESETS
 from ..provenance import record
-from .small import (
-    PROTOCOLS,
-    TASKS,
-    BananaConfig,
-    LevyConfig,
-    SmallRunResult,
-    recognise_results,
-    run,
-    save_results,
-    summarize,
-)
+from .small import SmallRunResult, recognise_results, run, save_results, summarize
+from .tasks import PROTOCOLS, TASKS, Task
 
 __all__ = ["main", "build_parser", "parse_seeds"]
 
@@ -93,18 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m gmp.experiments",
         description="Experiments of Chen & Ge (NeurIPS 2024): levy (Fig. 2), banana (Fig. 3), "
                     "uci (Table 1; see 'python -m gmp.experiments uci --help').")
-    sub = parser.add_subparsers(dest="task", required=True, metavar="{levy,banana,uci}")
-    for task in TASKS:
-        cfg = LevyConfig() if task == "levy" else BananaConfig()
-        p = sub.add_parser(task, help=f"the {task} experiment",
-                           description=f"Train SP/WN/BN/GmP on {task} as the authors' notebook "
-                                       "does.")
+    sub = parser.add_subparsers(dest="experiment", required=True, metavar="{levy,banana,uci}")
+    for task in TASKS.values():
+        cfg = task.config()
+        p = sub.add_parser(task.name, help=f"the {task.name} experiment ({task.figure})",
+                           description=f"Train SP/WN/BN/GmP on {task.name} as the authors' "
+                                       "notebook does.")
+        p.set_defaults(task=task)
         p.add_argument("--param", "--params", dest="params", nargs="+", default=["all"],
                        metavar="P", help=f"parameterizations among {', '.join(PARAMS)} or "
                                          "'all' (default: all)")
-        # the flag's name before the rename to "param", so that recorded commands still run
-        p.add_argument("--method", "--methods", dest="params", nargs="+",
-                       default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         p.add_argument("--preset", choices=tuple(PRESETS), default="authors",
                        help="network preset, named after its source (default: authors)")
         p.add_argument("--protocol", choices=PROTOCOLS, default="official",
@@ -121,16 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--lr", type=float, nargs="+", metavar="LR",
                        help="learning rate(s); several values run every one for every seed "
                             "(default: 0.1 for GmP, 0.01 for the others)")
-        p.add_argument("--epochs", type=int, default=cfg.epochs,
-                       help=f"maximum number of epochs (default {cfg.epochs})")
+        p.add_argument("--max-epochs", type=int, default=cfg.max_epochs,
+                       help=f"maximum number of epochs (default {cfg.max_epochs})")
         p.add_argument("--hidden", type=int, default=cfg.hidden,
                        help=f"hidden units (default {cfg.hidden})")
         p.add_argument("--plateau-patience", type=int, default=cfg.plateau_patience,
-                       help=f"epochs without improvement before LR ×{cfg.factor} "
+                       help=f"epochs without improvement before LR ×{cfg.plateau_factor} "
                             f"(default {cfg.plateau_patience})")
-        p.add_argument("--stop-patience", type=int, default=cfg.stop_patience,
+        p.add_argument("--patience", type=int, default=cfg.patience,
                        help=f"epochs without improvement before stopping "
-                            f"(default {cfg.stop_patience})")
+                            f"(default {cfg.patience})")
         p.add_argument("--engine", choices=("batched", "module"), default="batched",
                        help="train all seeds of a parameterization at once (default) or one "
                             "module at a time (reference)")
@@ -156,11 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(args: argparse.Namespace) -> LevyConfig | BananaConfig:
-    cfg = LevyConfig() if args.task == "levy" else BananaConfig()
+def _config(args: argparse.Namespace):
+    """The task's settings with the values given on the command line."""
+    cfg = args.task.config()
     names = {f.name for f in fields(cfg)}
-    over = {k: getattr(args, k) for k in ("epochs", "hidden", "plateau_patience",
-                                          "stop_patience") if k in names}
+    over = {k: getattr(args, k) for k in ("max_epochs", "hidden", "plateau_patience",
+                                          "patience") if k in names}
     return replace(cfg, **over)
 
 
@@ -168,8 +158,8 @@ def print_runs(results: Sequence[SmallRunResult]) -> None:
     """One line per run, then the summary per parameterization (median, range, mean ± std)."""
     if not results:
         return
-    task = results[0].task
-    key = "test_rmse" if task == "levy" else "test_acc"
+    task: Task = TASKS[results[0].task]
+    key = task.headline
     print(f"{'param':<7}{'seed':>5}{'data':>5}{'lr':>8}{'epochs':>7}{'stopped':>8}"
           f"{key:>11}{'r<0':>5}")
     for r in results:
@@ -184,7 +174,7 @@ def print_runs(results: Sequence[SmallRunResult]) -> None:
     for row in summarize(results):
         print(f"{LABELS[row['param']]:<7}{row['lr']:>8.3g}{row['n']:>4}{row['median']:>9.4f}"
               f"{row['min']:>9.4f}{row['max']:>9.4f}{row['mean']:>9.4f}{row['std']:>9.4f}")
-    if task == "banana" and results[0].protocol == "official":
+    if task.selection_leaks(results[0].protocol):
         print("note: the official protocol selects (LR schedule, early stopping) on the TEST "
               "split, as the authors' notebook does; use --protocol honest for scores that "
               "never saw the test split before the end")
@@ -194,15 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "uci":
         # imported only when asked for (its own dependencies stay out of levy/banana)
-        try:
-            uci = importlib.import_module("gmp.experiments.uci")
-        except ModuleNotFoundError as e:
-            if e.name != "gmp.experiments.uci":
-                raise
-            print("python -m gmp.experiments: error: the 'uci' experiment "
-                  "(gmp.experiments.uci) is not installed", file=sys.stderr)
-            return 2
-        return uci.main(argv[1:])
+        return importlib.import_module("gmp.experiments.uci").main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     params = "all" if "all" in args.params else args.params
