@@ -114,7 +114,7 @@ lr-results: install
 
 # Table 1 under the official protocol and the honest one with the refit (the book's honest
 # number), and the steps between them that take the official-honest gap apart (chapter 8;
-# gmp.experiments.uci, PROTOCOL_STEPS). Measured on 2 shared Intel Xeon cores (wall clock,
+# gmp.experiments.uci_protocol, PROTOCOLS). Measured on 2 shared Intel Xeon cores (wall clock,
 # recorded in each file): official 11.8 min, official-fewer-rows 6.6 min,
 # honest-refit-paper-lr 7.5 min (the decomposition without its CV step: 26 min for all 7
 # data sets); honest-refit 15.1 min for yacht, boston, energy, concrete and wine, while its

@@ -1,7 +1,7 @@
 """Stacked UCI trainer vs one model at a time, on the same work, in one run.
 
-Runs a UCI protocol (default honest: cross-validation over a learning-rate grid, then the
-final model) on one data set for a few splits twice: with
+Runs a UCI protocol (default honest-no-refit: cross-validation over a learning-rate grid,
+then the final model) on one data set for a few splits twice: with
 :func:`gmp.experiments.uci_trainer.fit_stacked` (the members of a phase stacked) and with
 :func:`~gmp.experiments.uci_trainer.fit_module` (each member alone as a ``gmp.baselines``
 module). Same initializations, data and protocol, so the results must agree: the script
@@ -23,14 +23,15 @@ import time
 
 import torch
 
-from gmp.experiments import uci
+from gmp.experiments.uci_protocol import PROTOCOLS, UCIConfig
+from gmp.experiments.uci_runner import n_models, run_dataset
 from gmp.params import PARAMS
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="boston")
-    p.add_argument("--protocol", choices=uci.PROTOCOLS, default="honest")
+    p.add_argument("--protocol", choices=tuple(PROTOCOLS), default="honest-no-refit")
     p.add_argument("--splits", type=int, default=2)
     p.add_argument("--folds", type=int, default=3)
     p.add_argument("--lr-grid", default="0.001,0.01,0.1")
@@ -43,18 +44,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="relative tolerance on RMSEs (default 1e-6 float64, 2e-2 float32)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    cfg = uci.UCIConfig(protocol=args.protocol, splits=args.splits, folds=args.folds,
-                        params=tuple(args.params.split(",")),
-                        lr_grid=tuple(float(v) for v in args.lr_grid.split(",")),
-                        max_epochs=args.max_epochs, patience=args.patience, dtype=args.dtype)
+    cfg = UCIConfig(protocol=PROTOCOLS[args.protocol], splits=args.splits, folds=args.folds,
+                    params=tuple(args.params.split(",")),
+                    lr_grid=tuple(float(v) for v in args.lr_grid.split(",")),
+                    max_epochs=args.max_epochs, patience=args.patience, dtype=args.dtype)
     rtol = args.rtol if args.rtol is not None else (1e-6 if args.dtype == "float64" else 2e-2)
-    models = uci.n_models(cfg) * len(cfg.params)
+    models = n_models(cfg) * len(cfg.params)
     print(f"{args.dataset}, {args.protocol}: {models} models, ≤ {cfg.max_epochs} epochs, "
           f"{args.dtype}, {torch.get_num_threads()} thread(s)")
     timings, res = {}, {}
     for trainer in ("stacked", "module"):
         t0 = time.perf_counter()
-        res[trainer] = uci.run_dataset(args.dataset, cfg, trainer=trainer)
+        res[trainer] = run_dataset(args.dataset, cfg, trainer=trainer)
         timings[trainer] = time.perf_counter() - t0
         print(f"  {trainer:8s} {timings[trainer]:8.1f} s")
     print(f"speed-up stacked / module: {timings['module'] / timings['stacked']:.1f}x")

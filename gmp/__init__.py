@@ -19,8 +19,9 @@ The package in layers; a module imports only from its own layer and the layers a
    :mod:`gmp.perturbation` (Fig. 1) and :mod:`gmp.overhead` (cost per training step) measure
    them; :mod:`gmp.plotting` draws them and :mod:`gmp.animation` makes kernel-free
    interactive figures of them (a slider over precomputed frames, for the static book).
-4. Experiments. :mod:`gmp.experiments`: Levy and Banana (Sec. 4.1), UCI (Table 1, ``gmp-uci``),
-   all trained on one stacked engine, reported as distributions; :mod:`gmp.train`: the
+4. Experiments. :mod:`gmp.experiments`: Levy and Banana (Sec. 4.1), UCI (Table 1, ``gmp-uci``:
+   protocols, runner, report and command line, one module each), all trained on one
+   stacked engine, reported as distributions; :mod:`gmp.train`: the
    ImageNet-scale training of Tables 2–3 (``gmp-train``, one GPU or ``torchrun``).
 
 Every results file and checkpoint is written atomically (:mod:`gmp.files`) with a record of the

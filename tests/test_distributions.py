@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gmp.experiments import figures
-from gmp.experiments.distributions import paired, scores, sign_test, split_modes, verdict
+from gmp.experiments.distributions import paired, scores, sign_test, split_modes
 
 matplotlib.use("Agg")
 
@@ -64,12 +64,6 @@ def test_scores_by_seed_and_duplicates():
     assert scores(runs, "gmp", key="r") == {0: 3.0}
     with pytest.raises(ValueError, match="share data_seed 0"):
         scores(runs, "sp")
-
-
-def test_verdict_words():
-    assert verdict(True) == "holds"
-    assert verdict(False, True, "in the good mode") == "holds only in the good mode"
-    assert verdict(False) == "does not hold here"
 
 
 def test_strip_figure_draws_every_run():

@@ -52,3 +52,12 @@ def test_the_map_names_every_module():
     doc = gmp.__doc__
     for name in LAYER:
         assert f":mod:`gmp.{name}`" in doc, name
+
+
+def test_the_experiments_map_names_every_experiments_module():
+    import gmp.experiments
+
+    doc = gmp.experiments.__doc__
+    names = {p.stem for p in (PKG / "experiments").glob("*.py")} - {"__init__", "__main__"}
+    missing = sorted(n for n in names if f":mod:`~gmp.experiments.{n}`" not in doc)
+    assert not missing, f"name them in gmp/experiments/__init__.py: {missing}"

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from gmp import files
-from gmp.experiments import small, uci
+from gmp.experiments import small, uci, uci_protocol, uci_report, uci_runner
 from gmp.experiments.__main__ import main as small_main
 from gmp.experiments.__main__ import parse_seeds
 
@@ -148,14 +148,14 @@ def test_uci_default_out_is_new_and_committed_results_are_untouched(tmp_path, mo
     assert committed.read_bytes() == before
     written = list((tmp_path / "runs").glob("uci-official-*.json"))
     assert len(written) == 1
-    res = uci.load_results(written[0])
+    res = uci_report.load_results(written[0])
     assert list(res["datasets"]["yacht"]["params"]) == ["sp", "gmp"]   # it trained
     assert f"written to {written[0].relative_to(tmp_path)}" in capsys.readouterr().out
 
 
 @needs_data
 def test_uci_output_is_checked_before_any_unit(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(uci, "run_unit", _never)
+    monkeypatch.setattr(uci_runner, "run_unit", _never)
     assert uci.main(_uci_argv(tmp_path)) == 2                          # a folder
     assert "is a folder" in capsys.readouterr().err
     (tmp_path / "f").write_text("x")
@@ -187,7 +187,7 @@ def test_uci_replace_keeps_the_old_file_until_the_new_one_is_complete(tmp_path, 
     assert uci.main(_uci_argv(out)) == 0
     old = out.read_bytes()
     argv = _uci_argv(out) + ["--replace", "--max-epochs", "6"]
-    real, calls = uci.run_unit, []
+    real, calls = uci_runner.run_unit, []
 
     def killed_after_one(*a, **k):
         if calls:
@@ -195,25 +195,25 @@ def test_uci_replace_keeps_the_old_file_until_the_new_one_is_complete(tmp_path, 
         calls.append(1)
         return real(*a, **k)
 
-    monkeypatch.setattr(uci, "run_unit", killed_after_one)
+    monkeypatch.setattr(uci_runner, "run_unit", killed_after_one)
     with pytest.raises(KeyboardInterrupt):
         uci.main(argv)
     assert out.read_bytes() == old                                    # nothing lost
     partial = files.partial_path(out)
-    assert list(uci.load_results(partial)["datasets"]["yacht"]["params"]) == ["sp"]
-    monkeypatch.setattr(uci, "run_unit", real)
+    assert list(uci_report.load_results(partial)["datasets"]["yacht"]["params"]) == ["sp"]
+    monkeypatch.setattr(uci_runner, "run_unit", real)
     assert uci.main(argv) == 2
     assert "unfinished replacement" in capsys.readouterr().err
     assert uci.main(argv + ["--resume"]) == 0
     assert not partial.exists()
-    new = uci.load_results(out)
+    new = uci_report.load_results(out)
     assert new["config"]["max_epochs"] == 6 and list(new["datasets"]["yacht"]["params"]) == [
         "sp", "gmp"]
 
 
 @needs_data
 def test_uci_rejects_empty_and_repeated_lists_before_work(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(uci, "run_unit", _never)
+    monkeypatch.setattr(uci_runner, "run_unit", _never)
     out = tmp_path / "x.json"
     for datasets, msg in (("yacht,yacht", "names yacht more than once"),
                           ("yacht,Yacht", "names yacht more than once"),
@@ -232,7 +232,7 @@ def test_uci_missing_data_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("GMP_DATA_DIR", str(tmp_path / "nothing"))
     monkeypatch.setenv("GMP_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("GMP_OFFLINE", "1")
-    monkeypatch.setattr(uci, "run_unit", _never)
+    monkeypatch.setattr(uci_runner, "run_unit", _never)
     assert uci.main(_uci_argv(tmp_path / "x.json")) == 2
     err = capsys.readouterr().err
     assert err.startswith("gmp-uci: error: ") and "Traceback" not in err, err
@@ -241,10 +241,10 @@ def test_uci_missing_data_is_one_line(tmp_path, monkeypatch, capsys):
 
 WORKERS = textwrap.dedent("""
     import sys
-    from gmp.experiments import uci
-    cfg = uci.UCIConfig(protocol="official", splits=10, params=("sp", "gmp"),
-                        max_epochs=100000, patience=100000)
-    uci.run(["yacht", "boston"], cfg, progress=False, jobs=2)
+    from gmp.experiments import uci_protocol, uci_runner
+    cfg = uci_protocol.UCIConfig(protocol="official", splits=10, params=("sp", "gmp"),
+                                 max_epochs=100000, patience=100000)
+    uci_runner.run(["yacht", "boston"], cfg, progress=False, jobs=2)
 """)
 
 
@@ -365,8 +365,8 @@ def test_small_training_twice_in_one_process_is_bit_identical():
 
 @needs_data
 def test_uci_training_twice_in_one_process_is_bit_identical():
-    cfg = uci.UCIConfig(protocol="official", splits=2, max_epochs=40, patience=5)
-    a, b = (uci.run_dataset("yacht", cfg) for _ in range(2))
+    cfg = uci_protocol.UCIConfig(protocol="official", splits=2, max_epochs=40, patience=5)
+    a, b = (uci_runner.run_dataset("yacht", cfg) for _ in range(2))
     for p in cfg.params:
         sa, sb = a["params"][p]["splits"], b["params"][p]["splits"]
         assert [s["test_rmse"] for s in sa] == [s["test_rmse"] for s in sb]

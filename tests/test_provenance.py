@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gmp import provenance
-from gmp.experiments.uci import load_results
+from gmp.experiments.uci_report import load_results
 
 ROOT = Path(__file__).resolve().parents[1]
 

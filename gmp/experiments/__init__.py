@@ -4,7 +4,11 @@
   (stacked parameters, per-member Adam, plateau schedules, early stopping);
 - :mod:`~gmp.experiments.small`: Levy regression and Banana classification (Sec. 4.1, Figs. 2–3),
   ``python -m gmp.experiments levy|banana``; :mod:`~gmp.experiments.figures` draws them;
-- :mod:`~gmp.experiments.uci`: the UCI protocols and ``gmp-uci`` (Table 1), trained by
-  :mod:`~gmp.experiments.uci_trainer` and reported by :mod:`~gmp.experiments.uci_report`;
-- :mod:`~gmp.experiments.distributions`: modes, paired tests and verdicts over many runs.
+- UCI (Table 1): :mod:`~gmp.experiments.uci_protocol`, the protocols and the settings of a
+  run; :mod:`~gmp.experiments.uci_runner`, its units in one process or a pool, resumable;
+  :mod:`~gmp.experiments.uci_trainer`, Keras' ``fit`` on the engine;
+  :mod:`~gmp.experiments.uci_report`, the results file read into tables and figures; and
+  :mod:`~gmp.experiments.uci`, the command line ``gmp-uci``;
+- :mod:`~gmp.experiments.distributions`: modes, paired tests and verdicts over many runs;
+  :mod:`~gmp.experiments.claims`: every claim of the paper with its verdict.
 """

@@ -73,13 +73,9 @@ def _runs(results: Path, name: str):
     return load_results(str(Path(results) / f"{name}.json"))[1]
 
 
-def _of(runs, param: str, key: str | None = None) -> dict[int, float]:
-    return scores(runs, param, key)
-
-
 def _family(runs, key: str | None, lower_is_better: bool) -> dict[str, Comparison]:
     rivals = [m for m in PARAMS if m != "gmp" and any(r.param == m for r in runs)]
-    return compare_family(_of(runs, "gmp", key), {m: _of(runs, m, key) for m in rivals},
+    return compare_family(scores(runs, "gmp", key), {m: scores(runs, m, key) for m in rivals},
                           lower_is_better)
 
 
@@ -351,7 +347,7 @@ def uci(results: Path = RESULTS) -> list[Claim]:
     part, then refit on all of it: ``results/uci_honest_refit.json``). A file that holds
     fewer data sets than the official one says so in the claim's strength: the claim is
     about every data set, so it cannot be *supported* there."""
-    from .uci import load_results
+    from .uci_report import load_results
 
     off = load_results(Path(results) / "uci_official.json")
     hon = load_results(Path(results) / "uci_honest_refit.json")

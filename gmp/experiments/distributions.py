@@ -23,8 +23,7 @@ hides what happens. The helpers here keep every run in view:
   book's vocabulary (wins–losses–ties, win rate with its interval, median difference with
   its interval, positive = the first method better, Holm-adjusted p, verdict word), and
   :func:`word`, :func:`claim_word`: the three verdict words *supported*, *contradicted*,
-  *not shown* (the comparisons appendix of the book explains each);
-- :func:`verdict`: the first edition's wording ("holds", ...), kept for old notebooks.
+  *not shown* (the comparisons appendix of the book explains each).
 
 Everything works on plain sequences of floats, so the tests can check each piece by hand.
 """
@@ -38,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["Modes", "split_modes", "Paired", "paired", "paired_against", "sign_test", "holm",
-           "fisher_exact", "verdict", "scores", "clopper_pearson", "median_interval",
+           "fisher_exact", "scores", "clopper_pearson", "median_interval",
            "sign_test_power", "Comparison", "compare", "compare_family", "word",
            "claim_word", "WORDS", "ALPHA", "power_note"]
 
@@ -178,16 +177,6 @@ def fisher_exact(a: int, b: int, c: int, d: int) -> float:
     observed = prob(a)
     lo, hi = max(0, k - n2), min(k, n1)
     return min(1.0, sum(prob(x) for x in range(lo, hi + 1) if prob(x) <= observed * (1 + 1e-9)))
-
-
-def verdict(holds: bool, partly: bool = False, where: str = "") -> str:
-    """``"holds"``, ``"holds only <where>"`` or ``"does not hold here"`` (the first
-    edition's wording; the book now uses :func:`word` and :func:`claim_word`)."""
-    if holds:
-        return "holds"
-    if partly:
-        return f"holds only {where}".rstrip()
-    return "does not hold here"
 
 
 # ---------------------------------------------------------------------------------------

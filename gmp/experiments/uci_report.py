@@ -1,24 +1,22 @@
-"""Reading a UCI results file (:mod:`gmp.experiments.uci`) into Table 1 and its companions.
+"""Reading a UCI results file (written by ``gmp-uci``, :mod:`gmp.experiments.uci`) into
+Table 1 and its companions.
 
-Every function takes the ``results`` dict that ``gmp-uci`` writes
-(:func:`gmp.experiments.uci.load_results` of the file; layout: ``{"format", "protocol",
-"config", "provenance", "datasets": {name: {"n_rows", "n_features", "params": {param:
-{"test_rmse_mean", "test_rmse_std", "splits": [...]}}, "run", "wall_s"}}}``) and returns
-Markdown, arrays or a figure; nothing here trains. A diverged model's RMSE is stored as
-``null`` and read as NaN; NaN ranks last.
+:func:`load_results` reads the file (layout :data:`FORMAT_VERSION`: ``{"format",
+"protocol", "config", "provenance", "datasets": {name: {"n_rows", "n_features", "params":
+{param: {"test_rmse_mean", "test_rmse_std", "splits": [...]}}, "run", "wall_s"}}}``);
+every other function takes that ``results`` dict and returns Markdown, arrays or a figure;
+nothing here trains. A diverged model's RMSE is stored as ``null`` and read as NaN; NaN
+ranks last, a mean over splits with a diverged one is NaN (Table 1's stored mean), and a
+paired comparison counts the diverged side's split as a loss.
 
 - :func:`summarize`, :func:`markdown_table`: Table 1 (Chen & Ge 2024, Sec. 4.2.1), mean ± std;
-- :func:`split_rmse`, :func:`best_params`, :func:`paired_wins`, :func:`rmse_figure`: the
-  per-split view;
-- :func:`paired_tests` (raw differences), :func:`comparisons`, :func:`paired_table`: per
-  data set, GmP against each rival on the same splits (exact sign test, Holm-adjusted over
-  every data set and rival; differences in % of the rival's RMSE, positive = GmP better),
-  and :func:`claim_verdict`: the paper's claim in the book's three words (*supported*,
-  *contradicted*, *not shown*), computed from them;
+- :func:`split_rmse`, :func:`best_params`, :func:`rmse_figure`: the per-split view;
+- :func:`comparisons`, :func:`paired_table`: per data set, GmP against each rival on the
+  same splits (exact sign test, Holm-adjusted over every data set and rival; differences
+  in % of the rival's RMSE, positive = GmP better), and :func:`claim_verdict`: the paper's
+  claim in the book's three words (*supported*, *contradicted*, *not shown*), computed from them;
 - :func:`lr_choice_table`, :func:`budget_table`: what cross-validation chose and how often
   early stopping, not the epoch limit, ended training;
-- :func:`flattery_table`: two result files side by side (how much selecting on the test
-  split flatters each parameterization, split by split);
 - :func:`decomposition`, :func:`decomposition_table`, :func:`decomposition_figure`: the
   official–honest gap taken apart step by step (fewer rows, validation monitor, refit,
   cross-validated learning rate), paired per split;
@@ -29,28 +27,31 @@ Markdown, arrays or a figure; nothing here trains. A diverged model's RMSE is st
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 
 from ..data.uci import DATASETS
 from ..params import LABELS, PARAMS
-from ..provenance import normalize
-from .distributions import ALPHA, Comparison, Paired, claim_word, compare, holm, paired
+from .distributions import ALPHA, Comparison, claim_word, compare, holm
+from .uci_protocol import PROTOCOLS
 
 __all__ = [
+    "FORMAT_VERSION",
+    "load_results",
+    "recognise_results",
+    "finite_or_inf",
     "summarize",
     "markdown_table",
     "split_rmse",
     "best_params",
-    "paired_wins",
-    "paired_tests",
     "comparisons",
     "paired_table",
     "claim_verdict",
     "lr_choice_table",
     "budget_table",
-    "flattery_table",
     "provenance_markdown",
     "STAGES",
     "STEPS",
@@ -66,7 +67,44 @@ __all__ = [
     "rerun_markdown",
 ]
 
-def _finite_or_inf(v: float) -> float:
+#: Version of the results file's layout (version 3 names the parameterizations ``params``
+#: and the provenance record ``provenance``).
+FORMAT_VERSION = 3
+
+
+def load_results(path: str | Path) -> dict:
+    """The ``gmp-uci`` results file at ``path`` (layout :data:`FORMAT_VERSION`, one of the
+    protocols of :data:`~gmp.experiments.uci_protocol.PROTOCOLS`).
+
+    Raises ``ValueError`` naming the problem when the file is not JSON or not a ``gmp-uci``
+    results file.
+    """
+    try:
+        doc = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("datasets"), dict) \
+            or not isinstance(doc.get("config"), dict) or doc.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{path} is not a gmp-uci results file (no 'format' "
+                         f"{FORMAT_VERSION}, 'config' and 'datasets')")
+    protocol = doc.get("protocol")
+    if protocol not in PROTOCOLS or doc["config"].get("protocol") != protocol:
+        raise ValueError(f"{path} is not a gmp-uci results file of a known protocol "
+                         f"(protocol {protocol!r}; expected one of {tuple(PROTOCOLS)})")
+    return doc
+
+
+def recognise_results(path: Path) -> str | None:
+    """``None`` if ``path`` is a ``gmp-uci`` results file, else why not (for
+    :func:`gmp.files.results_target`)."""
+    try:
+        load_results(path)
+    except (ValueError, OSError) as e:
+        return str(e)
+    return None
+
+
+def finite_or_inf(v: float) -> float:
     """``v``, or ``inf`` if it is NaN (a diverged model ranks last)."""
     return v if math.isfinite(v) else math.inf
 
@@ -108,7 +146,7 @@ def markdown_table(results: dict, digits: int = 3) -> str:
     lines = [head, "|" + "---|" * (len(params) + 2)]
     for r in rows:
         means = {m: r[m][0] for m in params if m in r}
-        best = min(means, key=lambda m: _finite_or_inf(means[m]))
+        best = min(means, key=lambda m: finite_or_inf(means[m]))
         cells = []
         for m in params:
             if m not in r:
@@ -132,19 +170,10 @@ def split_rmse(results: dict) -> dict[str, dict[str, np.ndarray]]:
 
 def best_params(results: dict) -> dict[str, str]:
     """The parameterization with the lowest mean test RMSE on every data set."""
-    return {r["dataset"]: min((m for m in PARAMS if m in r), key=lambda m: _finite_or_inf(r[m][0]))
+    return {r["dataset"]: min((m for m in PARAMS if m in r), key=lambda m: finite_or_inf(r[m][0]))
             for r in summarize(results)}
 
 
-def paired_wins(results: dict, param: str = "gmp") -> dict[str, dict[str, tuple[int, int]]]:
-    """Per data set and rival: ``(splits where param beats the rival, splits compared)``."""
-    out = {}
-    for name, per in split_rmse(results).items():
-        if param not in per:
-            continue
-        out[name] = {m: (int(np.sum(per[param] < v)), int(np.sum(np.isfinite(per[param] - v))))
-                     for m, v in per.items() if m != param}
-    return out
 
 
 def lr_choice_table(results: dict) -> str:
@@ -188,25 +217,6 @@ def budget_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def paired_tests(results: dict, param: str = "gmp") -> dict[str, dict[str, Paired]]:
-    """Per data set and rival, :func:`gmp.experiments.distributions.paired` of ``param``
-    against the rival on the same splits (lower RMSE is better), with ``p_value`` replaced
-    by the Holm-adjusted one over every (data set, rival) pair of the file."""
-    per = split_rmse(results)
-    raw = {}
-    for name, scores in per.items():
-        if param not in scores:
-            continue
-        mine = dict(enumerate(scores[param]))
-        for m, v in scores.items():
-            if m != param:
-                raw[(name, m)] = paired(mine, dict(enumerate(v)))
-    adjusted = holm({f"{n}/{m}": p.p_value for (n, m), p in raw.items()})
-    out: dict[str, dict[str, Paired]] = {}
-    for (n, m), p in raw.items():
-        out.setdefault(n, {})[m] = Paired(p.seeds, p.diffs, p.wins, p.losses, p.ties, p.median,
-                                          adjusted[f"{n}/{m}"])
-    return out
 
 
 def comparisons(results: dict, param: str = "gmp") -> dict[str, dict[str, Comparison]]:
@@ -276,31 +286,9 @@ def claim_verdict(results: dict, param: str = "gmp", alpha: float = ALPHA) -> di
                   else ""))
     return {"lowest_mean": lowest, "significantly_better": better,
             "significantly_worse": worse, "n_datasets": n, "best": best,
-            "per_dataset": per_set, "word": word, "verdict": word, "summary": summary}
+            "per_dataset": per_set, "word": word, "summary": summary}
 
 
-def flattery_table(official: dict, honest: dict) -> str:
-    """Markdown: per data set and param, the official protocol's test RMSE against another
-    protocol's on the same split (same test rows, same initialization): the median of
-    ``official/other - 1`` over the splits and on how many splits the official number is the
-    lower one. Against ``honest-no-refit`` this is everything that protocol changes (the
-    selection off the test split, 20 % fewer rows trained on, the learning rate); against
-    ``honest-refit`` the selection and the learning rate (the rows are the same)."""
-    a, b = split_rmse(official), split_rmse(honest)
-    names = [n for n in a if n in b]
-    params = [m for m in PARAMS if all(m in a[n] and m in b[n] for n in names)]
-    lines = ["| data set | " + " | ".join(LABELS[m] for m in params) + " |",
-             "|---|" + "---|" * len(params)]
-    for n in names:
-        cells = []
-        for m in params:
-            k = min(len(a[n][m]), len(b[n][m]))
-            rel = a[n][m][:k] / b[n][m][:k] - 1
-            lower = int(np.sum(rel < 0))
-            cells.append(f"{np.nanmedian(rel):+.0%} ({lower}/{k} lower)")
-        lines.append(f"| {n} | " + " | ".join(cells) + " |")
-    return ("official / other − 1 on the same split: median over the splits (splits where "
-            "official is lower)\n\n" + "\n".join(lines))
 
 
 #: The stages of the decomposition, official to honest, each a tuple (name, protocol of the
@@ -337,7 +325,8 @@ def decomposition(files: dict[str, dict], alpha: float = ALPHA) -> list[dict]:
     """The official–honest gap taken apart, per data set and param (rows in the order of
     ``DATASETS`` and ``PARAMS``).
 
-    Each row: ``"means"`` (mean test RMSE of every stage present, ``STAGES``),
+    Each row: ``"means"`` (mean test RMSE of every stage present, ``STAGES``; NaN if a
+    split of the stage diverged, as Table 1's mean, so that its steps and total read NaN),
     ``"steps"`` (per step of ``STEPS`` whose two stages are present: ``"delta"``, the
     change of the mean in % of the official mean, so that the steps add up to the total,
     and ``"cmp"``, :func:`~gmp.experiments.distributions.compare` of the earlier stage with
@@ -357,7 +346,7 @@ def decomposition(files: dict[str, dict], alpha: float = ALPHA) -> list[dict]:
     for n in [d for d in DATASETS if d in base] + [d for d in base if d not in DATASETS]:
         for m in [m for m in PARAMS if m in base[n]]:
             have = [s for s in names if n in st.get(s, {}) and m in st[s][n]]
-            means = {s: float(np.nanmean(st[s][n][m])) for s in have}
+            means = {s: float(np.mean(st[s][n][m])) for s in have}
             ref = means[names[0]]
             raw, steps = {}, {}
             for i, step in enumerate(STEPS):
@@ -526,13 +515,13 @@ def provenance_markdown(results: dict) -> str:
     clock from the file's creation to its last unit, and the summed training time)."""
     import datetime as dt
 
-    c = normalize(results["provenance"])  # files of either schema (gmp.provenance.normalize)
+    c = results["provenance"]
     hw = c["hardware"]
     rev = (c["git_revision"] or "unknown")[:12] + (" (uncommitted changes)" if c["git_dirty"]
                                                    else "")
     walls = {n: e.get("wall_s") for n, e in results["datasets"].items()}
     total = sum(v for v in walls.values() if v)
-    units = [normalize(r["run"]) for e in results["datasets"].values()
+    units = [r["run"] for e in results["datasets"].values()
              for r in [e, *e["params"].values()] if "run" in r]
     revs = {u["git_revision"] for u in units}
     lines = [f"- command: `{c['command']}`",
@@ -609,7 +598,7 @@ def rerun_agreement(rerun: dict, recorded: dict,
     """Compare a rerun of one data set with its recorded entry, at the level of the claim.
 
     ``rerun`` and ``recorded`` are data-set entries of a results file (``{"params": {param:
-    {"splits": [...]}}}``, as :func:`gmp.experiments.uci.run_dataset` returns), with the same
+    {"splits": [...]}}}``, as :func:`gmp.experiments.uci_runner.run_dataset` returns), with the same
     splits. Returns a dict with, per param, the two mean test RMSEs and their relative
     difference (``"means"``); ``"same_best"``: the same param has the lowest mean;
     ``"same_order"``: the four means come in the same order; ``"holds"``: every mean within
@@ -617,8 +606,14 @@ def rerun_agreement(rerun: dict, recorded: dict,
     ``"identical"``: every split's RMSE equal up to 1e-6 relative (what a rerun on the
     recording machine gives); ``"max_split_diff"`` and ``"same_best_epoch"`` (of
     ``"n_models"``), information on how far single splits moved.
+
+    A diverged split (NaN) counts as Table 1 counts it: the mean it enters is NaN, which is
+    never within the tolerance and ranks last; a split diverged on one side only differs by
+    ``inf``, on both sides by 0.
     """
     params = [p for p in PARAMS if p in recorded["params"] and p in rerun["params"]]
+    if not params:
+        raise ValueError("the rerun and the record share no param")
     means, diffs, same_epoch, n = {}, [], 0, 0
     for p in params:
         new, old = rerun["params"][p]["splits"], recorded["params"][p]["splits"]
@@ -626,14 +621,18 @@ def rerun_agreement(rerun: dict, recorded: dict,
             raise ValueError(f"{p}: the rerun has {len(new)} splits, the record {len(old)}")
         a = np.array([_num(s["test_rmse"]) for s in new])
         b = np.array([_num(s["test_rmse"]) for s in old])
-        diffs += list(np.abs(a - b) / b)
+        with np.errstate(invalid="ignore"):
+            d = np.abs(a - b) / b
+        d[np.isnan(a) != np.isnan(b)] = math.inf
+        d[np.isnan(a) & np.isnan(b)] = 0.0
+        diffs += d.tolist()
         same_epoch += sum(s.get("best_epoch") == r.get("best_epoch")
                           for s, r in zip(new, old, strict=True))
         n += len(new)
         means[p] = (float(a.mean()), float(b.mean()), float(a.mean() / b.mean() - 1))
-    order_new = sorted(params, key=lambda p: _finite_or_inf(means[p][0]))
-    order_old = sorted(params, key=lambda p: _finite_or_inf(means[p][1]))
-    within = all(abs(d) <= tolerance for _, _, d in means.values())
+    order_new = sorted(params, key=lambda p: finite_or_inf(means[p][0]))
+    order_old = sorted(params, key=lambda p: finite_or_inf(means[p][1]))
+    within = all(abs(d) <= tolerance for _, _, d in means.values())   # False for NaN
     return {"means": means, "tolerance": tolerance, "within": within,
             "same_best": order_new[0] == order_old[0], "same_order": order_new == order_old,
             "holds": within and order_new[0] == order_old[0],
