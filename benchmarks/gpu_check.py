@@ -164,13 +164,7 @@ def gpu_goal(out: Path) -> list[dict]:
 def _provenance(out: Path, argv: list[str], extra: dict) -> dict:
     import gmp.provenance as prov
 
-    if hasattr(prov, "record"):
-        return prov.record(argv, ignore=out / "manifest.json", extra=extra)
-    import datetime as dt
-
-    return {"command": " ".join(argv), "git_revision": prov.revision_string(),
-            "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "hardware": {"cpu": prov.cpu_model()}, **extra}
+    return prov.record(argv, ignore=out / "manifest.json", extra=extra)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,7 +36,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from gmp.geometry import set_weight_kernel
-from gmp.models import PARAMS, build_model
+from gmp.models import build_model
+from gmp.params import ALL_PARAMS
 
 #              (width, batch, image size) per device type
 SIZES = {"cuda": {"vgg6": (1.0, 256, 32), "resnet18": (1.0, 256, 224)},
@@ -103,21 +104,14 @@ def _iqr(xs: list[float]) -> float:
 def _provenance(out: str | None, argv: list[str], extra: dict) -> dict:
     import gmp.provenance as prov
 
-    if hasattr(prov, "record"):
-        return prov.record(argv, ignore=out, extra=extra)
-    import datetime as dt
-    import shlex
-
-    return {"command": shlex.join(argv), "git_revision": prov.revision_string(out),
-            "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "hardware": {"cpu": prov.cpu_model(), "logical_cpus": os.cpu_count()}, **extra}
+    return prov.record(argv, ignore=out, extra=extra)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="auto", help="auto, cuda or cpu")
     p.add_argument("--archs", default="vgg6,resnet18")
-    p.add_argument("--params", default=",".join(PARAMS))
+    p.add_argument("--params", default=",".join(ALL_PARAMS))
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median taken)")
     p.add_argument("--steps", type=int, default=None,
                    help="steps per measurement (default 20 on GPU, 3 on CPU)")

@@ -10,9 +10,11 @@ The package in layers; a module imports only from its own layer and the layers a
    fit a page by :mod:`gmp.formatting`;
    :mod:`gmp.data`: Levy, Banana, UCI, ImageNet32 and ImageNet, every file checked by SHA-256.
 2. Layers and networks. :mod:`gmp.nn`: ``GmPLinear``, ``GmPConv2d``, input mean normalization,
-   mean-only BN; :mod:`gmp.params`: the vocabulary (a *param* is ``"sp"``, ``"wn"``, ``"bn"``,
-   ``"gmp"``, ...) and the network presets named after their source; :mod:`gmp.layers`: what
-   a dense layer, a conv and a classifier are under every param, the one place that decides;
+   mean-only BN; :mod:`gmp.params`: the registry of parameterizations (a *param* is ``"sp"``,
+   ``"wn"``, ``"bn"``, ``"gmp"``, ...: one spec each, the one place that decides what its
+   layers, stacked form and CABs are) and the network presets named after their source;
+   :mod:`gmp.layers`: the entry points that build a dense layer, a conv and a classifier
+   under every param;
    :mod:`gmp.baselines` (one-hidden-layer networks) and :mod:`gmp.models` (VGG-6, ResNet-18)
    are built from them; :mod:`gmp.convert` swaps a model's layers for GmP ones and back.
 3. Analysis. :mod:`gmp.cab`: characteristic activation boundaries (Sec. 2);

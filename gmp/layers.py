@@ -1,7 +1,8 @@
-"""What a layer is under each parameterization: the one place that decides.
+"""What a layer is under each parameterization: the entry points.
 
-A *param* (:mod:`gmp.params`) names how a layer's weights are parameterized; the factories here
-turn it into modules, and every network of the book is built from them:
+A *param* (:mod:`gmp.params`) names how a layer's weights are parameterized, and its
+:class:`~gmp.params.Parameterization` in the registry builds its layers: the factories here
+ask it (:func:`gmp.params.get_spec`), and every network of the book is built from them:
 :mod:`gmp.baselines` (the small experiments and UCI) from :func:`hidden_layer` and
 :func:`output_layer`, :mod:`gmp.models` (the ImageNet networks) from :func:`conv`,
 :func:`classifier` and :func:`norm_layer`.
@@ -58,82 +59,32 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
-from torch.nn.utils.parametrizations import weight_norm
+from torch import nn
 
-from .nn import GmPConv2d, GmPLinear, InputMeanNorm, MeanOnlyBatchNorm
-from .params import ALL_PARAMS, Preset, check_param, get_preset
+from .nn import KerasBatchNorm1d, keras_conv2d, linear
+from .params import Preset, check_param, get_preset, get_spec, names
 
 __all__ = ["linear", "KerasBatchNorm1d", "hidden_layer", "output_layer", "conv", "classifier",
            "norm_layer", "keras_conv2d", "authors_conv", "authors_classifier"]
 
 
-@torch.no_grad()
-def linear(in_features: int, out_features: int, init: str = "keras") -> nn.Linear:
-    """``nn.Linear`` initialized as Keras' ``Dense`` (``"keras"``: Glorot-uniform weight, zero
-    bias) or as torch does (``"torch"``)."""
-    layer = nn.Linear(in_features, out_features)
-    if init == "keras":
-        nn.init.xavier_uniform_(layer.weight)
-        layer.bias.zero_()
-    elif init != "torch":
-        raise ValueError(f"unknown init {init!r}; expected 'keras' or 'torch'")
-    return layer
-
-
-class KerasBatchNorm1d(nn.BatchNorm1d):
-    """:class:`torch.nn.BatchNorm1d` whose running variance tracks the *biased* batch
-    variance, as Keras' ``BatchNormalization`` does on ``(N, C)`` input (its non-fused path);
-    torch's tracks the unbiased one. Training normalizes with the batch statistics as usual;
-    evaluation uses the running estimates. ``momentum`` in torch's convention (Keras' 0.99 is
-    0.01 here)."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training:
-            return super().forward(x)
-        if x.dim() != 2 or x.shape[1] != self.num_features:
-            raise ValueError(f"KerasBatchNorm1d expected input (N, {self.num_features}), got "
-                             f"shape {tuple(x.shape)}")
-        with torch.no_grad():
-            self.running_mean.lerp_(x.mean(dim=0), self.momentum)
-            self.running_var.lerp_(x.var(dim=0, unbiased=False), self.momentum)
-            self.num_batches_tracked.add_(1)
-        if x.shape[0] == 1:       # Keras normalizes a single row too: x - mean = 0, output β
-            return self.bias + self.weight * (x - x)
-        return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
-
-
 def hidden_layer(param: str, in_features: int, out_features: int,
                  preset: str | Preset | None = None) -> nn.Module:
-    """The hidden layer under ``param``: input ``(N, in)`` → ``(N, out)``.
+    """The hidden layer under ``param`` (a dense param, :data:`gmp.params.PARAMS`): input
+    ``(N, in)`` → ``(N, out)``.
 
     The pre-activation, except for GmP in the preset's ``"paper"`` unit form, whose layer
     includes its ReLU (``r·ReLU(uᵀx + λ)``); ``OneHiddenLayerMLP.act`` accounts for it.
     """
-    p, pre = check_param(param), get_preset(preset)
-    if p == "gmp":
-        act = nn.ReLU() if pre.gmp_unit == "paper" else None
-        return GmPLinear(in_features, out_features, init=pre.gmp_init, activation=act)
-    lin = linear(in_features, out_features, pre.baseline_init)
-    if p == "wn":
-        return weight_norm(lin)
-    if p == "bn":
-        bn = KerasBatchNorm1d if pre.baseline_init == "keras" else nn.BatchNorm1d
-        return nn.Sequential(lin, bn(out_features, eps=pre.bn_eps, momentum=pre.bn_momentum))
-    return lin
+    return get_spec(check_param(param)).hidden(in_features, out_features, get_preset(preset))
 
 
 def output_layer(param: str, in_features: int, out_features: int,
                  preset: str | Preset | None = None) -> nn.Module:
-    """The linear read-out under ``param``: WN reads out with a WN layer, GmP with a plain
-    layer (``"dense"``) or a GmP layer in weight form (``"gmp"``), SP and BN with a plain one."""
-    p, pre = check_param(param), get_preset(preset)
-    if p == "gmp" and pre.gmp_readout == "gmp":
-        return GmPLinear(in_features, out_features, init=pre.gmp_init)
-    lin = linear(in_features, out_features, pre.baseline_init)
-    return weight_norm(lin) if p == "wn" else lin
+    """The linear read-out ``(N, in) -> (N, out)`` under ``param``: WN reads out with a WN
+    layer, GmP with a plain layer (``"dense"``) or a GmP layer in weight form (``"gmp"``),
+    SP and BN with a plain one."""
+    return get_spec(check_param(param)).readout(in_features, out_features, get_preset(preset))
 
 
 def conv(param: str, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
@@ -144,72 +95,20 @@ def conv(param: str, in_channels: int, out_channels: int, kernel_size: int, stri
 
     ``first``: the network's first layer (no IMN before it). ``gmp_init``: the GmP layers'
     ``init`` (:class:`~gmp.nn.GmPConv2d`)."""
-    p = check_param(param, ALL_PARAMS)
-    args = (in_channels, out_channels, kernel_size, stride, padding)
-    if p == "sp":
-        return nn.Conv2d(*args, bias=True)
-    if p == "wn":
-        return weight_norm(nn.Conv2d(*args, bias=True))
-    if p == "wn_mbn":
-        return nn.Sequential(weight_norm(nn.Conv2d(*args, bias=False)),
-                             MeanOnlyBatchNorm(out_channels))
-    if p == "bn":
-        return nn.Sequential(nn.Conv2d(*args, bias=False), nn.BatchNorm2d(out_channels))
-    layer = GmPConv2d(*args, bias=True, init=gmp_init)  # type: ignore[arg-type]
-    if p == "gmp_imn" and not first:
-        return nn.Sequential(InputMeanNorm(in_channels), layer)
-    return layer
+    spec = get_spec(check_param(param, names()))
+    return spec.conv(in_channels, out_channels, kernel_size, stride, padding, first=first,
+                     gmp_init=gmp_init)
 
 
 def classifier(param: str, in_features: int, num_classes: int) -> nn.Module:
     """The final linear layer ``(N, in_features) -> (N, num_classes)`` under ``param``."""
-    p = check_param(param, ALL_PARAMS)
-    if p in ("sp", "bn"):
-        return nn.Linear(in_features, num_classes)
-    if p in ("wn", "wn_mbn"):
-        return weight_norm(nn.Linear(in_features, num_classes))
-    layer = GmPLinear(in_features, num_classes)
-    return nn.Sequential(InputMeanNorm(in_features), layer) if p == "gmp_imn" else layer
+    return get_spec(check_param(param, names())).classifier(in_features, num_classes)
 
 
 def norm_layer(param: str) -> Callable[[int], nn.Module]:
     """What follows a conv of a torchvision ResNet under ``param`` (its ``norm_layer``): BN,
     MBN, or nothing (``nn.Identity``)."""
-    param = check_param(param, ALL_PARAMS)
-    if param == "bn":
-        return nn.BatchNorm2d
-    if param == "wn_mbn":
-        return MeanOnlyBatchNorm
-    return nn.Identity
-
-
-# Keras' BatchNormalization / the authors' MeanOnlyBatchNormalization: moving average 0.99
-# (torch's momentum 0.01), BN epsilon 1e-3.
-_KERAS_MOMENTUM, _KERAS_BN_EPS = 0.01, 1e-3
-
-
-@torch.no_grad()
-def keras_conv2d(in_channels: int, out_channels: int, kernel_size: int, padding: int = 0, *,
-                 bias: bool = True, fan_out: str = "keras") -> nn.Conv2d:
-    """``nn.Conv2d`` ``(N, C_in, H, W) -> (N, C_out, H', W')`` with a Glorot-uniform weight and
-    zero bias, as the authors' Keras code draws it.
-
-    ``fan_out="keras"``: Keras' ``Conv2D`` (bound ``sqrt(6/(k²·C_in + k²·C_out))``);
-    ``"units"``: their ``GlorotUniformHyperWN`` of ``Conv2DWN`` (bound
-    ``sqrt(6/(k²·C_in + C_out))``)."""
-    layer = nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, bias=bias)
-    fan_in = in_channels * kernel_size * kernel_size
-    if fan_out == "keras":
-        out = out_channels * kernel_size * kernel_size
-    elif fan_out == "units":
-        out = out_channels
-    else:
-        raise ValueError(f"unknown fan_out {fan_out!r}; expected 'keras' or 'units'")
-    bound = (6.0 / (fan_in + out)) ** 0.5
-    layer.weight.uniform_(-bound, bound)
-    if layer.bias is not None:
-        layer.bias.zero_()
-    return layer
+    return get_spec(check_param(param, names())).norm_layer()
 
 
 def authors_conv(param: str, in_channels: int, out_channels: int, kernel_size: int = 3,
@@ -217,31 +116,12 @@ def authors_conv(param: str, in_channels: int, out_channels: int, kernel_size: i
     """One conv layer of the authors' VGG-6 under ``param``, with its activation and
     normalizer, in their order (the ``authors`` table above): modules that map
     ``(N, C_in, H, W)`` to the post-activation ``(N, C_out, H, W)``."""
-    p = check_param(param, ALL_PARAMS)
-    args = (in_channels, out_channels, kernel_size, padding)
-    if p == "sp":
-        return [keras_conv2d(*args), nn.ReLU(inplace=True)]
-    if p == "wn":
-        return [weight_norm(keras_conv2d(*args, fan_out="units")), nn.ReLU(inplace=True)]
-    if p == "wn_mbn":
-        return [weight_norm(keras_conv2d(*args, bias=False, fan_out="units")),
-                MeanOnlyBatchNorm(out_channels, momentum=_KERAS_MOMENTUM, bias=False),
-                nn.ReLU(inplace=True)]
-    if p == "bn":
-        return [keras_conv2d(*args, bias=False),
-                nn.BatchNorm2d(out_channels, eps=_KERAS_BN_EPS, momentum=_KERAS_MOMENTUM),
-                nn.ReLU(inplace=True)]
-    layer = GmPConv2d(in_channels, out_channels, kernel_size, padding=padding,
-                      init="glorot-authors", activation=nn.ReLU())
-    if p == "gmp_imn":
-        return [layer, InputMeanNorm(out_channels, momentum=_KERAS_MOMENTUM)]
-    return [layer]
+    spec = get_spec(check_param(param, names()))
+    return spec.authors_conv(in_channels, out_channels, kernel_size, padding)
 
 
 def authors_classifier(param: str, in_features: int, num_classes: int) -> nn.Module:
     """The authors' read-out ``(N, in_features) -> (N, num_classes)``: Keras' ``Dense``
     (Glorot-uniform, zero bias), or its WN (their ``DenseWN``, ``g = ‖v‖``) for ``wn`` and
     ``wn_mbn``."""
-    p = check_param(param, ALL_PARAMS)
-    lin = linear(in_features, num_classes, "keras")
-    return weight_norm(lin) if p in ("wn", "wn_mbn") else lin
+    return get_spec(check_param(param, names())).authors_classifier(in_features, num_classes)

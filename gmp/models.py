@@ -51,21 +51,17 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.parametrizations import weight_norm
 
 from .layers import authors_classifier, authors_conv, classifier, conv, norm_layer
-from .params import ALL_PARAMS
-from .params import check_param as _check_param
+from .params import ALL_PARAMS, check_param, get_spec, names
 
-__all__ = ["ARCHS", "DEFAULT_IMAGENET_PRESET", "IMAGENET_PRESETS", "PARAMS", "PAPER_PARAMS",
-           "VGG6", "build_model", "check_param", "check_preset", "count_parameters", "resnet18",
-           "vgg6"]
+__all__ = ["ARCHS", "DEFAULT_IMAGENET_PRESET", "IMAGENET_PRESETS", "PAPER_PARAMS", "VGG6",
+           "build_model", "check_preset", "count_parameters", "resnet18", "vgg6"]
 
 ARCHS: tuple[str, ...] = ("vgg6", "resnet18")
-# The parameterizations of the ImageNet models (gmp.params.ALL_PARAMS; documented in api.md).
-PARAMS: tuple[str, ...] = ALL_PARAMS
 #: The variants each table of the paper reports.
-PAPER_PARAMS: dict[str, tuple[str, ...]] = {"vgg6": PARAMS, "resnet18": ("bn", "wn_mbn", "gmp_imn")}
+PAPER_PARAMS: dict[str, tuple[str, ...]] = {"vgg6": ALL_PARAMS,
+                                            "resnet18": ("bn", "wn_mbn", "gmp_imn")}
 
 
 #: The presets of the ImageNet networks (see the module docstring), named after their source.
@@ -81,12 +77,6 @@ def check_preset(preset: str | None) -> str:
         raise ValueError(f"unknown preset {preset!r} for the ImageNet networks; expected one "
                          f"of {IMAGENET_PRESETS}")
     return p
-
-
-def check_param(param: str) -> str:
-    """Return ``param`` lower-cased, or raise a ValueError naming the valid choices
-    (:func:`gmp.params.check_param` over :data:`PARAMS`)."""
-    return _check_param(param, PARAMS)
 
 
 def _scaled(channels: int, width: float) -> int:
@@ -110,7 +100,7 @@ class VGG6(nn.Module):
     def __init__(self, param: str = "sp", num_classes: int = 1000, width: float = 1.0,
                  preset: str | None = None):
         super().__init__()
-        self.param = check_param(param)
+        self.param = check_param(param, names())
         self.preset = check_preset(preset)
         layers: list[nn.Module] = []
         c_in, first = 3, True
@@ -174,37 +164,28 @@ def _resnet_skeleton(param: str, num_classes: int, width: float) -> nn.Module:
 
 
 def _swap_layers(net: nn.Module, param: str, preset: str = "book-v1") -> None:
-    """Replace every ``nn.Conv2d`` and the ``fc`` of a ResNet skeleton by ``param``'s layer.
+    """Replace every ``nn.Conv2d`` and the ``fc`` of a ResNet skeleton by ``param``'s layer
+    (:meth:`gmp.params.Parameterization.resnet_conv` and ``resnet_fc``; None keeps a layer).
 
     SP/WN convs keep the skeleton's He-normal weights (WN: ``g = ‖v‖`` at first, so the
     function is unchanged) and gain a zero bias; GmP layers are freshly initialised as in
     Remark 3.5 (direction uniform on the sphere, λ = 0, r = 1) under ``book-v1``, with the
     authors' initialization under ``authors`` (whose GmP variants keep the skeleton's plain
-    ``fc``). ``bn`` and ``wn_mbn`` convs stay bias-free: the norm layer supplies the bias.
+    ``fc``). ``bn`` keeps the skeleton; ``wn_mbn`` convs stay bias-free: the norm layer
+    supplies the bias.
     """
-    if param == "bn":
-        return
+    spec = get_spec(param)
     first = True
     for parent in list(net.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is nn.Conv2d:
-                k, s, pad = child.kernel_size[0], child.stride[0], child.padding[0]
-                if param in ("sp", "wn", "wn_mbn"):
-                    new = nn.Conv2d(child.in_channels, child.out_channels, k, s, pad,
-                                    bias=param != "wn_mbn")
-                    with torch.no_grad():
-                        new.weight.copy_(child.weight)
-                        if new.bias is not None:
-                            new.bias.zero_()
-                    new = new if param == "sp" else weight_norm(new)
-                else:
-                    new = conv(param, child.in_channels, child.out_channels, k, s, pad,
-                               first=first, gmp_init="glorot-authors" if preset == "authors"
-                               else "sphere")
-                setattr(parent, name, new)
+                new = spec.resnet_conv(child, first=first, preset=preset)
+                if new is not None:
+                    setattr(parent, name, new)
                 first = False
-    if preset != "authors" or param in ("sp", "wn", "wn_mbn"):
-        net.fc = classifier(param, net.fc.in_features, net.fc.out_features)
+    fc = spec.resnet_fc(net.fc, preset)
+    if fc is not None:
+        net.fc = fc
 
 
 def resnet18(param: str = "bn", num_classes: int = 1000, width: float = 1.0,
@@ -214,7 +195,7 @@ def resnet18(param: str = "bn", num_classes: int = 1000, width: float = 1.0,
     The ``bn`` variant is torchvision's ResNet-18 (``zero_init_residual=False``). Where MBN
     and IMN sit in a residual block is described in the module docstring.
     """
-    p, pre = check_param(param), check_preset(preset)
+    p, pre = check_param(param, names()), check_preset(preset)
     net = _resnet_skeleton(p, num_classes, width)
     _swap_layers(net, p, pre)
     net.param, net.preset = p, pre
@@ -226,7 +207,8 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {"vgg6": vgg6, "resnet18": resn
 
 def build_model(arch: str, param: str, num_classes: int = 1000, width: float = 1.0,
                 preset: str | None = None) -> nn.Module:
-    """Build ``arch`` (one of :data:`ARCHS`) under ``param`` (one of :data:`PARAMS`) and
+    """Build ``arch`` (one of :data:`ARCHS`) under ``param`` (a registered param, e.g. one
+    of :data:`gmp.params.ALL_PARAMS`) and
     ``preset`` (one of :data:`IMAGENET_PRESETS`, default ``"authors"``).
 
     Raises:
@@ -236,7 +218,7 @@ def build_model(arch: str, param: str, num_classes: int = 1000, width: float = 1
     a = str(arch).lower()
     if a not in _BUILDERS:
         raise ValueError(f"unknown architecture {arch!r}; expected one of {ARCHS}")
-    p = check_param(param)
+    p = check_param(param, names())
     pre = check_preset(preset)
     if int(num_classes) < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")

@@ -495,3 +495,71 @@ class MeanOnlyBatchNorm(_RunningMean):
         if self.bias is None:
             return y
         return y + self.bias.view((1, -1) + (1,) * (x.dim() - 2))
+
+
+# ------------------------------------------------------------------------------------------
+# Keras-initialized torch layers (the baselines' building blocks; re-exported by gmp.layers,
+# which documents them)
+# ------------------------------------------------------------------------------------------
+@torch.no_grad()
+def linear(in_features: int, out_features: int, init: str = "keras") -> nn.Linear:
+    """``nn.Linear`` initialized as Keras' ``Dense`` (``"keras"``: Glorot-uniform weight, zero
+    bias) or as torch does (``"torch"``)."""
+    layer = nn.Linear(in_features, out_features)
+    if init == "keras":
+        nn.init.xavier_uniform_(layer.weight)
+        layer.bias.zero_()
+    elif init != "torch":
+        raise ValueError(f"unknown init {init!r}; expected 'keras' or 'torch'")
+    return layer
+
+
+class KerasBatchNorm1d(nn.BatchNorm1d):
+    """:class:`torch.nn.BatchNorm1d` whose running variance tracks the *biased* batch
+    variance, as Keras' ``BatchNormalization`` does on ``(N, C)`` input (its non-fused path);
+    torch's tracks the unbiased one. Training normalizes with the batch statistics as usual;
+    evaluation uses the running estimates. ``momentum`` in torch's convention (Keras' 0.99 is
+    0.01 here)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training:
+            return super().forward(x)
+        if x.dim() != 2 or x.shape[1] != self.num_features:
+            raise ValueError(f"KerasBatchNorm1d expected input (N, {self.num_features}), got "
+                             f"shape {tuple(x.shape)}")
+        with torch.no_grad():
+            self.running_mean.lerp_(x.mean(dim=0), self.momentum)
+            self.running_var.lerp_(x.var(dim=0, unbiased=False), self.momentum)
+            self.num_batches_tracked.add_(1)
+        if x.shape[0] == 1:       # Keras normalizes a single row too: x - mean = 0, output β
+            return self.bias + self.weight * (x - x)
+        return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+
+
+# Keras' BatchNormalization / the authors' MeanOnlyBatchNormalization: moving average 0.99
+# (torch's momentum 0.01), BN epsilon 1e-3.
+_KERAS_MOMENTUM, _KERAS_BN_EPS = 0.01, 1e-3
+
+
+@torch.no_grad()
+def keras_conv2d(in_channels: int, out_channels: int, kernel_size: int, padding: int = 0, *,
+                 bias: bool = True, fan_out: str = "keras") -> nn.Conv2d:
+    """``nn.Conv2d`` ``(N, C_in, H, W) -> (N, C_out, H', W')`` with a Glorot-uniform weight and
+    zero bias, as the authors' Keras code draws it.
+
+    ``fan_out="keras"``: Keras' ``Conv2D`` (bound ``sqrt(6/(k²·C_in + k²·C_out))``);
+    ``"units"``: their ``GlorotUniformHyperWN`` of ``Conv2DWN`` (bound
+    ``sqrt(6/(k²·C_in + C_out))``)."""
+    layer = nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, bias=bias)
+    fan_in = in_channels * kernel_size * kernel_size
+    if fan_out == "keras":
+        out = out_channels * kernel_size * kernel_size
+    elif fan_out == "units":
+        out = out_channels
+    else:
+        raise ValueError(f"unknown fan_out {fan_out!r}; expected 'keras' or 'units'")
+    bound = (6.0 / (fan_in + out)) ** 0.5
+    layer.weight.uniform_(-bound, bound)
+    if layer.bias is not None:
+        layer.bias.zero_()
+    return layer

@@ -34,14 +34,16 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from .convert import convert
+from .params import get_spec
 
-__all__ = ["CANDIDATES", "Case", "VGG6_CONV_SHAPES", "linear_cases", "conv_cases", "vgg6_cases",
-           "resnet18_cases", "measure_layer_overhead", "format_rows"]
+__all__ = ["CANDIDATES", "CANDIDATE_PARAMS", "Case", "VGG6_CONV_SHAPES", "linear_cases",
+           "conv_cases", "vgg6_cases", "resnet18_cases", "measure_layer_overhead", "format_rows"]
 
 #: The candidates that can be timed. Plain, weight-normalized and GmP layers, and GmP with its
 #: compiled weight kernel (``gmp_compiled``).
 CANDIDATES: tuple[str, ...] = ("sp", "wn", "gmp", "gmp_compiled")
+#: The parameterization of each candidate (:mod:`gmp.params`).
+CANDIDATE_PARAMS: dict[str, str] = {"sp": "sp", "wn": "wn", "gmp": "gmp", "gmp_compiled": "gmp"}
 MODES = ("train", "eval", "step")
 OPTIMIZERS = ("adam", "sgd")
 
@@ -69,27 +71,12 @@ class Case:
     params: tuple[str, ...] = ("sp", "gmp")
 
 
-def _weight_norm_all(model: nn.Module) -> nn.Module:
-    from torch.nn.utils.parametrizations import weight_norm
-
-    if isinstance(model, (nn.Linear, nn.Conv2d)):
-        return weight_norm(model)
-    for m in model.modules():
-        if type(m) in (nn.Linear, nn.Conv2d):
-            weight_norm(m)
-    return model
-
-
 def _derive(plain: nn.Module, param: str) -> nn.Module:
-    """The candidate ``param`` computing the same function as ``plain`` (a deep copy)."""
-    model = copy.deepcopy(plain)
-    if param == "sp":
-        return model
-    if param == "wn":
-        return _weight_norm_all(model)
-    if param in ("gmp", "gmp_compiled"):
-        return convert(model)
-    raise ValueError(f"unknown candidate {param!r}; expected one of {CANDIDATES}")
+    """The candidate ``param`` computing the same function as ``plain`` (a deep copy),
+    rewritten by its parameterization (:meth:`gmp.params.Parameterization.convert_model`)."""
+    if param not in CANDIDATES:
+        raise ValueError(f"unknown candidate {param!r}; expected one of {CANDIDATES}")
+    return get_spec(CANDIDATE_PARAMS[param]).convert_model(copy.deepcopy(plain))
 
 
 def linear_cases(batch_sizes: Iterable[int] = (1, 4, 16, 64, 256, 1024), features: int = 1024,

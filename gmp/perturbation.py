@@ -35,9 +35,8 @@ import torch
 from torch import Tensor, nn
 
 from .cab import angular_change, directions, effective_weight_bias, spatial_locations
-from .layers import hidden_layer
 from .nn import GmPLinear
-from .params import check_param
+from .params import PARAMS, check_param, get_spec, recognize
 
 __all__ = [
     "PerturbationResult",
@@ -126,38 +125,28 @@ def build_layer(param: str, w: np.ndarray | Tensor, b: np.ndarray | Tensor) -> n
         w: ``(m, n)`` weights; b: ``(m,)`` biases.
 
     Returns:
-        the layer built by :func:`gmp.layers.hidden_layer` (BN block in training mode:
-        its effective parameters depend on the input batch, see :func:`run_perturbation`).
+        the param's layer (:meth:`gmp.params.Parameterization.from_affine`; a BN block in
+        training mode: its effective parameters depend on the input batch, see
+        :func:`run_perturbation`).
     """
-    param = check_param(param)
+    spec = get_spec(check_param(param))
     w_t = torch.as_tensor(np.asarray(w, dtype=np.float64))
     b_t = torch.as_tensor(np.asarray(b, dtype=np.float64))
     if w_t.dim() != 2 or b_t.shape != (w_t.shape[0],):
         raise ValueError(f"expected w of shape (m, n) and b of shape (m,), got "
                          f"{tuple(w_t.shape)} and {tuple(b_t.shape)}")
-    m, n = w_t.shape
-    with torch.random.fork_rng(devices=[]):  # the default init below must not consume
+    with torch.random.fork_rng(devices=[]):  # a default init inside must not consume
         torch.manual_seed(0)                   # the caller's random stream
-        layer = hidden_layer("sp" if param == "gmp" else param, n, m).to(_F64)
-    linear = layer[0] if param == "bn" else layer
-    with torch.no_grad():
-        # WN: assigning the weight goes through weight_norm's right inverse: v = w, g = ‖w‖.
-        if param == "wn":
-            linear.weight = w_t.clone()
-        else:
-            linear.weight.copy_(w_t)
-        linear.bias.copy_(b_t)
-    if param == "gmp":
-        return GmPLinear.from_linear(layer)
-    return layer
+        return spec.from_affine(w_t, b_t)
 
 
 @torch.no_grad()
 def perturb_(layer: nn.Module, delta: float) -> nn.Module:
-    """Add ``delta`` to every entry of every parameter, in place (GmP: ``θ`` and ``λ`` only)."""
-    if isinstance(layer, GmPLinear):
-        params: Iterable[nn.Parameter] = [p for p in (layer.theta, layer.lam) if p is not None]
-    else:
+    """Add ``delta`` to every entry of every parameter that moves the CAB, in place
+    (:meth:`gmp.params.Parameterization.boundary_parameters`; GmP: ``θ`` and ``λ`` only)."""
+    try:
+        params: Iterable[nn.Parameter] = recognize(layer).boundary_parameters(layer)
+    except TypeError:       # a layer no spec builds: every parameter
         params = layer.parameters()
     for p in params:
         p.add_(delta)
@@ -184,7 +173,7 @@ def run_perturbation(param: str, delta: float, m: int = 1, n: int = 2, std: floa
     param = check_param(param)
     w, b = sample_units(m, n, std, seed)
     x = None
-    if param == "bn":
+    if get_spec(param).needs_batch_stats:
         x = centred_batch(n, seed=seed) if batch is None else torch.as_tensor(batch, dtype=_F64)
         if x.dim() != 2 or x.shape[1] != n:
             raise ValueError(f"batch must have shape (N, {n}), got {tuple(x.shape)}")
@@ -225,7 +214,9 @@ def summarize(results: Iterable[PerturbationResult]) -> list[dict[str, float | s
 # --------------------------------------------------------------------------------------
 # From perturbations to optimizer steps
 # --------------------------------------------------------------------------------------
-STEP_PARAMS: tuple[str, ...] = ("sp", "wn", "gmp")
+#: The parameterizations of :func:`optimizer_step_turns`, those a plain layer converts to
+#: (``"sp"``, ``"wn"``, ``"gmp"``).
+STEP_PARAMS: tuple[str, ...] = tuple(p for p in PARAMS if get_spec(p).convertible)
 
 
 def gradient_identities(n: int = 6, m: int = 4, batch: int = 32, seed: int = 0
@@ -364,9 +355,11 @@ class StepTurns:
 def _step_net(param: str, width: int, init_scale: float, seed: int, form: str = "weight"
               ) -> nn.Sequential:
     """``1 → width → width → 1`` ReLU net with IMN before the second hidden layer; the same
-    function for every parameterization at initialization (WN and GmP converted from SP;
-    GmP in ``form``, the unit form carrying its ReLU inside the layer)."""
+    function for every parameterization at initialization (converted from SP,
+    :meth:`gmp.params.Parameterization.from_linear`; in ``form``, the unit form carrying its
+    ReLU inside the layer)."""
     from .nn import InputMeanNorm
+    spec = get_spec(param)
     torch.manual_seed(int(seed))
     f64 = {"dtype": _F64}
     l1, l2 = nn.Linear(1, width, **f64), nn.Linear(width, width, **f64)
@@ -374,19 +367,10 @@ def _step_net(param: str, width: int, init_scale: float, seed: int, form: str = 
     with torch.no_grad():
         l2.weight.mul_(init_scale)
         l2.bias.mul_(init_scale)
-    if param == "wn":
-        l1 = nn.utils.parametrizations.weight_norm(l1)
-        l2 = nn.utils.parametrizations.weight_norm(l2)
-    elif param == "gmp":
-        l1, l2 = GmPLinear.from_linear(l1), GmPLinear.from_linear(l2)
-        if form == "unit":
-            units = []
-            for lw in (l1, l2):
-                lu = GmPLinear(lw.fan_in, lw.out_features, activation=nn.ReLU(), **f64)
-                lu.load_state_dict(lw.state_dict())
-                units.append(lu)
-            l1, l2 = units
-            return nn.Sequential(l1, InputMeanNorm(width), l2, out).double()
+    l1, l2 = spec.from_linear(l1), spec.from_linear(l2)
+    if form == "unit" and spec.has_unit_form:
+        l1, l2 = spec.unit_form(l1), spec.unit_form(l2)
+        return nn.Sequential(l1, InputMeanNorm(width), l2, out).double()
     return nn.Sequential(l1, nn.ReLU(), InputMeanNorm(width), l2, nn.ReLU(), out).double()
 
 
@@ -420,29 +404,27 @@ def optimizer_step_turns(param: str, optimizer: str = "adam", lr: float = 1e-2,
     x = torch.as_tensor(data.x_train, dtype=_F64)
     y = torch.as_tensor(data.y_train, dtype=_F64)
     x, y = (x - x.mean()) / x.std(), (y - y.mean()) / y.std()
+    spec = get_spec(param)
+    unit = form == "unit" and spec.has_unit_form
     net = _step_net(param, width, init_scale, seed, form)
-    layer = net[2] if (param == "gmp" and form == "unit") else net[3]
+    layer = net[2] if unit else net[3]
     opt_cls = torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
     opt = opt_cls(net.parameters(), lr=lr)
 
     def param_norm() -> np.ndarray:
-        if param == "gmp":
-            return layer.r.detach().abs().numpy().copy()
-        if param == "wn":
-            return layer.parametrizations.weight.original1.detach().norm(dim=1).numpy()
-        return layer.weight.detach().norm(dim=1).numpy()
+        weight, signed = spec.trained_weight(layer)
+        if weight is None:
+            return signed.abs().numpy().copy()
+        return weight.norm(dim=1).numpy()
 
     def scale() -> np.ndarray:
-        if param == "gmp":
-            return layer.r.detach().numpy().copy()
-        if param == "wn":
-            return layer.parametrizations.weight.original0.detach().reshape(-1).numpy().copy()
-        return np.full(width, np.nan)
+        _, signed = spec.trained_weight(layer)
+        return np.full(width, np.nan) if signed is None else signed.numpy().copy()
 
     def sign_blind() -> Tensor:
-        if param == "wn":
-            v = layer.parametrizations.weight.original1.detach()
-            return v / v.norm(dim=1, keepdim=True)
+        weight, signed = spec.trained_weight(layer)
+        if weight is not None and signed is not None:   # WN: v/‖v‖
+            return weight / weight.norm(dim=1, keepdim=True)
         return directions(layer, towards_active=False)
 
     turn, u_turn, norms, dth, dth_max, losses = [], [], [], [], [], []
@@ -450,7 +432,8 @@ def optimizer_step_turns(param: str, optimizer: str = "adam", lr: float = 1e-2,
     for _ in range(steps):
         w0, _ = effective_weight_bias(layer)
         d0, s0 = directions(layer), sign_blind()
-        th0 = layer.theta.detach().clone() if param == "gmp" else None
+        th0 = spec.angles(layer)
+        th0 = None if th0 is None else th0.detach().clone()
         opt.zero_grad(set_to_none=True)
         loss = torch.nn.functional.mse_loss(net(x), y)
         loss.backward()
@@ -459,7 +442,7 @@ def optimizer_step_turns(param: str, optimizer: str = "adam", lr: float = 1e-2,
         u_turn.append(angular_change(s0, sign_blind()).numpy())
         norms.append(w0.norm(dim=1).numpy())
         if th0 is not None:
-            step = layer.theta.detach() - th0
+            step = spec.angles(layer).detach() - th0
             dth.append(step.norm(dim=1).numpy())
             dth_max.append(step.abs().amax(dim=1).numpy())
         else:
@@ -469,7 +452,7 @@ def optimizer_step_turns(param: str, optimizer: str = "adam", lr: float = 1e-2,
         pnorm.append(param_norm())
         scales.append(scale())
     return StepTurns(param=param, optimizer=optimizer, lr=float(lr), n=width,
-                     form=form if param == "gmp" else "",
+                     form=form if spec.has_unit_form else "",
                      turn=np.stack(turn), u_turn=np.stack(u_turn), weight_norm=np.stack(norms),
                      theta_step=np.stack(dth), theta_step_max=np.stack(dth_max),
                      param_norm=np.stack(pnorm), scale=np.stack(scales),

@@ -55,7 +55,7 @@ def test_plan_gpu_mode_has_cuda_tests_and_compiled_throughput(tmp_path):
     for p in compiled:
         assert "--compile" in p.argv
         params |= set(p.argv[p.argv.index("--params") + 1].split(","))
-    from gmp.models import PARAMS
+    from gmp.params import ALL_PARAMS as PARAMS
 
     assert params == set(PARAMS)
     assert all("cuda" in p.argv for p in parts if p.name == "throughput-eager")

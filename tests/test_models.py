@@ -7,8 +7,9 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from gmp.models import ARCHS, PARAMS, build_model, count_parameters
+from gmp.models import ARCHS, build_model, count_parameters
 from gmp.nn import GmPConv2d, GmPLinear, InputMeanNorm, MeanOnlyBatchNorm
+from gmp.params import ALL_PARAMS as PARAMS
 from gmp.train.engine import decay_groups
 
 torch.set_num_threads(1)

@@ -17,7 +17,8 @@ import torch.multiprocessing as mp
 from gmp import provenance
 from gmp.data.imagenet import write_synthetic_folder
 from gmp.data.imagenet32 import write_synthetic
-from gmp.models import PAPER_PARAMS, PARAMS
+from gmp.models import PAPER_PARAMS
+from gmp.params import ALL_PARAMS as PARAMS
 from gmp.train import ConfigError, TrainConfig
 from gmp.train.cli import build_parser, config_from_args, main
 from gmp.train.engine import train

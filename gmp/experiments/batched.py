@@ -25,13 +25,12 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils import parametrize
 
 from ..baselines import OneHiddenLayerMLP
 from ..cab import cab_geometry, gmp_cab_geometry
 from ..geometry import unit_vector
 from ..layers import KerasBatchNorm1d
-from ..nn import GmPLinear
+from ..params import _unit_vector_autograd, get_spec, recognize  # noqa: F401 (re-export)
 
 __all__ = [
     "StackedLinear",
@@ -46,25 +45,6 @@ __all__ = [
 _F64 = torch.float64
 
 
-def _param(layer: nn.Module) -> str:
-    """The parameterization of a linear layer (``"sp"``, ``"wn"`` or ``"gmp"``)."""
-    if isinstance(layer, GmPLinear):
-        if layer.activation is not None and type(layer.activation) is not nn.ReLU:
-            raise TypeError("StackedLinear: a GmP layer in unit form must use nn.ReLU, got "
-                            f"{type(layer.activation).__name__}")
-        return "gmp"
-    if isinstance(layer, nn.Linear):
-        if parametrize.is_parametrized(layer, "weight"):
-            plist = layer.parametrizations.weight
-            if len(plist) == 1 and type(plist[0]).__name__ == "_WeightNorm" and plist[0].dim == 0:
-                return "wn"
-            raise TypeError("StackedLinear: only torch.nn.utils.parametrizations.weight_norm "
-                            "with dim=0 is supported as a weight parametrization")
-        return "sp"
-    raise TypeError(f"StackedLinear: unsupported layer {type(layer).__name__}; expected "
-                    "nn.Linear (SP), weight_norm nn.Linear (WN) or gmp.nn.GmPLinear (GmP)")
-
-
 def _stack(tensors: Sequence[Tensor]) -> Tensor:
     return torch.stack([t.detach().clone() for t in tensors])
 
@@ -72,23 +52,31 @@ def _stack(tensors: Sequence[Tensor]) -> Tensor:
 class StackedLinear(nn.Module):
     """``S`` linear layers of one parameterization with parameters stacked on axis 0.
 
+    The layers' spec (:func:`gmp.params.recognize`) names their tensors
+    (:meth:`~gmp.params.Parameterization.tensors`); each is stacked on a new axis 0 under
+    the same name, a parameter where the layer's is one, a buffer otherwise:
+
     - SP: ``weight (S, m, n)``, ``bias (S, m)``.
     - WN: ``g (S, m, 1)``, ``v (S, m, n)``, ``bias (S, m)``; ``w = g·v/‖v‖`` row-wise.
-    - GmP: ``theta (S, m, n-1)``, ``lam (S, m)``, ``r (S, m)`` and, for ``n = 1``, the fixed
-      buffer ``direction (S, m, 1)``; ``w = r·u(θ)``, ``b = r·λ``. In the paper's unit form
-      (layers built with ``activation=nn.ReLU()``; ``unit_form`` is True) the forward returns
-      ``r·ReLU(u(θ)ᵀx + λ)`` instead of the pre-activation ``wᵀx + b``.
+    - GmP: ``theta (S, m, n-1)``, ``lam (S, m)``, ``r (S, m)`` and the fixed buffer
+      ``direction (S, m, 1)`` (used for ``n = 1``); ``w = r·u(θ)``, ``b = r·λ``. In the paper's
+      unit form (layers built with ``activation=nn.ReLU()``; ``unit_form`` is True) the
+      forward returns ``r·ReLU(u(θ)ᵀx + λ)`` instead of the pre-activation ``wᵀx + b``.
+
+    The effective ``(w, b)`` is the spec's :meth:`~gmp.params.Parameterization.affine` of
+    the stacked tensors. ``param`` is the spec's name, ``spec`` the spec.
     """
 
     def __init__(self, layers: Sequence[nn.Module]):
         super().__init__()
         if not layers:
             raise ValueError("StackedLinear needs at least one layer")
-        params = {_param(layer) for layer in layers}
-        if len(params) != 1:
+        specs = {recognize(layer).name for layer in layers}
+        if len(specs) != 1:
             raise TypeError("StackedLinear: all layers must share one parameterization, got "
-                            f"{params}")
-        self.param = params.pop()
+                            f"{specs}")
+        self.param = specs.pop()
+        self.spec = get_spec(self.param)
         forms = {getattr(layer, "activation", None) is not None for layer in layers}
         if len(forms) != 1:
             raise TypeError("StackedLinear: GmP layers mix the unit and the weight form")
@@ -97,20 +85,20 @@ class StackedLinear(nn.Module):
         if len(shapes) != 1:
             raise ValueError(f"StackedLinear: layers have different shapes {shapes}")
         self.out_features, self.in_features = shapes.pop()
-        if any(_bias_of(layer) is None for layer in layers):
+        per = [self.spec.tensors(layer) for layer in layers]
+        if any(t is None for tensors in per for t in tensors.values()):
             raise ValueError("StackedLinear: layers without bias are not supported")
-        if self.param == "sp":
-            self.weight = nn.Parameter(_stack([l.weight for l in layers]))
-            self.bias = nn.Parameter(_stack([l.bias for l in layers]))
-        elif self.param == "wn":
-            self.g = nn.Parameter(_stack([l.parametrizations.weight.original0 for l in layers]))
-            self.v = nn.Parameter(_stack([l.parametrizations.weight.original1 for l in layers]))
-            self.bias = nn.Parameter(_stack([l.bias for l in layers]))
-        else:
-            self.theta = nn.Parameter(_stack([l.theta for l in layers]))
-            self.lam = nn.Parameter(_stack([l.lam for l in layers]))
-            self.r = nn.Parameter(_stack([l.r for l in layers]))
-            self.register_buffer("direction", _stack([l.direction for l in layers]))
+        self._names = tuple(per[0])
+        for name in self._names:
+            stacked = _stack([tensors[name] for tensors in per])
+            if isinstance(per[0][name], nn.Parameter):
+                setattr(self, name, nn.Parameter(stacked))
+            else:
+                self.register_buffer(name, stacked)
+
+    def stacked_tensors(self) -> dict[str, Tensor]:
+        """The stacked tensors by name, in the spec's order."""
+        return {name: getattr(self, name) for name in self._names}
 
     def unit_directions(self) -> Tensor:
         """GmP only: ``u(θ)`` (or the fixed ``±1`` for ``n = 1``), ``(S, m, n)``."""
@@ -120,59 +108,28 @@ class StackedLinear(nn.Module):
 
     def weight_and_bias(self) -> tuple[Tensor, Tensor]:
         """Effective ``(w (S, m, n), b (S, m))`` (differentiable)."""
-        if self.param == "sp":
-            return self.weight, self.bias
-        if self.param == "wn":
-            # torch._weight_norm(v, g, dim=0) for each member: v · (g / ‖v‖_row)
-            norm = torch.linalg.vector_norm(self.v, dim=-1, keepdim=True)
-            return self.v * (self.g / norm), self.bias
-        u = self.direction if self.in_features == 1 else _unit_vector_autograd(self.theta)
-        return self.r.unsqueeze(-1) * u, self.r * self.lam
+        return self.spec.affine(self.stacked_tensors())
+
+    @torch.no_grad()
+    def weight_and_bias_f64(self) -> tuple[Tensor, Tensor]:
+        """Effective float64 ``(w (S, m, n), b (S, m))``, detached."""
+        return self.spec.affine_f64(self.stacked_tensors())
 
     def forward(self, x: Tensor) -> Tensor:
         """``x (S, N, n) -> (S, N, m)``: ``wᵀx + b``, or ``r·ReLU(uᵀx + λ)`` in unit form."""
         if self.unit_form:
-            u = self.direction if self.in_features == 1 else _unit_vector_autograd(self.theta)
-            z = torch.baddbmm(self.lam.unsqueeze(1), x, u.transpose(1, 2))
-            return self.r.unsqueeze(1) * torch.relu(z)
+            return self.spec.unit_forward(self.stacked_tensors(), x)
         w, b = self.weight_and_bias()
         return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
 
     @torch.no_grad()
     def load_into(self, layer: nn.Module, s: int) -> None:
         """Copy member ``s`` into ``layer`` (a module of the same parameterization)."""
-        if _param(layer) != self.param:
-            raise TypeError(f"load_into: layer is {_param(layer)}, the stack is {self.param}")
-        if self.param == "sp":
-            layer.weight.copy_(self.weight[s])
-            layer.bias.copy_(self.bias[s])
-        elif self.param == "wn":
-            layer.parametrizations.weight.original0.copy_(self.g[s])
-            layer.parametrizations.weight.original1.copy_(self.v[s])
-            layer.bias.copy_(self.bias[s])
-        else:
-            layer.theta.copy_(self.theta[s])
-            layer.lam.copy_(self.lam[s])
-            layer.r.copy_(self.r[s])
-            layer.direction.copy_(self.direction[s])
-
-
-def _unit_vector_autograd(theta: Tensor) -> Tensor:
-    """``u(θ)`` of :func:`gmp.geometry.unit_vector` as plain autograd operations.
-
-    Same values and (to rounding) gradients as the library's custom autograd Functions,
-    which are built for wide layers; for the stacked ``(S, m, n-1)`` angles of these small
-    networks the plain composition has less per-call overhead (about half the time of a
-    forward and backward here). ``(..., n-1) -> (..., n)``, ``n ≥ 2``.
-    """
-    sin, cos = torch.sin(theta), torch.cos(theta)
-    ones = theta.new_ones(theta.shape[:-1] + (1,))
-    # u_i = (∏_{j<i} sin θ_j)·cos θ_i for i < n, u_n = ∏_{j<n} sin θ_j
-    return torch.cat([ones, torch.cumprod(sin, dim=-1)], dim=-1) * torch.cat([cos, ones], dim=-1)
-
-
-def _bias_of(layer: nn.Module) -> Tensor | None:
-    return layer.lam if isinstance(layer, GmPLinear) else layer.bias
+        other = recognize(layer).name
+        if other != self.param:
+            raise TypeError(f"load_into: layer is {other}, the stack is {self.param}")
+        for name, dst in self.spec.tensors(layer).items():
+            dst.copy_(getattr(self, name)[s])
 
 
 class StackedBatchNorm(nn.Module):
@@ -265,12 +222,10 @@ class BatchedMLP(nn.Module):
             raise ValueError("BatchedMLP: all models must use one parameterization, got "
                              f"{sorted(params)}")
         self.param = params.pop()
-        if self.param == "bn":
-            self.hidden = StackedLinear([m.hidden[0] for m in models])
-            self.bn = StackedBatchNorm([m.hidden[1] for m in models])
-        else:
-            self.hidden = StackedLinear([m.hidden for m in models])
-            self.bn = None
+        spec = get_spec(self.param)
+        parts = [spec.split_hidden(m.hidden) for m in models]   # (linear, norm or None)
+        self.hidden = StackedLinear([lin for lin, _ in parts])
+        self.bn = None if parts[0][1] is None else StackedBatchNorm([n for _, n in parts])
         self.out = StackedLinear([m.out for m in models])
         self.size = len(models)
 
@@ -334,11 +289,10 @@ class BatchedMLP(nn.Module):
         """Copy member ``s`` into ``model`` (same parameterization and sizes); returns ``model``."""
         if model.param != self.param:
             raise ValueError(f"load_into: model uses {model.param!r}, the stack {self.param!r}")
+        lin, norm = get_spec(self.param).split_hidden(model.hidden)
+        self.hidden.load_into(lin, s)
         if self.bn is not None:
-            self.hidden.load_into(model.hidden[0], s)
-            self.bn.load_into(model.hidden[1], s)
-        else:
-            self.hidden.load_into(model.hidden, s)
+            self.bn.load_into(norm, s)
         self.out.load_into(model.out, s)
         return model
 
@@ -349,16 +303,7 @@ class BatchedMLP(nn.Module):
         Same conventions as :func:`gmp.cab.effective_weight_bias`: for BN, the batch
         statistics of ``x_ref (S, N, n)`` in training mode, the running statistics otherwise.
         """
-        lin = self.hidden
-        if lin.param == "gmp":
-            w = lin.r.to(_F64).unsqueeze(-1) * self._gmp_u()
-            b = lin.r.to(_F64) * lin.lam.to(_F64)
-        elif lin.param == "wn":
-            v, g = lin.v.to(_F64), lin.g.to(_F64)
-            w = v * (g / torch.linalg.vector_norm(v, dim=-1, keepdim=True))
-            b = lin.bias.to(_F64)
-        else:
-            w, b = lin.weight.to(_F64), lin.bias.to(_F64)
+        w, b = self.hidden.weight_and_bias_f64()
         if self.bn is None:
             return w, b
         bn = self.bn
@@ -372,28 +317,26 @@ class BatchedMLP(nn.Module):
         scale = bn.weight.to(_F64) / torch.sqrt(var + bn.eps)
         return scale.unsqueeze(-1) * w, bn.bias.to(_F64) + scale * (b - mean)
 
-    def _gmp_u(self) -> Tensor:
-        lin = self.hidden
-        return lin.direction.to(_F64) if lin.in_features == 1 else unit_vector(lin.theta.to(_F64))
-
     @torch.no_grad()
     def cab_state(self, x_ref: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Spatial locations ``φ`` and unit directions of the hidden CABs, each ``(S, m, n)``.
 
-        ``φ = -b·w/‖w‖²`` and ``w/‖w‖`` from :meth:`effective_hidden`; for GmP exactly
-        ``φ = -λ·u(θ)`` and the normal towards the active side, as :func:`gmp.cab.directions`
-        computes them: ``u(θ)`` in the unit form ``r·ReLU(uᵀx + λ)``, ``sign(r)·u(θ)`` in the
-        weight form ``ReLU((r·u)ᵀx + r·λ)``, where a sign change of ``r`` swaps the active
-        side (a turn of 180°).
+        ``φ = -b·w/‖w‖²`` and ``w/‖w‖`` from :meth:`effective_hidden`, unless the spec gives
+        the CAB's own coordinates (:meth:`gmp.params.Parameterization.cab_coordinates`): for
+        GmP exactly ``φ = -λ·u(θ)`` and the normal towards the active side, as
+        :func:`gmp.cab.directions` computes them: ``u(θ)`` in the unit form
+        ``r·ReLU(uᵀx + λ)``, ``sign(r)·u(θ)`` in the weight form ``ReLU((r·u)ᵀx + r·λ)``,
+        where a sign change of ``r`` swaps the active side (a turn of 180°).
         """
         lin = self.hidden
-        if lin.param == "gmp":
-            phi, u = gmp_cab_geometry(lin.lam.to(_F64), self._gmp_u())
-            if not lin.unit_form:             # r = 0: no boundary (NaN), as in gmp.cab
-                sign = torch.sign(lin.r.to(_F64)).unsqueeze(-1)
-                u = u * torch.where(sign == 0, math.nan, sign)
-            return phi, u
-        return cab_geometry(*self.effective_hidden(x_ref))
+        coords = lin.spec.cab_coordinates(lin.stacked_tensors(), lin.unit_form)
+        if coords is None:
+            return cab_geometry(*self.effective_hidden(x_ref))
+        lam, u, orient = coords
+        phi, u = gmp_cab_geometry(lam, u)
+        if orient is not None:
+            u = u * orient.unsqueeze(-1)
+        return phi, u
 
     @staticmethod
     def cab_change(before: tuple[Tensor, Tensor], after: tuple[Tensor, Tensor]

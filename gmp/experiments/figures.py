@@ -8,12 +8,13 @@ so that their cells stay short. Figures are small matplotlib figures; tables are
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from ..params import COLORS as _COLORS
 from ..params import LABELS, PARAMS
 from .small import SmallRunResult, summarize
 
@@ -46,8 +47,9 @@ __all__ = [
     "levy_training_scrubber",
 ]
 
-#: Okabe-Ito colours (colour-blind safe), one per parameterization.
-COLORS = {"sp": "#0072B2", "wn": "#E69F00", "bn": "#009E73", "gmp": "#D55E00"}
+#: Okabe-Ito colours (colour-blind safe), one per parameterization (the registry's
+#: ``color``, a live view of :data:`gmp.params.COLORS`).
+COLORS: Mapping[str, str] = _COLORS
 
 #: Single-seed test scores printed by the authors' official notebooks (their seed 0, the
 #: ``official`` protocol; Sec. 4.1, Figs. 2-3): test RMSE for Levy, test accuracy for

@@ -35,7 +35,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..models import ARCHS, check_param, check_preset
+from ..models import ARCHS, check_preset
+from ..params import check_param, names
 from .protocol import DEFAULT_PROTOCOL, MAX_EPOCHS, PROTOCOLS
 
 __all__ = ["TASKS", "ConfigError", "TrainConfig", "default_lr", "default_weight_decay",
@@ -140,7 +141,7 @@ class TrainConfig:
         if c.arch not in ARCHS:
             raise ConfigError(f"unknown architecture {c.arch!r}; expected one of {ARCHS}")
         try:
-            c.param = check_param(c.param)
+            c.param = check_param(c.param, names())
         except ValueError as e:
             raise ConfigError(str(e)) from None
         if c.lr is None:
