@@ -16,13 +16,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import torch
 from torch import Tensor, nn
 
 from .layers import hidden_layer, output_layer
 from .nn import GmPLinear
 from .params import Preset, check_param, get_preset
 
-__all__ = ["OneHiddenLayerMLP", "mlp"]
+__all__ = ["OneHiddenLayerMLP", "mlp", "seeded_mlps"]
 
 
 class OneHiddenLayerMLP(nn.Module):
@@ -53,3 +56,16 @@ def mlp(param: str, in_features: int, hidden: int = 100, out_features: int = 1,
 
     Random numbers come from torch's global generator (``torch.manual_seed`` fixes them)."""
     return OneHiddenLayerMLP(param, in_features, hidden, out_features, preset)
+
+
+def seeded_mlps(param: str, in_features: int, hidden: int, seeds: Sequence[int], *,
+                out_features: int = 1, preset: str | Preset | None = None,
+                dtype: torch.dtype = torch.float32) -> list[OneHiddenLayerMLP]:
+    """The members of a stack: network ``s`` is ``torch.manual_seed(seeds[s])`` then
+    :func:`mlp`, in ``dtype``. The caller's global RNG state is kept."""
+    models = []
+    with torch.random.fork_rng(devices=[]):
+        for seed in seeds:
+            torch.manual_seed(int(seed))
+            models.append(mlp(param, in_features, hidden, out_features, preset).to(dtype))
+    return models

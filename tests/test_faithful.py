@@ -14,7 +14,8 @@ from gmp.data.banana import BananaSplits, banana_splits_authors, load_banana
 from gmp.data.levy import levy, levy_data_authors
 from gmp.experiments import small
 from gmp.experiments.batched import BatchedAdam, BatchedPlateau
-from gmp.experiments.small import BananaConfig, KerasAdam, LevyConfig, run
+from gmp.experiments.fit import KerasAdam
+from gmp.experiments.small import BananaConfig, LevyConfig, run
 from gmp.nn import GmPLinear
 from gmp.params import PRESETS, check_param, get_preset
 
@@ -125,7 +126,7 @@ def test_preset_and_param_errors():
         check_param("ln")
     assert set(PRESETS) >= {"authors", "paper-remark-3.5"}
     with pytest.raises(ValueError, match="unknown protocol"):
-        run("levy", "sp", [0], protocol="leaky", config=LevyConfig(hidden=2, epochs=1),
+        run("levy", "sp", [0], protocol="leaky", config=LevyConfig(hidden=2, max_epochs=1),
             progress=False)
 
 
@@ -204,7 +205,7 @@ def _synthetic(seed: int, test_targets: float | None = None) -> BananaSplits:
     return BananaSplits(*parts, np.zeros(2), np.ones(2), seed)
 
 
-TINY = BananaConfig(hidden=4, epochs=25, batch_size=16, plateau_patience=3, stop_patience=5)
+TINY = BananaConfig(hidden=4, max_epochs=25, batch_size=16, plateau_patience=3, patience=5)
 
 
 def test_honest_protocol_never_reads_test_targets():
@@ -228,7 +229,7 @@ def test_official_protocol_selects_on_the_test_split():
 
 
 def test_fixed_data_seed_varies_only_the_initialization():
-    cfg = LevyConfig(hidden=5, epochs=3)
+    cfg = LevyConfig(hidden=5, max_epochs=3)
     runs = run("levy", "sp", [0, 1, 2], config=cfg, data_seed=0, progress=False)
     assert [r.data_seed for r in runs] == [0, 0, 0] and [r.seed for r in runs] == [0, 1, 2]
     assert len({r.metrics["test_rmse"] for r in runs}) == 3
@@ -294,7 +295,7 @@ def test_units_through_data_counts_boundaries_that_cut_the_inputs():
     w = torch.ones(1, 4, 1, dtype=F64)
     b = torch.tensor([[0.5, -5.0, 0.0, 0.99]], dtype=F64)  # x* = -0.5, 5, 0, -0.99
     assert small._units_through(w, b, x).tolist() == [3]
-    r = run("levy", "gmp", [0], config=LevyConfig(hidden=7, epochs=2), progress=False)[0]
+    r = run("levy", "gmp", [0], config=LevyConfig(hidden=7, max_epochs=2), progress=False)[0]
     assert 0 <= r.metrics["units_through_data"] <= 7
 
 
@@ -322,7 +323,7 @@ def test_a_run_that_never_improves_keeps_the_weights_after_epoch_0(engine):
 
     d = levy_data_authors(0)
     nan = LevyData(d.x_train, torch.full_like(d.y_train, math.nan), d.x_test, d.y_test, 0, 0.1)
-    cfg = LevyConfig(hidden=5, epochs=20, plateau_patience=3, stop_patience=4)
+    cfg = LevyConfig(hidden=5, max_epochs=20, plateau_patience=3, patience=4)
     r = run("levy", "sp", [0], config=cfg, data={0: nan}, engine=engine, progress=False)[0]
     # Keras: NaN never improves, stopping triggers after `patience` epochs, and the weights
     # remembered at the end of epoch 0 come back

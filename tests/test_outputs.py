@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from gmp import files
-from gmp.experiments import small, uci, uci_protocol, uci_report, uci_runner
+from gmp.experiments import small, tasks, uci, uci_protocol, uci_report, uci_runner
 from gmp.experiments.__main__ import main as small_main
 from gmp.experiments.__main__ import parse_seeds
 
@@ -300,7 +300,7 @@ def test_uci_workers_die_with_their_parent():
 
 def test_small_cli_never_replaces_a_file_unasked(tmp_path, monkeypatch, capsys):
     out = tmp_path / "levy.json"
-    argv = ["levy", "--param", "sp", "--seeds", "0", "--epochs", "2", "--hidden", "3",
+    argv = ["levy", "--param", "sp", "--seeds", "0", "--max-epochs", "2", "--hidden", "3",
             "--no-progress", "--no-tracks", "--out", str(out)]
     assert small_main(argv) == 0
     first = out.read_bytes()
@@ -335,7 +335,7 @@ def test_small_cli_rejects_repeated_and_huge_seed_lists(capsys):
         parse_seeds(["0-1000000000000"])
     assert time.perf_counter() - t0 < 1.0                    # refused before building it
     with pytest.raises(SystemExit):
-        small_main(["levy", "--param", "sp", "sp", "--epochs", "1"])
+        small_main(["levy", "--param", "sp", "sp", "--max-epochs", "1"])
     assert "--param names sp more than once" in capsys.readouterr().err
 
 
@@ -345,9 +345,9 @@ def test_small_cli_missing_data_is_one_line(tmp_path, monkeypatch, capsys):
     def missing(*a, **k):
         raise DataNotFoundError("banana.csv is not in GMP_DATA_DIR; put it in /x/banana/")
 
-    monkeypatch.setattr(small, "banana_splits_authors", missing)
+    monkeypatch.setattr(tasks, "banana_splits_authors", missing)
     monkeypatch.setattr(small, "banana_splits", missing, raising=False)
-    assert small_main(["banana", "--param", "sp", "--epochs", "1", "--no-progress"]) == 2
+    assert small_main(["banana", "--param", "sp", "--max-epochs", "1", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "error: banana.csv is not in GMP_DATA_DIR" in err and "Traceback" not in err
 
@@ -355,7 +355,7 @@ def test_small_cli_missing_data_is_one_line(tmp_path, monkeypatch, capsys):
 # ---------------------------------------------------------------- same machine, same numbers
 
 def test_small_training_twice_in_one_process_is_bit_identical():
-    cfg = small.LevyConfig(epochs=60, hidden=8)
+    cfg = small.LevyConfig(max_epochs=60, hidden=8)
     runs = [small.run_levy("all", seeds=[0, 1], config=cfg, dtype=torch.float32,
                            progress=False) for _ in range(2)]
     for a, b in zip(*runs, strict=True):

@@ -169,7 +169,7 @@ def test_toy_stacked_form_matches_modules_and_gradcheck(toy):
 def test_toy_runs_the_small_experiment(toy):
     # depends on gmp.experiments.small (run, LevyConfig): adapt after its rewrite
     from gmp.experiments.small import LevyConfig, run
-    cfg = LevyConfig(hidden=4, epochs=6, plateau_patience=2, stop_patience=4)
+    cfg = LevyConfig(hidden=4, max_epochs=6, plateau_patience=2, patience=4)
     kw = dict(lr=0.01, config=cfg, dtype=F64, progress=False)
     a = run("levy", ["ssp"], [0], engine="batched", **kw)[0]
     b = run("levy", ["ssp"], [0], engine="module", **kw)[0]
@@ -181,36 +181,35 @@ def test_toy_runs_the_small_experiment(toy):
 
 def test_toy_trains_on_tiny_uci_data(toy):
     # the stacked UCI trainer equals the module one (gmp.experiments.uci_trainer)
-    from gmp.experiments.uci_trainer import FitConfig, build_members, fit_module, fit_stacked
+    from gmp.baselines import seeded_mlps
+    from gmp.experiments.fit import FitConfig, fit, fit_module
     g = torch.Generator().manual_seed(0)
     S, N, n = 2, 20, 3
     x, xv = torch.randn(S, N, n, generator=g, dtype=F64), torch.randn(S, 6, n, generator=g,
                                                                       dtype=F64)
     y, yv = x.sum(-1).sin(), xv.sum(-1).sin()
     cfg = FitConfig(max_epochs=8, patience=3, plateau_patience=2, batch_size=8)
-    a = fit_stacked(build_members("ssp", n, [1, 2], 5, dtype=F64), x, y, xv, yv,
-                    [0.01, 0.03], cfg, [3, 4])
+    a = fit(seeded_mlps("ssp", n, 5, [1, 2], dtype=F64), x, y, [0.01, 0.03], cfg, [3, 4],
+            monitor=(xv, yv))
     for s, (seed, lr) in enumerate(((1, 0.01), (2, 0.03))):
-        b = fit_module(build_members("ssp", n, [seed], 5, dtype=F64)[0], x[s], y[s], xv[s],
-                       yv[s], lr, cfg, [3, 4][s])
+        b = fit_module(seeded_mlps("ssp", n, 5, [seed], dtype=F64)[0], x[s], y[s], lr, cfg,
+                       [3, 4][s], monitor=(xv[s], yv[s]))
         assert int(a.epochs_run[s]) == int(b.epochs_run[0])
         torch.testing.assert_close(a.best_monitor[s], b.best_monitor[0], rtol=1e-9, atol=0)
 
 
-@pytest.mark.xfail(raises=ValueError, strict=False,
-                   reason="gmp.experiments.uci seeds by PARAMS.index(param); passes once it "
-                          "uses gmp.params.seed_id")
 def test_toy_runs_a_uci_unit(toy):
-    # depends on gmp.experiments.uci (UCIConfig, run_unit): adapt after its rewrite
+    # the UCI seeds come from the param's seed id, not its place in a list
     from gmp.data.uci import UCIData
-    from gmp.experiments import uci
+    from gmp.experiments import uci_protocol as uci
+    from gmp.experiments.uci_runner import run_unit
     rng = np.random.default_rng(0)
     X = rng.normal(size=(40, 3))
     y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=40)
     cfg = uci.UCIConfig(protocol="honest-no-refit", splits=1, hidden=4, folds=2,
                         lr_grid=(1e-2,), max_epochs=5, patience=2, batch_size=16,
                         dtype="float64", params=("ssp",))
-    entry = uci.run_unit(UCIData("tiny", X, y, (0, 1, 2), 3), "ssp", cfg)
+    entry = run_unit(UCIData("tiny", X, y, (0, 1, 2), 3), "ssp", cfg)
     assert np.isfinite(entry["test_rmse_mean"])
 
 

@@ -14,7 +14,7 @@ import torch
 from gmp import cab
 from gmp.baselines import mlp
 from gmp.data.banana import BananaSplits
-from gmp.experiments import figures, small
+from gmp.experiments import figures, small, tasks
 from gmp.experiments.__main__ import main
 from gmp.experiments.batched import (
     BatchedAdam,
@@ -28,9 +28,9 @@ from gmp.params import PARAMS, PRESETS
 
 F64 = torch.float64
 
-TINY_LEVY = LevyConfig(hidden=6, epochs=40, plateau_patience=3, stop_patience=8)
-TINY_BANANA = BananaConfig(hidden=4, epochs=12, batch_size=16, plateau_patience=1,
-                           stop_patience=4)
+TINY_LEVY = LevyConfig(hidden=6, max_epochs=40, plateau_patience=3, patience=8)
+TINY_BANANA = BananaConfig(hidden=4, max_epochs=12, batch_size=16, plateau_patience=1,
+                           patience=4)
 
 
 def _synthetic_banana(seed: int, n_train: int = 40, n_val: int = 16, n_test: int = 16
@@ -322,7 +322,7 @@ def test_members_are_independent():
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_gmp_presets_run(preset):
-    cfg = LevyConfig(hidden=5, epochs=5)
+    cfg = LevyConfig(hidden=5, max_epochs=5)
     r = run("levy", "gmp", [0], config=cfg, preset=preset, progress=False)[0]
     p = PRESETS[preset]
     assert r.preset == preset and r.config["preset"] == preset
@@ -337,16 +337,16 @@ def test_gmp_presets_run(preset):
 @pytest.mark.parametrize("param, lr", [("sp", 0.5), ("gmp", 1.0)])
 def test_levy_restores_best_weights_when_stopped(param, lr):
     # a large learning rate makes the loss bounce, so the best epoch is not the last one
-    cfg = LevyConfig(hidden=8, epochs=60, plateau_patience=100, stop_patience=10)
+    cfg = LevyConfig(hidden=8, max_epochs=60, plateau_patience=100, patience=10)
     r = run("levy", param, [0], lr=lr, config=cfg, dtype=F64, progress=False)[0]
     hist = r.history["train_loss"]
     assert r.stopped_early and r.best_epoch == int(np.argmin(hist))
-    assert r.epochs_run == r.best_epoch + 1 + cfg.stop_patience
+    assert r.epochs_run == r.best_epoch + 1 + cfg.patience
     # Keras keeps the weights at the end of the best epoch: after its step
     assert r.kept_step == r.best_epoch + 1
     again = run("levy", param, [0], lr=lr, dtype=F64, progress=False,
-                config=LevyConfig(hidden=8, epochs=r.best_epoch + 1, plateau_patience=100,
-                                  stop_patience=10))[0]
+                config=LevyConfig(hidden=8, max_epochs=r.best_epoch + 1, plateau_patience=100,
+                                  patience=10))[0]
     assert not again.stopped_early and again.kept_step == r.best_epoch + 1
     assert r.metrics["train_mae"] == pytest.approx(again.metrics["train_mae"], rel=1e-12)
     assert r.metrics["test_rmse"] == pytest.approx(again.metrics["test_rmse"], rel=1e-12)
@@ -354,9 +354,9 @@ def test_levy_restores_best_weights_when_stopped(param, lr):
 
 def test_levy_keeps_last_weights_at_the_epoch_limit():
     probe = run("levy", "sp", [0], lr=0.5, dtype=F64, progress=False,
-                config=LevyConfig(hidden=8, epochs=60, plateau_patience=100, stop_patience=10))
+                config=LevyConfig(hidden=8, max_epochs=60, plateau_patience=100, patience=10))
     b = probe[0].best_epoch
-    cfg = LevyConfig(hidden=8, epochs=b + 5, plateau_patience=100, stop_patience=1000)
+    cfg = LevyConfig(hidden=8, max_epochs=b + 5, plateau_patience=100, patience=1000)
     r = run("levy", "sp", [0], lr=0.5, config=cfg, dtype=F64, progress=False)[0]
     assert not r.stopped_early and r.epochs_run == b + 5 and r.kept_step == b + 5
     assert r.best_epoch == b < b + 4  # the best epoch is not the last ...
@@ -368,14 +368,14 @@ def test_levy_keeps_last_weights_at_the_epoch_limit():
 
 
 def test_banana_restores_best_weights():
-    cfg = BananaConfig(hidden=4, epochs=30, batch_size=8, plateau_patience=50,
-                       stop_patience=6)
+    cfg = BananaConfig(hidden=4, max_epochs=30, batch_size=8, plateau_patience=50,
+                       patience=6)
     r = run("banana", "sp", [0], lr=0.5, config=cfg, dtype=F64, progress=False,
             data=BANANA_DATA, protocol="honest")[0]
     acc = r.history["monitor_acc"]
     assert r.best_epoch == int(np.argmax(acc))  # first maximum: later ties do not improve
     assert r.metrics["monitor_acc"] == pytest.approx(acc.max())
-    assert r.stopped_early and r.epochs_run == r.best_epoch + 1 + cfg.stop_patience
+    assert r.stopped_early and r.epochs_run == r.best_epoch + 1 + cfg.patience
     assert r.kept_step == (r.best_epoch + 1) * 5  # 40 points in batches of 8
 
 
@@ -408,11 +408,7 @@ def test_result_fields_and_roundtrip(tmp_path):
     _, slim = small.load_results(str(path))
     assert slim[1].history == {} and slim[1].metrics == pytest.approx(res[1].metrics,
                                                                       nan_ok=True)
-    for run_ in doc["runs"]:                  # files written before the rename to "param"
-        run_["method"] = run_.pop("param")
-    path.write_text(json.dumps(doc))
-    _, legacy = small.load_results(str(path))
-    assert [r_.param for r_ in legacy] == [r_.param for r_ in res] == ["sp", "sp", "gmp", "gmp"]
+    assert [r_.param for r_ in slim] == [r_.param for r_ in res] == ["sp", "sp", "gmp", "gmp"]
 
 
 def test_banana_characteristic_points_are_1d_only():
@@ -445,7 +441,8 @@ def test_run_errors(kw, err, match):
 
 
 @pytest.mark.parametrize("kw, match", [
-    ({"epochs": 0}, "epochs"), ({"factor": 1.0}, "factor"), ({"hidden": 0}, "hidden"),
+    ({"max_epochs": 0}, "max_epochs"), ({"plateau_factor": 1.0}, "plateau_factor"),
+    ({"hidden": 0}, "hidden"),
 ])
 def test_config_errors(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -459,7 +456,7 @@ def test_config_errors(kw, match):
 # ---------------------------------------------------------------------------------------
 def test_cli_levy(tmp_path, capsys):
     out = tmp_path / "levy.json"
-    rc = main(["levy", "--param", "gmp", "sp", "--seeds", "0", "1", "--epochs", "5",
+    rc = main(["levy", "--param", "gmp", "sp", "--seeds", "0", "1", "--max-epochs", "5",
                "--hidden", "4", "--no-progress", "--output", str(out)])
     assert rc == 0
     text = capsys.readouterr().out
@@ -475,9 +472,9 @@ def test_cli_levy(tmp_path, capsys):
 
 
 def test_cli_banana_lr_grid(monkeypatch, capsys):
-    monkeypatch.setattr(small, "banana_splits_authors", lambda seed, *a, **k: BANANA_DATA[seed])
-    rc = main(["banana", "--methods", "wn", "--seed", "1", "--lr", "0.01", "0.1",  # old name
-               "--epochs", "2", "--hidden", "3", "--no-progress", "--no-tracks"])
+    monkeypatch.setattr(tasks, "banana_splits_authors", lambda seed, *a, **k: BANANA_DATA[seed])
+    rc = main(["banana", "--param", "wn", "--seed", "1", "--lr", "0.01", "0.1",
+               "--max-epochs", "2", "--hidden", "3", "--no-progress", "--no-tracks"])
     assert rc == 0
     lines = capsys.readouterr().out.splitlines()
     assert "test_acc" in lines[0] and len([ln for ln in lines if ln.startswith("WN ")]) == 4
@@ -486,7 +483,7 @@ def test_cli_banana_lr_grid(monkeypatch, capsys):
 
 def test_cli_errors(capsys):
     with pytest.raises(SystemExit):
-        main(["levy", "--param", "nope", "--epochs", "1"])
+        main(["levy", "--param", "nope", "--max-epochs", "1"])
     assert "unknown parameterization" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["levy", "--seed", "0", "--seeds", "1"])
@@ -505,7 +502,7 @@ def test_cli_subprocess(tmp_path):
     import subprocess
 
     proc = subprocess.run([sys.executable, "-m", "gmp.experiments", "levy", "--param", "sp",
-                           "--epochs", "3", "--hidden", "3", "--no-progress"],
+                           "--max-epochs", "3", "--hidden", "3", "--no-progress"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "SP " in proc.stdout

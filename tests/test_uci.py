@@ -15,17 +15,12 @@ import pytest
 import torch
 
 from gmp import provenance
+from gmp.baselines import seeded_mlps
 from gmp.data import DataCorruptError, DataNotFoundError
 from gmp.data.uci import DATASETS, SHAPES, UCIData, load_uci, remote_files
 from gmp.experiments import uci, uci_protocol, uci_report, uci_runner
 from gmp.experiments.batched import BatchedAdam, BatchedMLP, StackedBatchNorm
-from gmp.experiments.uci_trainer import (
-    FitConfig,
-    build_members,
-    fit_module,
-    fit_stacked,
-    predict,
-)
+from gmp.experiments.fit import FitConfig, Replay, fit, fit_module, predict
 from gmp.layers import KerasBatchNorm1d
 from gmp.params import PARAMS
 
@@ -111,13 +106,13 @@ def test_stacked_fit_equals_module(param):
     lrs = [0.03, 0.01, 0.003, 0.001, 0.0003]
     cfg = FitConfig(max_epochs=60, patience=8, plateau_patience=3, batch_size=8)
     seeds, shuffle = [11, 12, 13, 14, 15], [5, 6, 7, 8, 9]
-    a = fit_stacked(build_members(param, n, seeds, m, dtype=F64), x, y, xv, yv, lrs, cfg,
-                    shuffle)
+    a = fit(seeded_mlps(param, n, m, seeds, dtype=F64), x, y, lrs, cfg, shuffle,
+            monitor=(xv, yv))
     x_new = torch.randn(S, 6, n, dtype=F64)
     pa = predict(a.net, x_new)
     for s in range(S):
-        model = build_members(param, n, [seeds[s]], m, dtype=F64)[0]
-        b = fit_module(model, x[s], y[s], xv[s], yv[s], lrs[s], cfg, shuffle[s])
+        model = seeded_mlps(param, n, m, [seeds[s]], dtype=F64)[0]
+        b = fit_module(model, x[s], y[s], lrs[s], cfg, shuffle[s], monitor=(xv[s], yv[s]))
         assert int(a.best_epoch[s]) == int(b.best_epoch[0]) > 0
         assert int(a.epochs_run[s]) == int(b.epochs_run[0])
         assert bool(a.stopped_early[s]) == bool(b.stopped_early[0])
@@ -133,26 +128,26 @@ def test_fit_keeps_first_epoch_when_nothing_improves():
     xv, yv = _toy(2, 4, 3, 1)
     yv[0] = math.nan                       # member 0: the monitor is NaN every epoch
     cfg = FitConfig(max_epochs=30, patience=5, batch_size=None)
-    res = fit_stacked(build_members("sp", 3, [0, 1], 5, dtype=F64), x, y, xv, yv, [0.01] * 2,
-                      cfg, [0, 1])
+    res = fit(seeded_mlps("sp", 3, 5, [0, 1], dtype=F64), x, y, [0.01] * 2, cfg, [0, 1],
+              monitor=(xv, yv))
     assert int(res.best_epoch[0]) == 0 and bool(res.stopped_early[0])
     assert int(res.epochs_run[0]) == 5     # Keras stops after `patience` epochs
     assert math.isinf(float(res.best_monitor[0]))
 
 
 def test_fit_validates_inputs():
-    models = build_members("sp", 3, [0, 1], 4, dtype=F64)
+    models = seeded_mlps("sp", 3, 4, [0, 1], dtype=F64)
     x, y = torch.zeros(2, 5, 3, dtype=F64), torch.zeros(2, 5, dtype=F64)
     cfg = FitConfig(max_epochs=2, patience=1)
-    with pytest.raises(ValueError, match="y_fit must have shape"):
-        fit_stacked(models, x, y[:, :4], x, y, [0.1, 0.1], cfg, [0, 1])
-    with pytest.raises(ValueError, match=r"x_monitor must have shape \(S=2"):
-        fit_stacked(models, x, y, x[:1], y[:1], [0.1, 0.1], cfg, [0, 1])
+    with pytest.raises(ValueError, match=r"y must have \(2, 5\) leading dims"):
+        fit(models, x, y[:, :4], [0.1, 0.1], cfg, [0, 1], monitor=(x, y))
+    with pytest.raises(ValueError, match=r"x_mon must have shape \(S=2"):
+        fit(models, x, y, [0.1, 0.1], cfg, [0, 1], monitor=(x[:1], y[:1]))
     with pytest.raises(ValueError, match="2 positive learning rates"):
-        fit_stacked(models, x, y, x, y, [0.1, -1.0], cfg, [0, 1])
+        fit(models, x, y, [0.1, -1.0], cfg, [0, 1], monitor=(x, y))
     with pytest.raises(ValueError, match="one shuffling seed per member"):
-        fit_stacked(models, x, y, x, y, [0.1, 0.1], cfg, [0])
-    with pytest.raises(ValueError, match="loss must be"):
+        fit(models, x, y, [0.1, 0.1], cfg, [0], monitor=(x, y))
+    with pytest.raises(ValueError, match="unknown loss"):
         FitConfig(loss="huber")
     assert FitConfig(patience=100).plateau_patience == 50   # the script: patience // 2
 
@@ -174,7 +169,7 @@ def test_keras_batch_norm_accepts_a_single_row():
 
 
 def test_subset_and_select_keep_the_chosen_members():
-    net = BatchedMLP.from_modules(build_members("gmp", 3, [0, 1, 2], 5, dtype=F64))
+    net = BatchedMLP.from_modules(seeded_mlps("gmp", 3, 5, [0, 1, 2], dtype=F64))
     adam = BatchedAdam(list(net.parameters()), torch.tensor([0.1, 0.2, 0.3], dtype=F64))
     x = torch.randn(3, 4, 3, dtype=F64)
     net(x).sum().backward()
@@ -400,7 +395,6 @@ def test_refit_replays_the_selection_runs_epochs_and_cuts():
 def test_replayed_schedule_equals_the_selected_run(param):
     """On the same rows and seeds, replaying a monitored run's selected epochs and
     learning-rate cuts gives its kept weights exactly (float64)."""
-    from gmp.experiments.uci_trainer import build_members, fit_replay
 
     g = torch.Generator().manual_seed(3)
     S, N, n = 4, 40, 3
@@ -412,21 +406,21 @@ def test_replayed_schedule_equals_the_selected_run(param):
     lr, seeds = [0.1, 0.05, 0.1, 0.3], [5, 6, 7, 8]
 
     def members():
-        return build_members(param, n, [1, 2, 3, 4], hidden=6, dtype=torch.float64)
+        return seeded_mlps(param, n, 6, [1, 2, 3, 4], dtype=torch.float64)
 
-    r = fit_stacked(members(), x, y, xv, yv, lr, cfg, seeds)
+    r = fit(members(), x, y, lr, cfg, seeds, monitor=(xv, yv))
     assert any(r.drops_before(s) for s in range(S))
-    q = fit_replay(members(), x, y, lr, cfg, seeds, r.selected_epochs,
-                   [r.drops_before(s) for s in range(S)])
+    kept = tuple(r.selected_epochs.tolist())
+    q = fit(members(), x, y, lr, cfg, seeds,
+            replay=Replay(kept, tuple(tuple(r.drops_before(s)) for s in range(S))))
     assert torch.equal(q.epochs_run, r.selected_epochs)
     assert torch.equal(r.net.flat_state(), q.net.flat_state())
     # a cut not replayed changes the weights
     skip = [r.drops_before(s)[1:] for s in range(S)]
-    q2 = fit_replay(members(), x, y, lr, cfg, seeds, r.selected_epochs, skip)
+    q2 = fit(members(), x, y, lr, cfg, seeds, replay=Replay(kept, tuple(map(tuple, skip))))
     assert not torch.equal(r.net.flat_state(), q2.net.flat_state())
     # the module reference records the same cuts
-    from gmp.experiments.uci_trainer import fit_module
-    m = fit_module(members()[0], x[0], y[0], xv[0], yv[0], lr[0], cfg, seeds[0])
+    m = fit_module(members()[0], x[0], y[0], lr[0], cfg, seeds[0], monitor=(xv[0], yv[0]))
     assert m.lr_drops[0] == r.lr_drops[0]
 
 

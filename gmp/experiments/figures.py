@@ -17,6 +17,7 @@ import torch
 from ..params import COLORS as _COLORS
 from ..params import LABELS, PARAMS
 from .small import SmallRunResult, summarize
+from .tasks import TASKS, get_task
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from matplotlib.figure import Figure
@@ -135,7 +136,7 @@ def max_change_figure(results: Sequence[SmallRunResult], seed: int = 0,
     import matplotlib.pyplot as plt
 
     runs = _one_per_param(results, seed)
-    kind = kind or ("location" if runs[0].task == "levy" else "angle")
+    kind = kind or TASKS[runs[0].task].change
     if kind not in ("location", "angle"):
         raise ValueError(f"kind must be 'location' or 'angle', got {kind!r}")
     if ax is None:
@@ -150,10 +151,8 @@ def max_change_figure(results: Sequence[SmallRunResult], seed: int = 0,
     ax.set_yscale("log")
     if kind == "angle":
         unit = "max direction change (degrees)"
-    elif runs[0].task == "levy":
-        unit = "$\\max_i |\\Delta x^*_i|$"
     else:
-        unit = "$\\max_i \\|\\Delta\\phi_i\\|$"
+        unit = TASKS[runs[0].task].location_label
     ax.set(xlabel="optimizer step", ylabel=unit)
     ax.legend(ncols=len(runs), fontsize=8, loc="upper right")
     return fig
@@ -300,7 +299,7 @@ def _lr_rows(results: Sequence[SmallRunResult]) -> dict[str, dict[str, Any]]:
 
 def _error(r: SmallRunResult) -> float:
     """Test error: RMSE (Levy) or 1 - accuracy (Banana)."""
-    return r.metrics["test_rmse"] if r.task == "levy" else 1.0 - r.metrics["test_acc"]
+    return TASKS[r.task].error(r.metrics)
 
 
 def lr_sensitivity_figure(results_by_task: dict[str, Sequence[SmallRunResult]]) -> Figure:
@@ -349,11 +348,9 @@ def lr_sensitivity_figure(results_by_task: dict[str, Sequence[SmallRunResult]]) 
                 ax.set_yscale("log")
             ax.set_xscale("log")
             ax.set_xlabel("learning rate")
-        row[0].set(ylabel="test RMSE" if task == "levy" else "test error (1 - accuracy)",
-                   title=f"{task}: test error" + clipped.get(task, ""))
-        row[1].set(ylabel="largest $|\\Delta x^*|$" if task == "levy"
-                   else "largest direction change (°)",
-                   title=f"{task}: largest per-step CAB change")
+        t = get_task(task)
+        row[0].set(ylabel=t.error_label, title=f"{task}: test error" + clipped.get(task, ""))
+        row[1].set(ylabel=t.change_label, title=f"{task}: largest per-step CAB change")
         for ax in row:
             ax.title.set_fontsize(9)
     axes[0][0].legend(fontsize=9)
@@ -450,7 +447,7 @@ def change_stats(results: Sequence[SmallRunResult], threshold: float | None = No
         runs = select(results, param=m)
         if not runs:
             continue
-        k = kind or ("location" if runs[0].task == "levy" else "angle")
+        k = kind or TASKS[runs[0].task].change
         t = threshold if threshold is not None else (1.0 if k == "location" else 90.0)
         ys = np.concatenate([r.max_location_change if k == "location" else r.max_angular_change
                              for r in runs])
@@ -467,8 +464,7 @@ def results_table(results: Sequence[SmallRunResult], reference: dict[str, float]
     """Markdown table of the headline test metric per parameterization: mean ± std over seeds, the
     per-seed range, and (if given) the authors' reported single-seed value."""
     rows = summarize(results)
-    task = results[0].task
-    name = "test RMSE" if task == "levy" else "test accuracy"
+    name = TASKS[results[0].task].headline_label
     head = f"| param | lr | seeds | {name}: mean ± std | min – max |"
     sep = "|---|---|---|---|---|"
     if reference is not None:
@@ -515,8 +511,7 @@ def kept_characteristic_points(run: SmallRunResult) -> np.ndarray:
 def runs_table(results: Sequence[SmallRunResult], digits: int = 3) -> str:
     """Markdown table with one row per run: epochs, kept epoch, stopping, final learning
     rate and the headline test metric."""
-    task = results[0].task
-    name = "test RMSE" if task == "levy" else "test accuracy"
+    name = TASKS[results[0].task].headline_label
     lines = ["| param | seed | lr | epochs run | kept epoch | stopped early | final lr | "
              f"{name} |", "|---|---|---|---|---|---|---|---|"]
     for r in results:
@@ -532,9 +527,8 @@ def reference_comparison(results: Sequence[SmallRunResult], reference: dict[str,
     """Sentences comparing our multi-seed results with the authors' single-seed values,
     computed from the numbers (so they stay true when the numbers change)."""
     rows = {r["param"]: r for r in summarize(results)}
-    task = results[0].task
-    higher = task == "banana"
-    metric = "test accuracy" if higher else "test RMSE"
+    task = TASKS[results[0].task]
+    higher, metric = task.higher_is_better, task.headline_label
     params = [m for m in PARAMS if m in rows and m in reference]
 
     def order(vals: dict[str, float]) -> list[str]:

@@ -353,7 +353,7 @@ def fit(models: Sequence[nn.Module], x: Tensor, y: Tensor,
     elif score is not None and monitor is None:
         raise ValueError(f"the monitor {cfg.monitor!r} needs monitoring rows (x_mon, y_mon)")
     xv, yv = monitor if score is not None else (None, None)
-    _check_rows(S, x=x, xv=xv)
+    _check_rows(S, x=x, x_mon=xv)
     for name, a, b in (("y", x, y), ("y_mon", xv, yv)):
         if a is not None and tuple(b.shape[:2]) != tuple(a.shape[:2]):
             raise ValueError(f"{name} must have {tuple(a.shape[:2])} leading dims, got "

@@ -42,10 +42,10 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..baselines import OneHiddenLayerMLP, mlp
+from ..baselines import OneHiddenLayerMLP, seeded_mlps
 from ..cab import CABTracker, effective_weight_bias
 from ..files import jsonable, write_json
-from ..params import PAPER_LR, PARAMS, check_param, get_preset
+from ..params import PAPER_LR, PARAMS, check_param, get_preset, get_spec
 from .batched import BatchedMLP
 from .fit import Rows, fit, fit_module
 from .tasks import (
@@ -229,12 +229,11 @@ class _Plan:
             "preset": self.preset, "protocol": self.protocol, "engine": self.engine,
             "track_every": self.track_every, "dtype": str(self.dtype).removeprefix("torch.")}
 
-    def model(self, param: str, seed: int, n_in: int) -> OneHiddenLayerMLP:
-        """The initial network of a run: ``torch.manual_seed(seed)``, then
-        :func:`gmp.baselines.mlp` with the preset. The caller's global RNG state is kept."""
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return mlp(param, n_in, self.cfg.hidden, 1, preset=self.preset).to(self.dtype)
+    def models(self, param: str, seeds: Sequence[int], n_in: int
+               ) -> list[OneHiddenLayerMLP]:
+        """The initial networks of runs: :func:`gmp.baselines.seeded_mlps`."""
+        return seeded_mlps(param, n_in, self.cfg.hidden, seeds, preset=self.preset,
+                           dtype=self.dtype)
 
     def kept_step(self, best_epoch: int, stopped: bool, n: int, steps_run: int) -> int:
         """Optimizer steps behind the final weights (``best_epoch`` 0-based, -1: none)."""
@@ -281,21 +280,14 @@ class _CABRecorder:
             self.loc.append(cab[0])
 
 
-def _extra_metrics(param: str, hidden: torch.nn.Module | Tensor) -> dict[str, float]:
-    """``r_negative`` for GmP: hidden units that end with ``r < 0``."""
-    if param != "gmp":
-        return {}
-    return {"r_negative": float((hidden.r < 0).sum())}
-
-
 def _train_batched(plan: _Plan, param: str, members: Sequence[tuple[int, int, float]],
                    problem: Problem) -> list[SmallRunResult]:
     """Every member ``(seed, data_seed, lr)`` of one param at once."""
-    task, S = plan.task, len(members)
+    task, S, spec = plan.task, len(members), get_spec(param)
     n_in, n = problem.x_train.shape[-1], problem.x_train.shape[1]
-    models = [plan.model(param, seed, n_in) for seed, _, _ in members]
+    models = plan.models(param, [seed for seed, _, _ in members], n_in)
     fcfg = task.fit_config(plan.cfg)
-    x_ref = problem.x_train if param == "bn" else None
+    x_ref = problem.x_train if spec.needs_batch_stats else None
     rec = _CABRecorder(BatchedMLP.from_modules(models).train(), x_ref, plan.track_every,
                        fcfg.max_epochs * task.steps_per_epoch(plan.cfg, n))
     bar = tqdm(total=fcfg.max_epochs, desc=f"{task.name} {param} ×{S}",
@@ -319,8 +311,8 @@ def _train_batched(plan: _Plan, param: str, members: Sequence[tuple[int, int, fl
         k, e = int(res.steps_run[s]), int(res.epochs_run[s])
         stopped, best = bool(res.stopped_early[s]), int(res.best_epoch[s]) - 1
         model = net.load_into(models[s], s)
-        metrics[s] |= {"units_through_data": float(through[s])} | _extra_metrics(
-            param, model.hidden)
+        metrics[s] |= {"units_through_data": float(through[s])} | {
+            k: float(v) for k, v in spec.extra_metrics(model.hidden).items()}
         keep = steps_arr <= k
         results.append(SmallRunResult(
             task=task.name, param=param, preset=plan.preset, protocol=plan.protocol,
@@ -342,8 +334,10 @@ def _train_module(plan: _Plan, param: str, member: tuple[int, int, float], p: Pr
     with a :class:`gmp.cab.CABTracker` recording after every step."""
     (seed, data_seed, lr), task = member, plan.task
     x_train, y_train = p.x_train[0], p.y_train[0]       # p: a single member, (1, N, k)
-    model = plan.model(param, seed, x_train.shape[-1]).train()
-    tracker = CABTracker(model.hidden, every=1, inputs=x_train if param == "bn" else None)
+    model = plan.models(param, [seed], x_train.shape[-1])[0].train()
+    spec = get_spec(param)
+    tracker = CABTracker(model.hidden, every=1,
+                         inputs=x_train if spec.needs_batch_stats else None)
     tracker.record()                                    # step 0
     monitor = None if p.x_mon is None else (p.x_mon[0], p.y_mon[0])
     res = fit_module(model, x_train, y_train, lr, task.fit_config(plan.cfg), seed,
@@ -351,7 +345,7 @@ def _train_module(plan: _Plan, param: str, member: tuple[int, int, float], p: Pr
     metrics = task.final_metrics(lambda x: model(x[0])[None], p)[0]
     w, b = effective_weight_bias(model.hidden)
     metrics["units_through_data"] = float(_units_through(w[None], b[None], p.x_train)[0])
-    metrics |= _extra_metrics(param, model.hidden)
+    metrics |= {k: float(v) for k, v in spec.extra_metrics(model.hidden).items()}
     keep = tracker.steps % plan.track_every == 0
     stopped, best = bool(res.stopped_early[0]), int(res.best_epoch[0]) - 1
     return SmallRunResult(

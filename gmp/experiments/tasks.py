@@ -148,7 +148,8 @@ class Task:
         error_label: the test error's name (the headline, or 1 − accuracy).
         change: the per-step CAB change the paper plots, ``"location"`` (``|Δx*|``) or
             ``"angle"`` (degrees).
-        change_label: its axis label.
+        change_label: the axis label of a run's largest change.
+        location_label: the axis label of the per-step largest change of CAB locations.
         metrics: the score keys of :meth:`final_metrics`.
     """
 
@@ -161,6 +162,7 @@ class Task:
     error_label: ClassVar[str]
     change: ClassVar[str]
     change_label: ClassVar[str]
+    location_label: ClassVar[str]
     metrics: ClassVar[tuple[str, ...]]
 
     def __repr__(self) -> str:
@@ -218,6 +220,7 @@ class _Levy(Task):
     error_label = "test RMSE"
     change = "location"
     change_label = "largest $|\\Delta x^*|$"
+    location_label = "$\\max_i |\\Delta x^*_i|$"
     metrics = ("test_rmse", "train_mae", "train_rmse")
 
     def make_data(self, seed: int, protocol: str, cfg: LevyConfig) -> LevyData:
@@ -257,7 +260,8 @@ class _Banana(Task):
     higher_is_better = True
     error_label = "test error (1 - accuracy)"
     change = "angle"
-    change_label = "largest angular change (°)"
+    change_label = "largest direction change (°)"
+    location_label = "$\\max_i \\|\\Delta\\phi_i\\|$"
     metrics = ("test_acc", "monitor_acc", "train_acc")
 
     def make_data(self, seed: int, protocol: str, cfg: BananaConfig) -> BananaSplits:

@@ -31,7 +31,7 @@ early stopping watch, where the learning rate comes from and what the final mode
     the training length (the epochs behind the weights it keeps) and the learning-rate cuts;
     (3) the *refit* trains on the whole training part for the selected number of epochs with
     the selected cuts replayed at the same epochs
-    (:func:`~gmp.experiments.uci_trainer.fit_replay`; the rule "retrain on all the data for
+    (:func:`~gmp.experiments.fit.Replay`; the rule "retrain on all the data for
     the selected number of steps" is Algorithm 7.2 of Goodfellow, Bengio & Courville 2016,
     *Deep Learning*, Sec. 7.8, here counted in epochs), and is scored once on the test split.
     The selection run's test RMSE is recorded too (``no_refit_test_rmse``), for the
@@ -67,7 +67,7 @@ import numpy as np
 import torch
 
 from ..params import PAPER_LR, PARAMS, check_param, get_preset
-from .uci_trainer import FitConfig
+from .fit import FitConfig
 
 __all__ = [
     "Protocol",
@@ -193,7 +193,7 @@ class UCIConfig:
             ``honest-no-refit``).
         lr_grid: learning rates cross-validation chooses from (same protocols).
         max_epochs, patience, batch_size, loss: Keras' ``fit``
-            (:class:`~gmp.experiments.uci_trainer.FitConfig`); the plateau patience is
+            (:class:`~gmp.experiments.fit.FitConfig`); the plateau patience is
             ``patience // 2``, as in the script.
         dtype: ``"float32"`` or ``"float64"`` (the script's).
         max_rows: members × rows trained in one stacked computation (speed and memory only).

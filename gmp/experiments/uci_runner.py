@@ -9,8 +9,10 @@ identical numbers (on the same machine). The final model (and the selection run)
 ``k`` starts from the same initialization (and shuffling seed) under every protocol, so the
 protocols' numbers of a split are paired.
 
-The training itself (Keras' ``fit``, many networks at once) is
-:mod:`gmp.experiments.uci_trainer`; the layout of the results file and its reading are
+The training itself is the one Keras ``fit`` loop of :mod:`gmp.experiments.fit`, as the
+authors' script calls it (the mean absolute error, mini-batches of 1,024, the mean squared
+error of the monitoring rows watched; a refit is a :class:`~gmp.experiments.fit.Replay`); the
+layout of the results file and its reading are
 :mod:`gmp.experiments.uci_report`.
 """
 
@@ -26,10 +28,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..baselines import seeded_mlps
 from ..data.uci import DATASETS, SHAPES, UCIData, load_uci, resolve_name
 from ..files import write_json
-from ..params import PARAMS
+from ..params import get_spec, seed_id
+from ..params import names as param_names
 from ..provenance import record
+from .fit import FitConfig, Replay, fit, fit_module, predict
 from .uci_protocol import (
     OFFICIAL_LR,
     UCIConfig,
@@ -39,7 +44,6 @@ from .uci_protocol import (
     validation_split,
 )
 from .uci_report import FORMAT_VERSION, finite_or_inf, load_results
-from .uci_trainer import FitConfig, build_members, fit_module, fit_replay, fit_stacked, predict
 
 __all__ = ["TRAINERS", "n_models", "run_unit", "run_dataset", "run", "provenance",
            "tune_malloc", "watch_parent"]
@@ -95,7 +99,7 @@ def _train_tasks(unit: _Unit, tasks: list[_Task], role: int) -> list[dict]:
     rates of one task share its initialization and shuffling seed (common random numbers)."""
     data, cfg, param, fcfg = unit.data, unit.cfg, unit.param, unit.fit
     dtype = cfg.torch_dtype
-    mi = PARAMS.index(param)
+    mi = seed_id(param)        # by name: a new param never moves another's seeds
     members = [(t, lr) for t in tasks for lr in t.lrs]
     groups: dict[tuple[int, int, bool], list] = {}
     for t, lr in members:
@@ -117,18 +121,19 @@ def _train_tasks(unit: _Unit, tasks: list[_Task], role: int) -> list[dict]:
                 xs["yv"].append(data.y[t.val])
             init = [_seed(unit.ds_index, t.split, role, t.fold + 1, mi) for t, _ in part]
             shuffle = [_seed(unit.ds_index, t.split, role, t.fold + 1, mi, 1) for t, _ in part]
-            models = build_members(param, data.X.shape[1], init, cfg.hidden, cfg.preset, dtype)
+            models = seeded_mlps(param, data.X.shape[1], cfg.hidden, init,
+                                 preset=cfg.preset, dtype=dtype)
             T = {k: torch.as_tensor(np.stack(v), dtype=dtype) for k, v in xs.items()
                  if k != "xs"}
             lrs = [lr for _, lr in part]
             replay = part[0][0].replay is not None
             if replay:
-                res = fit_replay(models, T["xf"], T["yf"], lrs, fcfg, shuffle,
-                                 [t.replay[0] for t, _ in part],
-                                 [t.replay[1] for t, _ in part])
+                res = fit(models, T["xf"], T["yf"], lrs, fcfg, shuffle,
+                          replay=Replay(tuple(t.replay[0] for t, _ in part),
+                                        tuple(t.replay[1] for t, _ in part)))
             elif unit.stacked:
-                res = fit_stacked(models, T["xf"], T["yf"], T["xv"], T["yv"], lrs, fcfg,
-                                  shuffle)
+                res = fit(models, T["xf"], T["yf"], lrs, fcfg, shuffle,
+                          monitor=(T["xv"], T["yv"]))
             if replay or unit.stacked:
                 width = max(len(a) for a in xs["xs"])      # score rows may differ by one
                 pad = np.zeros((len(part), width, data.X.shape[1]))
@@ -142,9 +147,10 @@ def _train_tasks(unit: _Unit, tasks: list[_Task], role: int) -> list[dict]:
             else:
                 outs, stats = [], []
                 for i, m in enumerate(models):
-                    r = fit_module(m, T["xf"][i], T["yf"][i], T["xv"][i], T["yv"][i], lrs[i],
-                                   fcfg, shuffle[i])
-                    outs.append(predict(r.net, torch.as_tensor(xs["xs"][i], dtype=dtype)[None])[0])
+                    r = fit_module(m, T["xf"][i], T["yf"][i], lrs[i], fcfg, shuffle[i],
+                                   monitor=(T["xv"][i], T["yv"][i]))
+                    x_score = torch.as_tensor(xs["xs"][i], dtype=dtype)[None]
+                    outs.append(predict(r.net, x_score)[0])
                     stats.append((int(r.best_epoch[0]), int(r.epochs_run[0]),
                                   bool(r.stopped_early[0]), int(r.selected_epochs[0]),
                                   r.drops_before(0)))
@@ -315,7 +321,7 @@ def _worker(name: str, param: str, cfg: UCIConfig, trainer: str) -> dict:
 def _cost(name: str, param: str) -> float:
     """Rough relative cost of a unit, to start the longest first."""
     rows, feats = SHAPES.get(name, (1, 1))
-    return rows * (feats + 20) * (1.5 if param in ("bn", "gmp") else 1.0)
+    return rows * (feats + 20) * get_spec(param).cost_factor
 
 
 def run(datasets: Sequence[str], cfg: UCIConfig, out: str | Path | None = None, *,
@@ -360,7 +366,7 @@ def run(datasets: Sequence[str], cfg: UCIConfig, out: str | Path | None = None, 
             "n_rows": len(data[name].y), "n_features": int(data[name].X.shape[1]),
             "params": {}})
         ds["params"][param] = entry
-        ds["params"] = {m: ds["params"][m] for m in PARAMS if m in ds["params"]}
+        ds["params"] = {m: ds["params"][m] for m in param_names() if m in ds["params"]}
         ds["wall_s"] = round(sum(e["wall_s"] for e in ds["params"].values()), 2)
         ds["run"] = entry["run"]
         if path is not None:

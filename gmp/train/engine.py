@@ -560,7 +560,7 @@ def _build_model(cfg: TrainConfig, ctx: DistContext, fmt: torch.memory_format
     model = build_model(cfg.arch, cfg.param, cfg.num_classes, cfg.width, cfg.preset)
     n_params = count_parameters(model)
     model = model.to(ctx.device, memory_format=fmt)
-    if ctx.distributed and ctx.device.type == "cuda" and cfg.param == "bn":
+    if ctx.distributed and ctx.device.type == "cuda":   # every BatchNorm (none: a no-op)
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return model, n_params
 
