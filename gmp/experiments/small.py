@@ -49,7 +49,6 @@ from ..params import PAPER_LR, PARAMS, check_param, get_preset, get_spec
 from .batched import BatchedMLP
 from .fit import Rows, fit, fit_module
 from .tasks import (
-    PROTOCOLS,
     TASKS,
     BananaConfig,
     LevyConfig,
@@ -59,24 +58,11 @@ from .tasks import (
     get_task,
 )
 
-__all__ = [
-    "DEFAULT_LR",
-    "TASKS",
-    "PROTOCOLS",
-    "LevyConfig",
-    "BananaConfig",
-    "SmallRunResult",
-    "default_lr",
-    "make_data",
-    "run_levy",
-    "run_banana",
-    "run",
-    "summarize",
-    "save_results",
-    "load_results",
-    "recognise_results",
-    "rerun_agreement",
-]
+# The settings and data of the tasks are importable from here too (the book's chapters use
+# ``small.LevyConfig``); they are documented in gmp.experiments.tasks.
+__all__ = ["DEFAULT_LR", "SmallRunResult", "default_lr", "make_data", "run", "run_levy",
+           "run_banana", "summarize", "rerun_agreement", "save_results", "load_results",
+           "recognise_results"]
 
 #: Learning rates chosen by cross-validation in the paper (Sec. 4.1).
 DEFAULT_LR: dict[str, float] = dict(PAPER_LR)
