@@ -3,8 +3,7 @@
 A :class:`gmp.symbolic.Derivation` knows its identity ``lhs = rhs`` as one LaTeX line
 (:meth:`~gmp.symbolic.Derivation.latex`), which for anything but the smallest case is wider
 than the page and cannot wrap (MathJax does not break lines in its HTML output).
-:func:`aligned` writes the same identity as an ``aligned`` block with one summand per line;
-:func:`display_derivation` shows it under the derivation's name in a notebook.
+:func:`aligned` writes the same identity as an ``aligned`` block with one summand per line.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ import sympy as sp
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from .symbolic import Derivation
 
-__all__ = ["aligned", "summand_lines", "display_derivation"]
+__all__ = ["aligned", "summand_lines"]
 
 
 def summand_lines(expr: sp.Basic, first: str = "") -> list[str]:
@@ -48,11 +47,3 @@ def aligned(d: Derivation) -> str:
     body = r" \\ ".join("&" + line for line in lines)
     return r"\begin{aligned}" + body + r"\end{aligned}"
 
-
-def display_derivation(d: Derivation) -> None:
-    """Show ``d`` in a notebook: its name and whether it holds, then :func:`aligned`."""
-    from IPython.display import Markdown, Math, display
-
-    mark = "verified by SymPy" if d.holds else "**not** verified"
-    display(Markdown(f"*{d.name}* ({mark}):"))
-    display(Math(aligned(d)))

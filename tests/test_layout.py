@@ -2,6 +2,7 @@
 layer and the layers above it (lower numbers)."""
 
 import ast
+import re
 from pathlib import Path
 
 import gmp
@@ -61,3 +62,74 @@ def test_the_experiments_map_names_every_experiments_module():
     names = {p.stem for p in (PKG / "experiments").glob("*.py")} - {"__init__", "__main__"}
     missing = sorted(n for n in names if f":mod:`~gmp.experiments.{n}`" not in doc)
     assert not missing, f"name them in gmp/experiments/__init__.py: {missing}"
+
+
+# ---------------------------------------------------------------------------------------
+# one place per choice: what a parameterization or a task is is asked, not compared
+# ---------------------------------------------------------------------------------------
+ROOT = PKG.parent
+PARAM_NAMES = {"sp", "wn", "bn", "gmp", "wn_mbn", "gmp_imn"}
+TASK_NAMES = {"levy", "banana"}
+#: The comparisons with a param name allowed outside the registry, and why.
+PARAM_COMPARISONS_ALLOWED = {
+    # the registry itself: a preset's read-out named "gmp" (a preset value)
+    "gmp/params.py": 1,
+    # the per-split figure is normalized by SP, the baseline of Table 1
+    "gmp/experiments/uci_report.py": 1,
+}
+
+
+def _compared_strings(path: Path) -> list[tuple[int, str]]:
+    """``(line, string)`` for every string constant compared (``==``, ``in``, ...) in
+    ``path``, alone or inside a literal tuple, list or set."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.Compare):
+            continue
+        for side in (node.left, *node.comparators):
+            elts = side.elts if isinstance(side, (ast.Tuple, ast.List, ast.Set)) else [side]
+            out += [(node.lineno, e.value) for e in elts
+                    if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+    return out
+
+
+def test_no_module_branches_on_a_task_name():
+    """Levy and Banana are gmp.experiments.tasks.Task objects: nothing asks which one."""
+    hits = [f"{p.relative_to(ROOT)}:{line} {s!r}" for p in PKG.rglob("*.py")
+            for line, s in _compared_strings(p) if s in TASK_NAMES]
+    assert not hits, hits
+
+
+def test_param_names_are_compared_only_where_allowed():
+    """What a parameterization is lives in its spec (gmp.params): modules ask the spec."""
+    counts: dict[str, list[int]] = {}
+    for p in PKG.rglob("*.py"):
+        for line, s in _compared_strings(p):
+            if s in PARAM_NAMES:
+                counts.setdefault(str(p.relative_to(ROOT)), []).append(line)
+    wrong = {f: lines for f, lines in counts.items()
+             if len(lines) > PARAM_COMPARISONS_ALLOWED.get(f, 0)}
+    assert not wrong, wrong
+
+
+def test_every_exported_name_is_used():
+    """A name in an ``__all__`` is used by the package's code (its own module included), the
+    tests, the benchmarks or the book."""
+    corpus = [f for d in ("gmp", "tests", "benchmarks", "book", "notebooks") for f in
+              (ROOT / d).rglob("*") if f.suffix in (".py", ".ipynb", ".md")
+              and f.name != "api.md" and "_build" not in f.parts]
+    texts = {f: f.read_text(errors="ignore") for f in corpus}
+    unused = []
+    for path in PKG.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        exported = [ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                    and any(getattr(t, "id", None) == "__all__" for t in n.targets)]
+        loaded = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)
+                  and isinstance(n.ctx, ast.Load)}
+        loaded |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+        for name in (exported[0] if exported else []):
+            word = re.compile(rf"\b{re.escape(name)}\b")
+            if name not in loaded and not any(word.search(t) for f, t in texts.items()
+                                              if f != path):
+                unused.append(f"{path.relative_to(ROOT)}: {name}")
+    assert not unused, unused
