@@ -1,16 +1,16 @@
-"""Stacked UCI trainer vs one model at a time, on the same work, in one run.
+"""The batched engine vs one model at a time, on the same UCI work, in one run.
 
 Runs a UCI protocol (default honest-no-refit: cross-validation over a learning-rate grid,
 then the final model) on one data set for a few splits twice: with
-:func:`gmp.experiments.uci_trainer.fit_stacked` (the members of a phase stacked) and with
-:func:`~gmp.experiments.uci_trainer.fit_module` (each member alone as a ``gmp.baselines``
+:func:`gmp.experiments.fit.fit` (the members of a phase stacked) and with
+:func:`~gmp.experiments.fit.fit_module` (each member alone as a ``gmp.baselines``
 module). Same initializations, data and protocol, so the results must agree: the script
 prints the speed ratio and checks the agreement (chosen learning rates, epochs, test RMSE).
 
     GMP_DATA_DIR=/work/shared/data .venv/bin/python benchmarks/uci_speed.py
     ... --dataset concrete --splits 2 --max-epochs 300 --dtype float64 --threads 2
 
-In float64 both trainers agree to rounding (same epochs, same learning rates). In float32
+In float64 both engines agree to rounding (same epochs, same learning rates). In float32
 the stacked and the per-model kernels round differently, and a near-tie between two epochs
 (or two learning rates) can then be resolved differently; the RMSEs still agree within the
 tolerance, and the script lists every such case instead of hiding it.
@@ -23,6 +23,7 @@ import time
 
 import torch
 
+from gmp.experiments.fit import ENGINES
 from gmp.experiments.uci_protocol import PROTOCOLS, UCIConfig
 from gmp.experiments.uci_runner import n_models, run_dataset
 from gmp.params import PARAMS
@@ -53,16 +54,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.dataset}, {args.protocol}: {models} models, ≤ {cfg.max_epochs} epochs, "
           f"{args.dtype}, {torch.get_num_threads()} thread(s)")
     timings, res = {}, {}
-    for trainer in ("stacked", "module"):
+    for engine in ENGINES:
         t0 = time.perf_counter()
-        res[trainer] = run_dataset(args.dataset, cfg, trainer=trainer)
-        timings[trainer] = time.perf_counter() - t0
-        print(f"  {trainer:8s} {timings[trainer]:8.1f} s")
-    print(f"speed-up stacked / module: {timings['module'] / timings['stacked']:.1f}x")
+        res[engine] = run_dataset(args.dataset, cfg, engine=engine)
+        timings[engine] = time.perf_counter() - t0
+        print(f"  {engine:8s} {timings[engine]:8.1f} s")
+    print(f"speed-up batched / module: {timings['module'] / timings['batched']:.1f}x")
 
     worst, worst_cv, notes, n = 0.0, 0.0, [], 0
     for m in cfg.params:
-        for a, b in zip(res["stacked"]["params"][m]["splits"],
+        for a, b in zip(res["batched"]["params"][m]["splits"],
                         res["module"]["params"][m]["splits"], strict=True):
             n += 1
             worst = max(worst, abs(a["test_rmse"] - b["test_rmse"]) / abs(b["test_rmse"]))

@@ -167,20 +167,20 @@ def test_toy_stacked_form_matches_modules_and_gradcheck(toy):
 
 
 def test_toy_runs_the_small_experiment(toy):
-    # depends on gmp.experiments.small (run, LevyConfig): adapt after its rewrite
+    # both engines, at the spec's own learning rate
     from gmp.experiments.small import LevyConfig, run
     cfg = LevyConfig(hidden=4, max_epochs=6, plateau_patience=2, patience=4)
-    kw = dict(lr=0.01, config=cfg, dtype=F64, progress=False)
+    kw = dict(config=cfg, dtype=F64, progress=False)
     a = run("levy", ["ssp"], [0], engine="batched", **kw)[0]
     b = run("levy", ["ssp"], [0], engine="module", **kw)[0]
-    assert a.param == "ssp" and np.isfinite(a.score)
+    assert a.param == "ssp" and a.lr == toy.lr and np.isfinite(a.score)
     assert a.score == pytest.approx(b.score, rel=1e-9)
     np.testing.assert_allclose(a.max_angular_change, b.max_angular_change, rtol=1e-7,
                                atol=1e-9)
 
 
 def test_toy_trains_on_tiny_uci_data(toy):
-    # the stacked UCI trainer equals the module one (gmp.experiments.uci_trainer)
+    # the one fit loop on a stack equals its module reference
     from gmp.baselines import seeded_mlps
     from gmp.experiments.fit import FitConfig, fit, fit_module
     g = torch.Generator().manual_seed(0)

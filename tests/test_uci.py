@@ -431,19 +431,19 @@ def test_official_protocol_selects_on_the_test_split():
     assert _one_split(_poisoned(data, cfg), cfg, "sp")["best_epoch"] == 0
 
 
-def test_stacked_and_module_trainers_agree_on_the_protocol():
+def test_batched_and_module_engines_agree_on_the_protocol():
     data, cfg = _tiny_data(), _tiny_cfg()
     for m in PARAMS:
-        a = uci_runner.run_unit(data, m, cfg, trainer="stacked")["splits"]
-        b = uci_runner.run_unit(data, m, cfg, trainer="module")["splits"]
+        a = uci_runner.run_unit(data, m, cfg, engine="batched")["splits"]
+        b = uci_runner.run_unit(data, m, cfg, engine="module")["splits"]
         for ra, rb in zip(a, b, strict=True):
             for key in ("lr", "best_epoch", "epochs", "stopped_early", "cv_stopped_early"):
                 assert ra[key] == rb[key], (m, key)
             assert ra["test_rmse"] == pytest.approx(rb["test_rmse"], rel=1e-7)
             for lr, v in ra["cv_rmse"].items():
                 assert v == pytest.approx(rb["cv_rmse"][lr], rel=1e-7)
-    with pytest.raises(ValueError, match="unknown trainer"):
-        uci_runner.run_unit(data, "sp", cfg, trainer="keras")
+    with pytest.raises(ValueError, match="unknown engine"):
+        uci_runner.run_unit(data, "sp", cfg, engine="keras")
 
 
 def test_honest_with_the_papers_rates_skips_cross_validation():

@@ -47,10 +47,14 @@ from torch import Tensor, nn
 
 from .batched import BatchedAdam, BatchedEarlyStopping, BatchedMLP, BatchedPlateau
 
-__all__ = ["FitConfig", "FitResult", "Replay", "KerasAdam", "LOSSES", "MONITORS", "fit",
+__all__ = ["ENGINES", "FitConfig", "FitResult", "Replay", "KerasAdam", "LOSSES", "MONITORS", "fit",
            "fit_module", "predict", "Rows"]
 
 _F64 = torch.float64
+
+#: How the networks of a run train: ``"batched"``, every member at once (:func:`fit`), or
+#: ``"module"``, one plain module at a time (:func:`fit_module`, the reference).
+ENGINES: tuple[str, ...] = ("batched", "module")
 
 
 def _over_rows(t: Tensor) -> Tensor:

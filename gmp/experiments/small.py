@@ -45,9 +45,9 @@ from tqdm.auto import tqdm
 from ..baselines import OneHiddenLayerMLP, seeded_mlps
 from ..cab import CABTracker, effective_weight_bias
 from ..files import jsonable, write_json
-from ..params import PAPER_LR, PARAMS, check_param, get_preset, get_spec
+from ..params import PAPER_LR, PARAMS, Preset, check_param, get_preset, get_spec
 from .batched import BatchedMLP
-from .fit import Rows, fit, fit_module
+from .fit import ENGINES, Rows, fit, fit_module
 from .tasks import (
     TASKS,
     BananaConfig,
@@ -64,14 +64,17 @@ __all__ = ["DEFAULT_LR", "SmallRunResult", "default_lr", "make_data", "run", "ru
            "run_banana", "summarize", "rerun_agreement", "save_results", "load_results",
            "recognise_results"]
 
-#: Learning rates chosen by cross-validation in the paper (Sec. 4.1).
+#: Learning rates chosen by cross-validation in the paper (Sec. 4.1), by param.
 DEFAULT_LR: dict[str, float] = dict(PAPER_LR)
-ENGINES: tuple[str, ...] = ("batched", "module")
 
 
 def default_lr(param: str) -> float:
-    """The paper's learning rate for ``param`` (0.1 for GmP, 0.01 for SP, WN, BN)."""
-    return DEFAULT_LR[check_param(param)]
+    """The paper's learning rate for ``param`` (0.1 for GmP, 0.01 for SP, WN, BN): the
+    spec's ``lr`` (:class:`gmp.params.Parameterization`)."""
+    lr = get_spec(check_param(param)).lr
+    if lr is None:
+        raise ValueError(f"parameterization {param!r} has no default learning rate; pass lr")
+    return lr
 
 
 @dataclass
@@ -202,7 +205,7 @@ class _Plan:
 
     task: Task
     cfg: LevyConfig | BananaConfig
-    preset: str
+    preset: Preset
     protocol: str
     engine: str
     track_every: int
@@ -212,7 +215,7 @@ class _Plan:
     def config_dict(self) -> dict[str, Any]:
         """The settings written into every run."""
         return asdict(self.cfg) | {
-            "preset": self.preset, "protocol": self.protocol, "engine": self.engine,
+            "preset": self.preset.name, "protocol": self.protocol, "engine": self.engine,
             "track_every": self.track_every, "dtype": str(self.dtype).removeprefix("torch.")}
 
     def models(self, param: str, seeds: Sequence[int], n_in: int
@@ -301,7 +304,7 @@ def _train_batched(plan: _Plan, param: str, members: Sequence[tuple[int, int, fl
             k: float(v) for k, v in spec.extra_metrics(model.hidden).items()}
         keep = steps_arr <= k
         results.append(SmallRunResult(
-            task=task.name, param=param, preset=plan.preset, protocol=plan.protocol,
+            task=task.name, param=param, preset=plan.preset.name, protocol=plan.protocol,
             seed=seed, data_seed=data_seed, lr=float(lr), epochs_run=e, best_epoch=best,
             kept_step=plan.kept_step(best, stopped, n, k), stopped_early=stopped,
             history={name: h[s, :e] for name, h in hists.items()}, metrics=metrics[s],
@@ -335,7 +338,7 @@ def _train_module(plan: _Plan, param: str, member: tuple[int, int, float], p: Pr
     keep = tracker.steps % plan.track_every == 0
     stopped, best = bool(res.stopped_early[0]), int(res.best_epoch[0]) - 1
     return SmallRunResult(
-        task=task.name, param=param, preset=plan.preset, protocol=plan.protocol, seed=seed,
+        task=task.name, param=param, preset=plan.preset.name, protocol=plan.protocol, seed=seed,
         data_seed=data_seed, lr=float(lr), epochs_run=int(res.epochs_run[0]), best_epoch=best,
         kept_step=plan.kept_step(best, stopped, x_train.shape[0], int(res.steps_run[0])),
         stopped_early=stopped,
@@ -415,7 +418,7 @@ def run(task: str | Task, params: str | Iterable[str] = "all", seeds: Iterable[i
         raise ValueError(f"track_every must be a positive integer, got {track_every!r}")
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-    plan = _Plan(t, t.config(config), get_preset(preset).name, check_protocol(protocol),
+    plan = _Plan(t, t.config(config), get_preset(preset), check_protocol(protocol),
                  engine, track_every, dtype, progress)
     param_list = _params(params)
     rates = {m: _lrs(m, lr) for m in param_list}   # validated before any data is loaded

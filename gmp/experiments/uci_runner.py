@@ -34,7 +34,7 @@ from ..files import write_json
 from ..params import get_spec, seed_id
 from ..params import names as param_names
 from ..provenance import record
-from .fit import FitConfig, Replay, fit, fit_module, predict
+from .fit import ENGINES, FitConfig, Replay, fit, fit_module, predict
 from .uci_protocol import (
     OFFICIAL_LR,
     UCIConfig,
@@ -45,12 +45,9 @@ from .uci_protocol import (
 )
 from .uci_report import FORMAT_VERSION, finite_or_inf, load_results
 
-__all__ = ["TRAINERS", "n_models", "run_unit", "run_dataset", "run", "provenance",
+__all__ = ["n_models", "run_unit", "run_dataset", "run", "provenance",
            "tune_malloc", "watch_parent"]
 
-#: How a unit's models train: all at once on the stacked engine, or one module at a time
-#: (the reference the stacked engine is tested against).
-TRAINERS = ("stacked", "module")
 
 
 @dataclass
@@ -71,7 +68,7 @@ class _Task:
 @dataclass(frozen=True)
 class _Unit:
     """One (data set, param) of a run, with everything resolved once: its index for the
-    seeds, the training settings, the trainer and the progress bar."""
+    seeds, the training settings, the engine and the progress bar."""
 
     data: UCIData
     param: str
@@ -181,7 +178,7 @@ def _entry(r: dict) -> dict:
             "stopped_early": r["stopped_early"]}
 
 
-def run_unit(data: UCIData, param: str, cfg: UCIConfig, *, trainer: str = "stacked",
+def run_unit(data: UCIData, param: str, cfg: UCIConfig, *, engine: str = "batched",
              bar=None) -> dict:
     """One parameterization (one of ``cfg.params``) on one data set: every split of the
     protocol; returns the JSON-ready entry ``{"test_rmse_mean", "test_rmse_std", "splits":
@@ -193,11 +190,11 @@ def run_unit(data: UCIData, param: str, cfg: UCIConfig, *, trainer: str = "stack
     ``stopped_early``; ``no_refit_test_rmse``, that run's test RMSE)."""
     if param not in cfg.params:
         raise ValueError(f"param {param!r} is not one of the run's params {cfg.params}")
-    if trainer not in TRAINERS:
-        raise ValueError(f"unknown trainer {trainer!r}; expected one of {TRAINERS}")
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; expected one of {ENGINES}")
     protocol = cfg.protocol
     ds_index = list(DATASETS).index(data.name) if data.name in DATASETS else 99
-    unit = _Unit(data, param, cfg, ds_index, cfg.fit_config(), trainer == "stacked", bar)
+    unit = _Unit(data, param, cfg, ds_index, cfg.fit_config(), engine == "batched", bar)
     N = len(data.y)
     t0 = time.perf_counter()
     parts = {k: split_indices(N, k, cfg.test_fraction) for k in range(cfg.splits)}
@@ -258,12 +255,12 @@ def run_unit(data: UCIData, param: str, cfg: UCIConfig, *, trainer: str = "stack
 
 
 def run_dataset(name: str, cfg: UCIConfig, *, data: UCIData | None = None,
-                trainer: str = "stacked", bar=None) -> dict:
+                engine: str = "batched", bar=None) -> dict:
     """Every param of ``cfg`` on one data set: ``{"n_rows", "n_features", "params",
     "wall_s"}`` (``data`` replaces loading ``name``, for tests)."""
     if data is None:
         data = load_uci(resolve_name(name))
-    params = {m: run_unit(data, m, cfg, trainer=trainer, bar=bar) for m in cfg.params}
+    params = {m: run_unit(data, m, cfg, engine=engine, bar=bar) for m in cfg.params}
     return {"n_rows": len(data.y), "n_features": int(data.X.shape[1]), "params": params,
             "wall_s": round(sum(m["wall_s"] for m in params.values()), 2)}
 
@@ -314,8 +311,8 @@ def watch_parent(parent: int, interval: float = 0.5) -> None:
     threading.Thread(target=watch, name="gmp-watch-parent", daemon=True).start()
 
 
-def _worker(name: str, param: str, cfg: UCIConfig, trainer: str) -> dict:
-    return run_unit(load_uci(name), param, cfg, trainer=trainer)
+def _worker(name: str, param: str, cfg: UCIConfig, engine: str) -> dict:
+    return run_unit(load_uci(name), param, cfg, engine=engine)
 
 
 def _cost(name: str, param: str) -> float:
@@ -325,7 +322,7 @@ def _cost(name: str, param: str) -> float:
 
 
 def run(datasets: Sequence[str], cfg: UCIConfig, out: str | Path | None = None, *,
-        argv: Sequence[str] | None = None, progress: bool = True, trainer: str = "stacked",
+        argv: Sequence[str] | None = None, progress: bool = True, engine: str = "batched",
         jobs: int = 1) -> dict:
     """Run every (data set, param) of ``datasets`` × ``cfg.params`` and (if ``out``)
     write the results file after each one.
@@ -342,8 +339,8 @@ def run(datasets: Sequence[str], cfg: UCIConfig, out: str | Path | None = None, 
 
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
-    if trainer not in TRAINERS:
-        raise ValueError(f"unknown trainer {trainer!r}; expected one of {TRAINERS}")
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; expected one of {ENGINES}")
     names = [resolve_name(d) for d in datasets]
     path = Path(out) if out is not None else None
     results = {"format": FORMAT_VERSION, "protocol": cfg.protocol.name,
@@ -379,7 +376,7 @@ def run(datasets: Sequence[str], cfg: UCIConfig, out: str | Path | None = None, 
                 bar.set_postfix_str(f"{name} {param}")
                 if name not in data:
                     data[name] = load_uci(name)
-                save(name, param, run_unit(data[name], param, cfg, trainer=trainer,
+                save(name, param, run_unit(data[name], param, cfg, engine=engine,
                                             bar=bar))
             return results
         import multiprocessing
@@ -391,7 +388,7 @@ def run(datasets: Sequence[str], cfg: UCIConfig, out: str | Path | None = None, 
                                  mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_worker_init,
                                  initargs=(torch.get_num_threads(), os.getpid())) as pool:
-            futures = {pool.submit(_worker, n, m, cfg, trainer): (n, m)
+            futures = {pool.submit(_worker, n, m, cfg, engine): (n, m)
                        for n, m in costliest_first}
             for fut in as_completed(futures):
                 name, param = futures[fut]
