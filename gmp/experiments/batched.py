@@ -367,7 +367,7 @@ class BatchedAdam:
     With ``t`` steps, ``m ← β₁m + (1-β₁)g``, ``v ← β₂v + (1-β₂)g²`` and (no weight decay, no
     AMSGrad), for ``eps_mode="torch"`` as :class:`torch.optim.Adam`:
     ``p ← p - lr/(1-β₁ᵗ) · m / (√v/√(1-β₂ᵗ) + ε)``; for ``eps_mode="keras"`` as Keras' Adam
-    (and :class:`gmp.experiments.small.KerasAdam`), with ``ε`` added before the bias
+    (and :class:`gmp.experiments.fit.KerasAdam`), with ``ε`` added before the bias
     correction: ``p ← p - lr·√(1-β₂ᵗ)/(1-β₁ᵗ) · m / (√v + ε)``. Axis 0 of every parameter
     indexes the members; ``lr`` is an ``(S,)`` float64 tensor that schedulers change in
     place. Members outside ``active`` keep their parameters; a member that left the active

@@ -52,8 +52,9 @@ __all__ = ["ENGINES", "FitConfig", "FitResult", "Replay", "KerasAdam", "LOSSES",
 
 _F64 = torch.float64
 
-#: How the networks of a run train: ``"batched"``, every member at once (:func:`fit`), or
-#: ``"module"``, one plain module at a time (:func:`fit_module`, the reference).
+#: The two engines that train the networks of a run, ``"batched"`` (every member at once,
+#: :func:`fit`) and ``"module"`` (one plain module at a time, :func:`fit_module`; the
+#: reference).
 ENGINES: tuple[str, ...] = ("batched", "module")
 
 
@@ -80,14 +81,14 @@ def _accuracy(out: Tensor, y: Tensor) -> Tensor:
     return _over_rows(((out.reshape(y.shape) > 0).to(y.dtype) == y).to(_F64))
 
 
-#: Training losses by name: ``loss(out (S, B, ...), y (S, B, ...)) -> (S,)``, the mean over
-#: each member's rows (``out`` is reshaped to ``y``'s shape).
+#: The training losses by name, each ``loss(out (S, B, ...), y (S, B, ...)) -> (S,)``, the
+#: mean over each member's rows (``out`` is reshaped to ``y``'s shape).
 LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "mae": _mae, "mse": _mse, "bce-logits": _bce_logits}
 
-#: Monitors by name: ``(score of the monitoring rows or None, mode)``. ``"train-loss"`` is
-#: the epoch's training loss (no monitoring rows); ``"mse"`` Keras' ``val_mean_squared_error``;
-#: ``"accuracy"`` the share of logits on the right side of 0.
+#: The monitors by name, each ``(score of the monitoring rows or None, mode)``.
+#: ``"train-loss"`` is the epoch's training loss (no monitoring rows), ``"mse"`` Keras'
+#: ``val_mean_squared_error``, ``"accuracy"`` the share of logits on the right side of 0.
 MONITORS: dict[str, tuple[Callable[[Tensor, Tensor], Tensor] | None, str]] = {
     "train-loss": (None, "min"), "mse": (_mse, "min"), "accuracy": (_accuracy, "max")}
 

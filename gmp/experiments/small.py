@@ -390,7 +390,8 @@ def run(task: str | Task, params: str | Iterable[str] = "all", seeds: Iterable[i
         seeds: initialization seeds (``torch.manual_seed(s)`` and the mini-batch order).
         lr: ``None`` (the paper's choice per parameterization, :data:`DEFAULT_LR`), one rate, a dict
             per parameterization, or a list of rates (every rate is run for every seed).
-        config: settings; default the authors' (:class:`LevyConfig` / :class:`BananaConfig`).
+        config: settings; default the authors' (:class:`~.tasks.LevyConfig` /
+            :class:`~.tasks.BananaConfig`).
         preset: network preset (:data:`gmp.params.PRESETS`; default ``"authors"``).
         protocol: ``"official"`` or ``"honest"`` (see the module docstring).
         data_seed: None (default: each run's data seed is its seed) or one data seed for

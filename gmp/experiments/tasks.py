@@ -47,6 +47,7 @@ from .fit import FitConfig
 __all__ = ["PROTOCOLS", "LevyConfig", "BananaConfig", "Problem", "Task", "LEVY", "BANANA",
            "TASKS", "get_task"]
 
+#: The protocols of the small experiments, named after their source (module docstring).
 PROTOCOLS: tuple[str, ...] = ("official", "honest")
 
 
