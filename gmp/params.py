@@ -76,7 +76,7 @@ from .nn import (
 )
 
 __all__ = ["PARAMS", "ALL_PARAMS", "LABELS", "PAPER_LR", "COLORS", "check_param", "Preset",
-           "PRESETS", "DEFAULT_PRESET", "get_preset", "Parameterization", "register",
+           "PRESETS", "DEFAULT_PRESET", "PROPOSED", "get_preset", "Parameterization", "register",
            "unregister", "registered", "names", "get_spec", "seed_id", "recognize"]
 
 
@@ -828,6 +828,8 @@ del _spec
 PARAMS: tuple[str, ...] = names(dense=True)
 #: Every parameterization of the book, the ImageNet variants included (Tables 2–3).
 ALL_PARAMS: tuple[str, ...] = names()
+#: The parameterization the paper proposes: its claims compare it with every other one.
+PROPOSED = "gmp"
 #: Display names by param (a live view of the registry).
 LABELS: Mapping[str, str] = _View("label")
 #: Learning rates the paper chose by cross-validation for its illustrative experiments

@@ -231,3 +231,17 @@ def test_toy_builds_a_model(toy):
     assert net(torch.randn(2, 3, 8, 8)).shape == (2, 3)
     with pytest.raises(NotImplementedError, match="'ssp' does not build a ResNet-18"):
         build_model("resnet18", "ssp", num_classes=3, width=1 / 32)
+
+
+def test_toy_learning_rates_are_asked_of_the_spec(toy, monkeypatch):
+    """The fixed learning rates (the small experiments', UCI's official ones) are the spec's,
+    read when needed: a param registered at run time has them too."""
+    from gmp.experiments import small
+    from gmp.experiments.uci_protocol import UCIConfig
+    assert small.default_lr("ssp") == toy.lr
+    cfg = UCIConfig(protocol="official", params=("ssp",))
+    assert cfg.to_dict()["lr"] == {"ssp": toy.lr}
+    monkeypatch.setattr(toy, "lr", None)
+    assert small._lrs("ssp", {"ssp": 0.05}) == [0.05]
+    with pytest.raises(ValueError, match="has no default learning rate"):
+        small._lrs("ssp", None)

@@ -1,6 +1,6 @@
 """Experiments of the paper, runnable from Python and the command line.
 
-- :mod:`~gmp.experiments.batched`: the one engine: many small networks trained at once
+- :mod:`~gmp.experiments.batched`: the stacked engine, many small networks at once
   (stacked parameters, per-member Adam, plateau schedules, early stopping);
 - :mod:`~gmp.experiments.fit`: the one Keras ``fit`` loop every network is trained by (and
   its module reference);

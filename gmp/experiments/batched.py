@@ -28,9 +28,8 @@ from torch import Tensor, nn
 
 from ..baselines import OneHiddenLayerMLP
 from ..cab import cab_geometry, gmp_cab_geometry
-from ..geometry import unit_vector
 from ..layers import KerasBatchNorm1d
-from ..params import _unit_vector_autograd, get_spec, recognize  # noqa: F401 (re-export)
+from ..params import get_spec, recognize
 
 __all__ = [
     "StackedLinear",
@@ -99,12 +98,6 @@ class StackedLinear(nn.Module):
     def stacked_tensors(self) -> dict[str, Tensor]:
         """The stacked tensors by name, in the spec's order."""
         return {name: getattr(self, name) for name in self._names}
-
-    def unit_directions(self) -> Tensor:
-        """GmP only: ``u(θ)`` (or the fixed ``±1`` for ``n = 1``), ``(S, m, n)``."""
-        if self.in_features == 1:
-            return self.direction
-        return unit_vector(self.theta)
 
     def weight_and_bias(self) -> tuple[Tensor, Tensor]:
         """Effective ``(w (S, m, n), b (S, m))`` (differentiable)."""

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..params import LABELS, PARAMS
+from ..params import LABELS, PARAMS, PROPOSED
 from .distributions import (
     ALPHA,
     Comparison,
@@ -40,8 +40,6 @@ __all__ = ["Claim", "NOT_TESTED", "RESULTS", "theory", "figure1", "levy", "banan
            "verdict_table", "comparison_table", "bimodality_p", "separation", "uci_claim"]
 
 #: The folder of the committed results files.
-#: The method whose claims the paper makes, compared with every other param.
-PROPOSED = "gmp"
 RESULTS = Path(__file__).resolve().parents[2] / "results"
 
 #: The verdict of a claim this repository has no data for.
@@ -156,7 +154,7 @@ def figure1(m: int = 1000, delta: float = 1e-3) -> Claim:
     ok = top[PROPOSED] < min(med[p] for p in PARAMS if p != PROPOSED)
     detail = (f"{m} units, weights of size 1e-3, every parameter moved by {delta:g}: "
               "median turn " + ", ".join(f"{LABELS[p]} {med[p]:.3g}°" for p in PARAMS)
-              + f"; largest GmP turn {top['gmp']:.3g}°")
+              + f"; largest GmP turn {top[PROPOSED]:.3g}°")
     return Claim("figure1", "a small perturbation swings SP/WN/BN boundaries, not GmP's",
                  "Sec. 2.3, Fig. 1(b–e)", "supported" if ok else "not shown",
                  "the paper's perturbation experiment",
@@ -234,7 +232,7 @@ def levy(results: Path = RESULTS) -> list[Claim]:
          "contradicted" if p < ALPHA else "not shown")
     out.append(Claim("levy-low-runs", "Levy: GmP reaches the low-error region more often",
                      "the book's question", w, proto,
-                     f"GmP {low['gmp']} of {n['gmp']} runs below test RMSE "
+                     f"GmP {low[PROPOSED]} of {n[PROPOSED]} runs below test RMSE "
                      f"{modes.threshold:.2f}, the others {ol} of {on}",
                      f"Fisher's exact p = {p:.2g}", "05_levy", paper=False))
     g0 = [r.score for r in fixed if r.param == PROPOSED]

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..params import PROPOSED
+
 __all__ = ["Modes", "split_modes", "Paired", "paired", "paired_against", "sign_test", "holm",
            "fisher_exact", "scores", "clopper_pearson", "median_interval",
            "sign_test_power", "Comparison", "compare", "compare_family", "word",
@@ -131,7 +133,7 @@ def paired(a: dict[int, float], b: dict[int, float], lower_is_better: bool = Tru
     return Paired(seeds, diffs, wins, losses, ties, float(np.median(diffs)), p)
 
 
-def paired_against(runs: Sequence, a: str = "gmp", key: str | None = None,
+def paired_against(runs: Sequence, a: str = PROPOSED, key: str | None = None,
                    lower_is_better: bool = True) -> dict[str, Paired]:
     """:func:`paired` comparisons of parameterization ``a`` with every other one in ``runs``,
     keyed by the other (in the order first seen), on ``metrics[key]`` (default the score)."""

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..params import COLORS as _COLORS
-from ..params import LABELS, PARAMS
+from ..params import LABELS, PARAMS, PROPOSED
 from .small import SmallRunResult, summarize
 from .tasks import TASKS, get_task
 
@@ -365,7 +365,7 @@ def by_param(results: Sequence[SmallRunResult], key: str | None = None
             for m in PARAMS if any(r.param == m for r in results)}
 
 
-def paired_markdown(pairs: dict[str, Any], a: str = "gmp") -> str:
+def paired_markdown(pairs: dict[str, Any], a: str = PROPOSED) -> str:
     """Markdown table of :func:`gmp.experiments.distributions.paired_against` results."""
     lines = [f"| {LABELS[a]} vs | {LABELS[a]} better | worse | tied | median difference | "
              "sign test p |", "|---|---|---|---|---|---|"]

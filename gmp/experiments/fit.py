@@ -47,8 +47,8 @@ from torch import Tensor, nn
 
 from .batched import BatchedAdam, BatchedEarlyStopping, BatchedMLP, BatchedPlateau
 
-__all__ = ["ENGINES", "FitConfig", "FitResult", "Replay", "KerasAdam", "LOSSES", "MONITORS", "fit",
-           "fit_module", "predict", "Rows"]
+__all__ = ["ENGINES", "FitConfig", "FitResult", "Replay", "KerasAdam", "LOSSES", "MONITORS",
+           "fit", "fit_module", "predict", "accuracy", "Rows"]
 
 _F64 = torch.float64
 
@@ -77,7 +77,9 @@ def _bce_logits(out: Tensor, y: Tensor) -> Tensor:
                                                          reduction="none"))
 
 
-def _accuracy(out: Tensor, y: Tensor) -> Tensor:
+def accuracy(out: Tensor, y: Tensor) -> Tensor:
+    """Per-member share of logits on the side of 0 that ``y`` (0 or 1) names: ``out``,
+    ``y (S, N, ...)`` -> ``(S,)`` float64."""
     return _over_rows(((out.reshape(y.shape) > 0).to(y.dtype) == y).to(_F64))
 
 
@@ -90,7 +92,7 @@ LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 #: ``"train-loss"`` is the epoch's training loss (no monitoring rows), ``"mse"`` Keras'
 #: ``val_mean_squared_error``, ``"accuracy"`` the share of logits on the right side of 0.
 MONITORS: dict[str, tuple[Callable[[Tensor, Tensor], Tensor] | None, str]] = {
-    "train-loss": (None, "min"), "mse": (_mse, "min"), "accuracy": (_accuracy, "max")}
+    "train-loss": (None, "min"), "mse": (_mse, "min"), "accuracy": (accuracy, "max")}
 
 
 @dataclass(frozen=True)
@@ -175,9 +177,10 @@ class FitResult:
         best_monitor: ``(S,)`` float64 best monitor value (±inf if none was finite; NaN for a
             replay).
         lr_drops: per member, the 1-based epochs at whose end the learning rate was cut.
-        history: per-epoch records ``(epochs, S)`` (NaN where a member no longer ran):
-            ``"lr"`` (the rate used in the epoch), ``"train_loss"`` and, when rows are
-            monitored, ``"monitor"``.
+        history: per-epoch records ``(epochs, S)``: ``"train_loss"``, ``"lr"`` (the rate
+            used in the epoch) and, when rows are monitored, ``"monitor"`` (NaN for members
+            already dropped from the working stack; a finished member that is only masked
+            keeps being recorded).
     """
 
     net: BatchedMLP
@@ -327,6 +330,15 @@ def _rows(t: Tensor, idx: Tensor) -> Tensor:
     return torch.gather(t, 1, idx.unsqueeze(-1).expand(-1, -1, t.shape[-1]))
 
 
+def _keep_counts(full: BatchedMLP, net: BatchedMLP, ids: Tensor, which: Tensor) -> None:
+    """Copy the integer buffers (BN's ``num_batches_tracked``) of working members ``which``
+    (``(working,)`` bool) into ``full``: :meth:`BatchedMLP.flat_state` holds floats only."""
+    with torch.no_grad():
+        for name, buf in net.named_buffers():
+            if not buf.is_floating_point():
+                full.get_buffer(name)[ids[which]] = buf[which]
+
+
 def fit(models: Sequence[nn.Module], x: Tensor, y: Tensor,
         lr: Sequence[float] | Tensor, cfg: FitConfig, seeds: Sequence[int], *,
         monitor: tuple[Tensor, Tensor] | None = None, replay: Replay | None = None,
@@ -352,6 +364,8 @@ def fit(models: Sequence[nn.Module], x: Tensor, y: Tensor,
     S = full.size
     score, mode = MONITORS[cfg.monitor]
     if replay is not None:
+        if monitor is not None:
+            raise ValueError("a replay monitors nothing: pass no monitoring rows")
         score = None
     elif score is None and monitor is not None:
         raise ValueError(f"the monitor {cfg.monitor!r} scores no monitoring rows")
@@ -368,7 +382,7 @@ def fit(models: Sequence[nn.Module], x: Tensor, y: Tensor,
     lr_t = torch.as_tensor(lr, dtype=_F64).flatten().clone()
     if lr_t.shape != (S,) or not bool((lr_t > 0).all()):
         raise ValueError(f"lr must hold {S} positive learning rates, got {lr_t.tolist()}")
-    if on_step is not None and cfg.compact_below > 0:
+    if on_step is not None and (cfg.compact_below > 0 or replay is not None):
         raise ValueError("on_step sees every member at every step: use compact_below=0")
 
     loss_fn = LOSSES[cfg.loss]
@@ -385,6 +399,9 @@ def fit(models: Sequence[nn.Module], x: Tensor, y: Tensor,
         schedule = _ReplayCuts(lr_t.clone(), replay.lr_drops, cfg.plateau_factor)
         stopper = _FixedEpochs(ep)
         max_epochs = int(ep.max())
+    # a replay drops every member the epoch it finishes (the stacks keep the shapes they had
+    # in the selection runs' replays); a Keras fit when few members are left running
+    compact_below = math.inf if replay is not None else cfg.compact_below
 
     net = full.subset(torch.arange(S))          # the working stack
     adam = BatchedAdam(list(net.parameters()), lr_t, eps=cfg.adam_eps, eps_mode="keras")
@@ -398,7 +415,7 @@ def fit(models: Sequence[nn.Module], x: Tensor, y: Tensor,
     steps_run = torch.zeros(S, dtype=torch.long)
     drops: list[list[int]] = [[] for _ in range(S)]
     hist = {k: Rows(max_epochs, (S,))
-            for k in ("lr", "train_loss") + (("monitor",) if score is not None else ())}
+            for k in ("train_loss", "lr") + (("monitor",) if score is not None else ())}
     for epoch in range(max_epochs):
         running = ~stopper.stopped[ids]          # (working,) members still training
         hist["lr"].append(schedule.lr)
@@ -453,8 +470,9 @@ def fit(models: Sequence[nn.Module], x: Tensor, y: Tensor,
         running = ~stopper.stopped[ids]
         if not bool(running.any()):
             break
-        if bool(stop.any()) and running.double().mean().item() < cfg.compact_below:
+        if bool(stop.any()) and running.double().mean().item() < compact_below:
             # the stopped members' weights to keep are in `best`; drop them
+            _keep_counts(full, net, ids, ~running)
             keep_idx = torch.nonzero(running).flatten()
             net = net.subset(keep_idx)
             adam.select(keep_idx, list(net.parameters()))
@@ -465,6 +483,7 @@ def fit(models: Sequence[nn.Module], x: Tensor, y: Tensor,
     # Early stopping restores the best weights; members that ran to the limit keep their last
     final = best.clone()
     final[ids] = net.flat_state()
+    _keep_counts(full, net, ids, torch.ones(len(ids), dtype=torch.bool))
     full.load_flat_state(torch.where(stopper.stopped.unsqueeze(1), best, final))
     full.eval()
     return FitResult(full, stopper.best_epoch + 1, epochs_run, stopper.stopped.clone()
@@ -475,13 +494,14 @@ def fit(models: Sequence[nn.Module], x: Tensor, y: Tensor,
 
 def fit_module(model: nn.Module, x: Tensor, y: Tensor, lr: float, cfg: FitConfig, seed: int,
                *, monitor: tuple[Tensor, Tensor] | None = None,
-               on_step: Callable[[], None] | None = None) -> FitResult:
+               on_step: Callable[[], None] | None = None, progress=None) -> FitResult:
     """The reference: one network trained alone, in place, with :class:`KerasAdam`, torch's
     ``ReduceLROnPlateau`` in Keras' configuration and a plain early-stopping loop.
 
     ``x (N, n)``, ``y (N, ...)``, ``monitor``: ``(x_mon (V, n), y_mon (V, ...))``;
-    ``on_step()`` is called after every optimizer step. The result holds ``model`` as a
-    stack of one (its history as ``(epochs, 1)`` columns).
+    ``on_step()`` is called after every optimizer step; ``progress``, an optional tqdm bar, is
+    advanced once per epoch. The result holds ``model`` as a stack of one (its history as
+    ``(epochs, 1)`` columns).
     """
     score, mode = MONITORS[cfg.monitor]
     if (score is None) != (monitor is None):
@@ -501,7 +521,7 @@ def fit_module(model: nn.Module, x: Tensor, y: Tensor, lr: float, cfg: FitConfig
     best_v = math.inf if mode == "min" else -math.inf
     best_e, wait, stopped, epochs, steps = 0, 0, False, 0, 0
     best_state, drops = None, []
-    hist: dict[str, list[float]] = {"lr": [], "train_loss": []} | (
+    hist: dict[str, list[float]] = {"train_loss": [], "lr": []} | (
         {} if score is None else {"monitor": []})
     for epoch in range(cfg.max_epochs):
         hist["lr"].append(opt.param_groups[0]["lr"])
@@ -538,6 +558,8 @@ def fit_module(model: nn.Module, x: Tensor, y: Tensor, lr: float, cfg: FitConfig
             wait += 1
             if best_state is None:        # Keras keeps the first epoch's weights too
                 best_state = copy.deepcopy(model.state_dict())
+        if progress is not None:
+            progress.update(1)
         if wait >= cfg.patience:
             stopped = True
             break

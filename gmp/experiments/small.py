@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,8 +64,9 @@ __all__ = ["DEFAULT_LR", "SmallRunResult", "default_lr", "make_data", "run", "ru
            "run_banana", "summarize", "rerun_agreement", "save_results", "load_results",
            "recognise_results"]
 
-#: Learning rates chosen by cross-validation in the paper (Sec. 4.1), by param.
-DEFAULT_LR: dict[str, float] = dict(PAPER_LR)
+#: Learning rates chosen by cross-validation in the paper (Sec. 4.1), by param (the
+#: registry's, live: :data:`gmp.params.PAPER_LR`).
+DEFAULT_LR: Mapping[str, float] = PAPER_LR
 
 
 def default_lr(param: str) -> float:
@@ -329,8 +330,12 @@ def _train_module(plan: _Plan, param: str, member: tuple[int, int, float], p: Pr
                          inputs=x_train if spec.needs_batch_stats else None)
     tracker.record()                                    # step 0
     monitor = None if p.x_mon is None else (p.x_mon[0], p.y_mon[0])
-    res = fit_module(model, x_train, y_train, lr, task.fit_config(plan.cfg), seed,
-                     monitor=monitor, on_step=tracker.record)
+    fcfg = task.fit_config(plan.cfg)
+    bar = tqdm(total=fcfg.max_epochs, desc=f"{task.name} {param} seed {seed}",
+               disable=not plan.progress, leave=False, dynamic_ncols=True)
+    res = fit_module(model, x_train, y_train, lr, fcfg, seed, monitor=monitor,
+                     on_step=tracker.record, progress=bar if plan.progress else None)
+    bar.close()
     metrics = task.final_metrics(lambda x: model(x[0])[None], p)[0]
     w, b = effective_weight_bias(model.hidden)
     metrics["units_through_data"] = float(_units_through(w[None], b[None], p.x_train)[0])
@@ -365,7 +370,7 @@ def _lrs(param: str, lr: float | Sequence[float] | dict[str, float] | None) -> l
     if lr is None:
         vals = [default_lr(param)]
     elif isinstance(lr, dict):
-        vals = [float(lr.get(param, default_lr(param)))]
+        vals = [float(lr[param]) if param in lr else default_lr(param)]
     elif isinstance(lr, (int, float)):
         vals = [float(lr)]
     else:

@@ -42,7 +42,7 @@ from torch import Tensor
 
 from ..data.banana import BananaSplits, banana_splits_authors
 from ..data.levy import LevyData, levy_data_authors
-from .fit import FitConfig
+from .fit import FitConfig, accuracy
 
 __all__ = ["PROTOCOLS", "LevyConfig", "BananaConfig", "Problem", "Task", "LEVY", "BANANA",
            "TASKS", "get_task"]
@@ -290,9 +290,7 @@ class _Banana(Task):
 
     @torch.no_grad()
     def final_metrics(self, predict: Callable[[Tensor], Tensor], p: Problem) -> list[dict]:
-        def acc(x, y):
-            return ((predict(x) > 0).to(y.dtype) == y).to(torch.float64).mean(dim=(1, 2))
-        accs = [acc(x, y) for x, y in
+        accs = [accuracy(predict(x), y) for x, y in
                 ((p.x_test, p.y_test), (p.x_mon, p.y_mon), (p.x_train, p.y_train))]
         return [{"test_acc": float(a), "monitor_acc": float(b), "train_acc": float(c)}
                 for a, b, c in zip(*accs, strict=True)]

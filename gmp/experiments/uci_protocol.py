@@ -31,7 +31,7 @@ early stopping watch, where the learning rate comes from and what the final mode
     the training length (the epochs behind the weights it keeps) and the learning-rate cuts;
     (3) the *refit* trains on the whole training part for the selected number of epochs with
     the selected cuts replayed at the same epochs
-    (:func:`~gmp.experiments.fit.Replay`; the rule "retrain on all the data for
+    (:class:`~gmp.experiments.fit.Replay`; the rule "retrain on all the data for
     the selected number of steps" is Algorithm 7.2 of Goodfellow, Bengio & Courville 2016,
     *Deep Learning*, Sec. 7.8, here counted in epochs), and is scored once on the test split.
     The selection run's test RMSE is recorded too (``no_refit_test_rmse``), for the
@@ -61,6 +61,7 @@ The training of a run is :mod:`gmp.experiments.uci_runner`, its command line ``g
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -158,8 +159,8 @@ def get_protocol(name: str) -> Protocol:
 #: Learning rates the honest protocol's cross-validation chooses from, the decade grid
 #: around the paper's choices (0.01 for SP/WN/BN and 0.1 for GmP, Sec. 4.1).
 DEFAULT_LR_GRID: tuple[float, ...] = (1e-3, 1e-2, 1e-1)
-#: Fixed learning rates of the authors' script (the paper's).
-OFFICIAL_LR: dict[str, float] = dict(PAPER_LR)
+#: Fixed learning rates of the authors' script (the paper's; the registry's, live).
+OFFICIAL_LR: Mapping[str, float] = PAPER_LR
 #: The settings of the authors' ``uci_regression.py``, as written there (its names).
 AUTHORS_SCRIPT: dict[str, object] = {
     "units": 100, "n_epochs": 5000, "batch_size": 1024, "early_stop_patience": 100,

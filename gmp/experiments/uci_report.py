@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.uci import DATASETS
-from ..params import LABELS, PARAMS
+from ..params import LABELS, PARAMS, PROPOSED
 from .distributions import ALPHA, Comparison, claim_word, compare, holm
 from .uci_protocol import PROTOCOLS
 
@@ -219,7 +219,7 @@ def budget_table(results: dict) -> str:
 
 
 
-def comparisons(results: dict, param: str = "gmp") -> dict[str, dict[str, Comparison]]:
+def comparisons(results: dict, param: str = PROPOSED) -> dict[str, dict[str, Comparison]]:
     """Per data set and rival, :func:`gmp.experiments.distributions.compare` of ``param``
     against the rival on the same splits, in the book's vocabulary: differences in % of the
     rival's RMSE, **positive = ``param`` lower** (a diverged model loses), and the p-value
@@ -242,7 +242,7 @@ def comparisons(results: dict, param: str = "gmp") -> dict[str, dict[str, Compar
     return out
 
 
-def paired_table(results: dict, param: str = "gmp") -> str:
+def paired_table(results: dict, param: str = PROPOSED) -> str:
     """Markdown, one row per (data set, rival): wins–losses–ties over the splits, the win
     rate with its exact 95 % interval, the median RMSE difference in % of the rival's with
     its distribution-free interval (positive = ``param`` better), the Holm-adjusted p and the
@@ -258,7 +258,7 @@ def paired_table(results: dict, param: str = "gmp") -> str:
     return "\n".join(lines)
 
 
-def claim_verdict(results: dict, param: str = "gmp", alpha: float = ALPHA) -> dict:
+def claim_verdict(results: dict, param: str = PROPOSED, alpha: float = ALPHA) -> dict:
     """The paper's claim that ``param`` "consistently achieves the best test RMSE", in the
     book's three words: ``"word"`` is *supported* if ``param`` is significantly better than
     every rival on every data set (Holm-adjusted sign tests at ``alpha`` over all (data set,
