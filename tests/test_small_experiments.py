@@ -576,3 +576,48 @@ def test_figures_draw():
     assert [s["param"] for s in stats] == list(PARAMS)
     assert all(0 <= s["share_above"] <= 1 for s in stats)
     plt.close("all")
+
+
+# ---------------------------------------------------------------------------------------
+# a new small experiment is one Task
+# ---------------------------------------------------------------------------------------
+class _Wave(tasks.Task):
+    """A toy task: 1-D regression of sin(x) on 30 points, the Levy settings."""
+
+    name, figure, config_class = "wave", "none", LevyConfig
+    headline, headline_label, higher_is_better = "test_rmse", "test RMSE", False
+    error_label, change, change_label = "test RMSE", "location", "largest |Δx*|"
+    location_label, metrics = "max |Δx*|", ("test_rmse",)
+
+    def make_data(self, seed, protocol, cfg):
+        g = torch.Generator().manual_seed(seed)
+        x = torch.rand(30, 1, generator=g, dtype=F64) * 6 - 3
+        grid = torch.linspace(-3, 3, 61, dtype=F64)[:, None]
+        return types.SimpleNamespace(x_train=x, y_train=torch.sin(x), x_test=grid,
+                                     y_test=torch.sin(grid))
+
+    def problem(self, datas, protocol, dtype):
+        return tasks.LEVY.problem(datas, protocol, dtype)    # no monitoring rows
+
+    def fit_config(self, cfg):
+        return tasks.LEVY.fit_config(cfg)                    # full batch, training loss
+
+    def final_metrics(self, predict, p):
+        rmse = torch.sqrt(((predict(p.x_test) - p.y_test) ** 2).mean(dim=(1, 2)))
+        return [{"test_rmse": float(v)} for v in rmse]
+
+
+def test_a_new_task_runs_end_to_end(monkeypatch, tmp_path):
+    monkeypatch.setitem(tasks.TASKS, "wave", _Wave())
+    cfg = LevyConfig(hidden=6, max_epochs=30, plateau_patience=5, patience=10)
+    res = run("wave", ["sp", "gmp"], [0, 1], config=cfg, progress=False)
+    assert [r.task for r in res] == ["wave"] * 4 and all(np.isfinite(r.score) for r in res)
+    assert res[0].max_change is res[0].max_location_change
+    small.save_results(str(tmp_path / "w.json"), res, {"command": "test"})
+    _, back = small.load_results(str(tmp_path / "w.json"))
+    assert [r.score for r in back] == [r.score for r in res]
+    assert figures.results_table(back).splitlines()[0].startswith("| param | lr | seeds | "
+                                                                  "test RMSE")
+    figures.max_change_figure(res, seed=0)
+    with pytest.raises(TypeError, match="needs a LevyConfig"):
+        run("wave", "sp", [0], config=TINY_BANANA, progress=False)

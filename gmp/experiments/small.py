@@ -288,7 +288,8 @@ def _train_batched(plan: _Plan, param: str, members: Sequence[tuple[int, int, fl
               progress=bar if plan.progress else None)
     bar.close()
     net = res.net
-    metrics = task.final_metrics(net, problem)
+    with torch.no_grad():
+        metrics = task.final_metrics(net, problem)
     through = _units_through(*net.effective_hidden(), problem.x_train)
     locs = rec.loc.tensor().transpose(0, 1).numpy()                 # (S, T, m, n)
     steps_arr = np.asarray(rec.steps, dtype=np.int64)
@@ -336,7 +337,8 @@ def _train_module(plan: _Plan, param: str, member: tuple[int, int, float], p: Pr
     res = fit_module(model, x_train, y_train, lr, fcfg, seed, monitor=monitor,
                      on_step=tracker.record, progress=bar if plan.progress else None)
     bar.close()
-    metrics = task.final_metrics(lambda x: model(x[0])[None], p)[0]
+    with torch.no_grad():
+        metrics = task.final_metrics(lambda x: model(x[0])[None], p)[0]
     w, b = effective_weight_bias(model.hidden)
     metrics["units_through_data"] = float(_units_through(w[None], b[None], p.x_train)[0])
     metrics |= {k: float(v) for k, v in spec.extra_metrics(model.hidden).items()}

@@ -191,7 +191,8 @@ class Task:
         raise NotImplementedError
 
     def final_metrics(self, predict: Callable[[Tensor], Tensor], p: Problem) -> list[dict]:
-        """Scores of every member with its final weights; ``predict(x (S,N,n)) -> (S,N,1)``.
+        """Scores of every member with its final weights; ``predict(x (S,N,n)) -> (S,N,1)``
+        (called without gradients).
 
         The only place where test targets are read."""
         raise NotImplementedError
