@@ -431,17 +431,25 @@ def test_official_protocol_selects_on_the_test_split():
     assert _one_split(_poisoned(data, cfg), cfg, "sp")["best_epoch"] == 0
 
 
-def test_batched_and_module_engines_agree_on_the_protocol():
-    data, cfg = _tiny_data(), _tiny_cfg()
+@pytest.mark.parametrize("protocol", ["honest-no-refit", "honest-refit"])
+def test_batched_and_module_engines_agree_on_the_protocol(protocol):
+    """The module reference trains every model of the protocol alone, the refit too."""
+    data, cfg = _tiny_data(), _tiny_cfg(protocol=protocol, max_epochs=60, patience=12)
+    drops = 0
+    same = ("lr", "epochs", "cv_stopped_early") + (
+        ("lr_drops", "selection") if cfg.protocol.refit else ("best_epoch", "stopped_early"))
     for m in PARAMS:
         a = uci_runner.run_unit(data, m, cfg, engine="batched")["splits"]
         b = uci_runner.run_unit(data, m, cfg, engine="module")["splits"]
         for ra, rb in zip(a, b, strict=True):
-            for key in ("lr", "best_epoch", "epochs", "stopped_early", "cv_stopped_early"):
+            for key in same:
                 assert ra[key] == rb[key], (m, key)
             assert ra["test_rmse"] == pytest.approx(rb["test_rmse"], rel=1e-7)
             for lr, v in ra["cv_rmse"].items():
                 assert v == pytest.approx(rb["cv_rmse"][lr], rel=1e-7)
+        if cfg.protocol.refit:
+            drops += sum(len(r["lr_drops"]) for r in a)
+    assert drops or not cfg.protocol.refit        # cuts are replayed, not only epochs
     with pytest.raises(ValueError, match="unknown engine"):
         uci_runner.run_unit(data, "sp", cfg, engine="keras")
 

@@ -493,10 +493,11 @@ def fit(models: Sequence[nn.Module], x: Tensor, y: Tensor,
 
 
 def fit_module(model: nn.Module, x: Tensor, y: Tensor, lr: float, cfg: FitConfig, seed: int,
-               *, monitor: tuple[Tensor, Tensor] | None = None,
+               *, monitor: tuple[Tensor, Tensor] | None = None, replay: Replay | None = None,
                on_step: Callable[[], None] | None = None, progress=None) -> FitResult:
     """The reference: one network trained alone, in place, with :class:`KerasAdam`, torch's
-    ``ReduceLROnPlateau`` in Keras' configuration and a plain early-stopping loop.
+    ``ReduceLROnPlateau`` in Keras' configuration and a plain early-stopping loop (or, for a
+    :class:`Replay` of one member, its epochs and learning-rate cuts and nothing watched).
 
     ``x (N, n)``, ``y (N, ...)``, ``monitor``: ``(x_mon (V, n), y_mon (V, ...))``;
     ``on_step()`` is called after every optimizer step; ``progress``, an optional tqdm bar, is
@@ -504,7 +505,13 @@ def fit_module(model: nn.Module, x: Tensor, y: Tensor, lr: float, cfg: FitConfig
     ``(epochs, 1)`` columns).
     """
     score, mode = MONITORS[cfg.monitor]
-    if (score is None) != (monitor is None):
+    max_epochs, cuts = cfg.max_epochs, set()
+    if replay is not None:
+        if monitor is not None or len(replay.epochs) != 1 or replay.epochs[0] < 1:
+            raise ValueError("a replay of one network: one epoch count >= 1, no monitoring "
+                             f"rows; got {replay.epochs} and rows={monitor is not None}")
+        score, max_epochs, cuts = None, int(replay.epochs[0]), set(replay.lr_drops[0])
+    elif (score is None) != (monitor is None):
         raise ValueError(f"the monitor {cfg.monitor!r} "
                          + ("scores no monitoring rows" if score is None
                             else "needs monitoring rows (x_mon, y_mon)"))
@@ -523,7 +530,7 @@ def fit_module(model: nn.Module, x: Tensor, y: Tensor, lr: float, cfg: FitConfig
     best_state, drops = None, []
     hist: dict[str, list[float]] = {"train_loss": [], "lr": []} | (
         {} if score is None else {"monitor": []})
-    for epoch in range(cfg.max_epochs):
+    for epoch in range(max_epochs):
         hist["lr"].append(opt.param_groups[0]["lr"])
         model.train()
         order = torch.randperm(N, generator=gen) if cfg.shuffle else torch.arange(N)
@@ -547,6 +554,15 @@ def fit_module(model: nn.Module, x: Tensor, y: Tensor, lr: float, cfg: FitConfig
                 val = float(score(model(monitor[0])[None], monitor[1][None]))
             hist["monitor"].append(val)
         hist["train_loss"].append(total / N)
+        if progress is not None:
+            progress.update(1)
+        if replay is not None:           # the cuts replayed; the last weights are kept
+            if epoch + 1 in cuts:
+                opt.param_groups[0]["lr"] = max(opt.param_groups[0]["lr"]
+                                                * cfg.plateau_factor, 0.0)
+                drops.append(epoch + 1)
+            best_e, best_v = epoch + 1, math.nan
+            continue
         before = opt.param_groups[0]["lr"]
         sched.step(val)
         if opt.param_groups[0]["lr"] != before:
@@ -558,8 +574,6 @@ def fit_module(model: nn.Module, x: Tensor, y: Tensor, lr: float, cfg: FitConfig
             wait += 1
             if best_state is None:        # Keras keeps the first epoch's weights too
                 best_state = copy.deepcopy(model.state_dict())
-        if progress is not None:
-            progress.update(1)
         if wait >= cfg.patience:
             stopped = True
             break

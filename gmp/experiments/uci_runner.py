@@ -123,15 +123,13 @@ def _train_tasks(unit: _Unit, tasks: list[_Task], role: int) -> list[dict]:
             T = {k: torch.as_tensor(np.stack(v), dtype=dtype) for k, v in xs.items()
                  if k != "xs"}
             lrs = [lr for _, lr in part]
-            replay = part[0][0].replay is not None
-            if replay:
-                res = fit(models, T["xf"], T["yf"], lrs, fcfg, shuffle,
-                          replay=Replay(tuple(t.replay[0] for t, _ in part),
-                                        tuple(t.replay[1] for t, _ in part)))
-            elif unit.stacked:
-                res = fit(models, T["xf"], T["yf"], lrs, fcfg, shuffle,
-                          monitor=(T["xv"], T["yv"]))
-            if replay or unit.stacked:
+            # a refit replays its selection run's epochs and cuts, watching nothing
+            replay = (Replay(tuple(t.replay[0] for t, _ in part),
+                             tuple(t.replay[1] for t, _ in part))
+                      if part[0][0].replay is not None else None)
+            if unit.stacked:
+                watch = dict(replay=replay) if replay else dict(monitor=(T["xv"], T["yv"]))
+                res = fit(models, T["xf"], T["yf"], lrs, fcfg, shuffle, **watch)
                 width = max(len(a) for a in xs["xs"])      # score rows may differ by one
                 pad = np.zeros((len(part), width, data.X.shape[1]))
                 for i, a in enumerate(xs["xs"]):
@@ -144,8 +142,10 @@ def _train_tasks(unit: _Unit, tasks: list[_Task], role: int) -> list[dict]:
             else:
                 outs, stats = [], []
                 for i, m in enumerate(models):
-                    r = fit_module(m, T["xf"][i], T["yf"][i], lrs[i], fcfg, shuffle[i],
-                                   monitor=(T["xv"][i], T["yv"][i]))
+                    watch = (dict(replay=Replay(replay.epochs[i:i + 1],
+                                                replay.lr_drops[i:i + 1])) if replay
+                             else dict(monitor=(T["xv"][i], T["yv"][i])))
+                    r = fit_module(m, T["xf"][i], T["yf"][i], lrs[i], fcfg, shuffle[i], **watch)
                     x_score = torch.as_tensor(xs["xs"][i], dtype=dtype)[None]
                     outs.append(predict(r.net, x_score)[0])
                     stats.append((int(r.best_epoch[0]), int(r.epochs_run[0]),
