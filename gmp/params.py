@@ -828,7 +828,7 @@ del _spec
 PARAMS: tuple[str, ...] = names(dense=True)
 #: Every parameterization of the book, the ImageNet variants included (Tables 2–3).
 ALL_PARAMS: tuple[str, ...] = names()
-#: The parameterization the paper proposes: its claims compare it with every other one.
+#: The parameterization the paper proposes, which its claims compare with every other one.
 PROPOSED = "gmp"
 #: Display names by param (a live view of the registry).
 LABELS: Mapping[str, str] = _View("label")

@@ -64,8 +64,8 @@ __all__ = ["DEFAULT_LR", "SmallRunResult", "default_lr", "make_data", "run", "ru
            "run_banana", "summarize", "rerun_agreement", "save_results", "load_results",
            "recognise_results"]
 
-#: Learning rates chosen by cross-validation in the paper (Sec. 4.1), by param (the
-#: registry's, live: :data:`gmp.params.PAPER_LR`).
+#: Learning rates chosen by cross-validation in the paper (Sec. 4.1), by param, read live
+#: from the registry (:data:`gmp.params.PAPER_LR`).
 DEFAULT_LR: Mapping[str, float] = PAPER_LR
 
 
