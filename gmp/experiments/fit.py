@@ -178,9 +178,9 @@ class FitResult:
             replay).
         lr_drops: per member, the 1-based epochs at whose end the learning rate was cut.
         history: per-epoch records ``(epochs, S)``: ``"train_loss"``, ``"lr"`` (the rate
-            used in the epoch) and, when rows are monitored, ``"monitor"`` (NaN for members
-            already dropped from the working stack; a finished member that is only masked
-            keeps being recorded).
+            used in the epoch) and, when rows are monitored, ``"monitor"``. A finished
+            member that is only masked keeps being recorded; one dropped from the working
+            stack has NaN losses and scores from then on (and its last rate).
     """
 
     net: BatchedMLP
