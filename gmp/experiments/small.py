@@ -295,7 +295,7 @@ def _train_batched(plan: _Plan, param: str, members: Sequence[tuple[int, int, fl
     steps_arr = np.asarray(rec.steps, dtype=np.int64)
     dl = rec.loc_change.tensor().T.numpy()                          # (S, steps)
     da = rec.ang_change.tensor().T.numpy()
-    hists = {_HISTORY[k]: v.T.numpy() for k, v in res.history.items()}   # (S, epochs)
+    hists = {task.history_name(k): v.T.numpy() for k, v in res.history.items()}  # (S, ep.)
     conf = plan.config_dict()
     results = []
     for s, (seed, data_seed, lr) in enumerate(members):
@@ -313,10 +313,6 @@ def _train_batched(plan: _Plan, param: str, members: Sequence[tuple[int, int, fl
             steps=steps_arr[keep], locations=locs[s][keep], max_location_change=dl[s, :k],
             max_angular_change=da[s, :k], config=conf, model=model))
     return results
-
-
-#: The loop's history names -> the names in a run's ``history``.
-_HISTORY = {"lr": "lr", "train_loss": "train_loss", "monitor": "monitor_acc"}
 
 
 def _train_module(plan: _Plan, param: str, member: tuple[int, int, float], p: Problem
@@ -349,7 +345,7 @@ def _train_module(plan: _Plan, param: str, member: tuple[int, int, float], p: Pr
         data_seed=data_seed, lr=float(lr), epochs_run=int(res.epochs_run[0]), best_epoch=best,
         kept_step=plan.kept_step(best, stopped, x_train.shape[0], int(res.steps_run[0])),
         stopped_early=stopped,
-        history={_HISTORY[k]: v[:, 0].numpy() for k, v in res.history.items()},
+        history={task.history_name(k): v[:, 0].numpy() for k, v in res.history.items()},
         metrics=metrics, steps=tracker.steps[keep], locations=tracker.locations[keep],
         max_location_change=tracker.max_location_change(),
         max_angular_change=tracker.max_angular_change(degrees=True),

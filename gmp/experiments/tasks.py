@@ -152,6 +152,7 @@ class Task:
         change_label: the axis label of a run's largest change.
         location_label: the axis label of the per-step largest change of CAB locations.
         metrics: the score keys of :meth:`final_metrics`.
+        monitor_name: the name of the monitor's per-epoch record in a run's ``history``.
     """
 
     name: ClassVar[str]
@@ -165,6 +166,7 @@ class Task:
     change_label: ClassVar[str]
     location_label: ClassVar[str]
     metrics: ClassVar[tuple[str, ...]]
+    monitor_name: ClassVar[str] = "monitor"
 
     def __repr__(self) -> str:
         return f"Task({self.name!r})"
@@ -196,6 +198,10 @@ class Task:
 
         The only place where test targets are read."""
         raise NotImplementedError
+
+    def history_name(self, record: str) -> str:
+        """The name in a run's ``history`` of the fit loop's per-epoch ``record``."""
+        return self.monitor_name if record == "monitor" else record
 
     def error(self, metrics: dict[str, float]) -> float:
         """The test error: lower is better."""
@@ -265,6 +271,7 @@ class _Banana(Task):
     change_label = "largest direction change (°)"
     location_label = "$\\max_i \\|\\Delta\\phi_i\\|$"
     metrics = ("test_acc", "monitor_acc", "train_acc")
+    monitor_name = "monitor_acc"
 
     def make_data(self, seed: int, protocol: str, cfg: BananaConfig) -> BananaSplits:
         return banana_splits_authors(seed, validation=protocol == "honest",

@@ -75,7 +75,7 @@ class _Unit:
     cfg: UCIConfig
     ds_index: int
     fit: FitConfig
-    stacked: bool
+    batched: bool
     bar: object = None
 
 
@@ -127,7 +127,7 @@ def _train_tasks(unit: _Unit, tasks: list[_Task], role: int) -> list[dict]:
             replay = (Replay(tuple(t.replay[0] for t, _ in part),
                              tuple(t.replay[1] for t, _ in part))
                       if part[0][0].replay is not None else None)
-            if unit.stacked:
+            if unit.batched:
                 watch = dict(replay=replay) if replay else dict(monitor=(T["xv"], T["yv"]))
                 res = fit(models, T["xf"], T["yf"], lrs, fcfg, shuffle, **watch)
                 width = max(len(a) for a in xs["xs"])      # score rows may differ by one
